@@ -1,0 +1,217 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeHub is a minimal SSE server that misbehaves on purpose: it never
+// delivers the events whose sequence number is in drop and delivers those in
+// repeat twice.
+type fakeHub struct {
+	drop, repeat map[uint64]bool
+
+	mu     sync.Mutex
+	subs   map[string]map[chan string]bool
+	latest map[string]string // topic -> last payload published, for /state
+}
+
+func newFakeHub(drop, repeat []uint64) *fakeHub {
+	h := &fakeHub{drop: map[uint64]bool{}, repeat: map[uint64]bool{}, subs: map[string]map[chan string]bool{}, latest: map[string]string{}}
+	for _, s := range drop {
+		h.drop[s] = true
+	}
+	for _, s := range repeat {
+		h.repeat[s] = true
+	}
+	return h
+}
+
+func (h *fakeHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	topic := r.URL.Query().Get("topic")
+	switch r.URL.Path {
+	case "/pub":
+		b, _ := io.ReadAll(r.Body)
+		seq, _, ok := parsePayload(string(b))
+		if !ok {
+			http.Error(w, "bad payload", http.StatusBadRequest)
+			return
+		}
+		times := 1
+		if h.drop[seq] {
+			times = 0
+		} else if h.repeat[seq] {
+			times = 2
+		}
+		h.mu.Lock()
+		h.latest[topic] = string(b)
+		for c := range h.subs[topic] {
+			for range times {
+				c <- string(b)
+			}
+		}
+		h.mu.Unlock()
+	case "/state":
+		h.mu.Lock()
+		v, ok := h.latest[topic]
+		h.mu.Unlock()
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprint(w, v)
+	case "/sse":
+		c := make(chan string, 1000)
+		h.mu.Lock()
+		if h.subs[topic] == nil {
+			h.subs[topic] = map[chan string]bool{}
+		}
+		h.subs[topic][c] = true
+		h.mu.Unlock()
+		defer func() {
+			h.mu.Lock()
+			delete(h.subs[topic], c)
+			h.mu.Unlock()
+		}()
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		fmt.Fprint(w, ": hello\n\n")
+		w.(http.Flusher).Flush()
+		for {
+			select {
+			case data := <-c:
+				fmt.Fprintf(w, "event: bench\ndata: %s\n\n", data)
+				w.(http.Flusher).Flush()
+			case <-r.Context().Done():
+				return
+			}
+		}
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// The counters see exactly what the server dropped and repeated, per stream.
+func TestLossAndDuplicatesAgainstAMisbehavingServer(t *testing.T) {
+	for _, c := range []struct {
+		layout      string
+		conns, rate int
+	}{
+		{"shared", 20, 20},   // one topic, seq 1..20
+		{"rooms:5", 20, 40},  // 4 topics, seq 1..10 each
+		{"per-user", 10, 50}, // 10 topics, seq 1..5 each
+	} {
+		t.Run(c.layout, func(t *testing.T) {
+			srv := httptest.NewServer(newFakeHub([]uint64{4}, []uint64{2, 3}))
+			defer srv.Close()
+			l, _ := ParseLayout(c.layout)
+			res, err := Run(context.Background(), Config{
+				SubscribeTemplate: srv.URL + "/sse?topic={topic}",
+				Publish:           &HTTPTemplate{URL: srv.URL + "/pub?topic={topic}", Body: "{data}"},
+				Connections:       c.conns,
+				Layout:            l,
+				Rate:              float64(c.rate),
+				Duration:          time.Second,
+				Settle:            time.Millisecond,
+				Drain:             300 * time.Millisecond,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			perStream := int64(c.rate) / int64(l.Topics(c.conns)) // events per topic
+			n := int64(c.conns)
+			if res.Published != int64(c.rate) || res.Expected != n*perStream {
+				t.Fatalf("published %d, expected %d; want %d, %d", res.Published, res.Expected, c.rate, n*perStream)
+			}
+			if res.Lost != n || res.ConnectionsWithLoss != c.conns {
+				t.Errorf("lost %d on %d connections, want %d on %d", res.Lost, res.ConnectionsWithLoss, n, c.conns)
+			}
+			if res.Duplicates != 2*n {
+				t.Errorf("duplicates %d, want %d", res.Duplicates, 2*n)
+			}
+			if want := n * (perStream - 1 + 2); res.Delivered != want {
+				t.Errorf("delivered %d, want %d", res.Delivered, want)
+			}
+			if res.Latency.P50 <= 0 || res.Latency.Max < res.Latency.P99 || res.Latency.P99 < res.Latency.P50 {
+				t.Errorf("latency %+v", res.Latency)
+			}
+			if res.ConnectErrors != 0 || res.ConnectSeconds <= 0 {
+				t.Errorf("connect: %d errors in %vs", res.ConnectErrors, res.ConnectSeconds)
+			}
+		})
+	}
+}
+
+// A server that refuses streams is reported, not waited for.
+func TestConnectErrorsAreReported(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "go away", http.StatusForbidden)
+	}))
+	defer srv.Close()
+	_, err := Run(context.Background(), Config{
+		SubscribeTemplate: srv.URL + "/sse?topic={topic}",
+		Publish:           &HTTPTemplate{URL: srv.URL + "/pub"},
+		Connections:       3,
+	})
+	if err == nil {
+		t.Fatal("Run succeeded against a server refusing every stream")
+	}
+}
+
+// Polling the same updates costs requests that SSE does not make, and sees
+// them later.
+func TestComparePolling(t *testing.T) {
+	srv := httptest.NewServer(newFakeHub(nil, nil))
+	defer srv.Close()
+	res, err := Run(context.Background(), Config{
+		SubscribeTemplate: srv.URL + "/sse?topic={topic}",
+		Publish:           &HTTPTemplate{URL: srv.URL + "/pub?topic={topic}", Body: "{data}"},
+		Compare:           "polling",
+		PollTemplate:      srv.URL + "/state?topic={topic}",
+		PollInterval:      100 * time.Millisecond,
+		Connections:       10,
+		Rate:              10,
+		Duration:          1500 * time.Millisecond,
+		Settle:            time.Millisecond,
+		Drain:             300 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := res.Compare
+	if c == nil {
+		t.Fatal("no comparison")
+	}
+	if c.SSE.Requests != 0 || c.SSE.Updates != 150 || c.SSE.Bytes <= 0 {
+		t.Errorf("SSE: %+v", c.SSE)
+	}
+	// 10 users at 10 polls/s each.
+	if c.Polling.RequestsPerSec < 60 || c.Polling.RequestsPerSec > 110 || c.Polling.Errors != 0 {
+		t.Errorf("polling: %+v", c.Polling)
+	}
+	if c.Polling.Updates == 0 || c.Polling.Staleness.P50 <= 0 || c.Polling.Staleness.Max > 1000 {
+		t.Errorf("polling staleness: %+v, %d updates", c.Polling.Staleness, c.Polling.Updates)
+	}
+	var b strings.Builder
+	if err := WriteTable(&b, res); err != nil || !strings.Contains(b.String(), "median staleness") {
+		t.Errorf("table lacks the comparison:\n%s", b.String())
+	}
+}
+
+func TestComparePollingNeedsAnEndpoint(t *testing.T) {
+	_, err := Run(context.Background(), Config{URL: "http://127.0.0.1:1", Compare: "polling"})
+	if err == nil || !strings.Contains(err.Error(), "poll URL template") {
+		t.Errorf("err = %v", err)
+	}
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"runtime/pprof"
+	"strings"
+	"time"
+
+	"github.com/herald-hub/herald/bench"
+)
+
+const benchUsage = `Usage: herald bench [flags]
+
+Opens many SSE streams to a Herald (or any SSE server), publishes numbered,
+timestamped events at a rate and reports connect time, deliveries per second,
+latency, loss, duplicates and the server's memory and CPU. Without -url it
+starts its own herald serve on a free loopback port. See docs/bench.md.
+
+Flags:
+`
+
+// benchCmd runs `herald bench`.
+func benchCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("herald bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, benchUsage)
+		fs.PrintDefaults()
+	}
+	var (
+		cfg       bench.Config
+		layout    = fs.String("layout", "shared", "topic layout: shared (one topic), per-user (one each) or rooms:K (K streams per topic)")
+		asJSON    = fs.Bool("json", false, "print the result as JSON")
+		svg       = fs.String("svg", "", "write a latency chart (SVG) to this file")
+		headers   multiFlag
+		pubHeader multiFlag
+	)
+	fs.StringVar(&cfg.URL, "url", "", "base URL of a running Herald; empty starts a herald serve child")
+	fs.StringVar(&cfg.Key, "key", getenv("HERALD_PUBLISH_KEY"), "publish key for -url (default $HERALD_PUBLISH_KEY)")
+	fs.IntVar(&cfg.PID, "pid", 0, "server pid, to read RSS and CPU from /proc (else from /metrics)")
+	fs.IntVar(&cfg.Connections, "connections", 1000, "SSE streams to open")
+	fs.Float64Var(&cfg.Rate, "rate", 10, "events published per second, over all topics")
+	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to publish")
+	fs.IntVar(&cfg.Pad, "payload", 0, "extra payload bytes per event")
+	fs.IntVar(&cfg.Sources, "sources", 250, "loopback source addresses 127.0.0.1..127.0.0.N to spread streams over (0: let the kernel pick)")
+	fs.IntVar(&cfg.ConnectConcurrency, "connect-concurrency", 256, "connection attempts in flight")
+	fs.IntVar(&cfg.Publishers, "publishers", 4, "publishing HTTP connections")
+	fs.DurationVar(&cfg.Settle, "settle", time.Second, "pause after connecting before the idle RSS reading")
+	fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "after publishing, wait this long without progress for late events")
+	fs.BoolVar(&cfg.Storm, "storm", false, "reconnect storm: drop every stream at once, publish while down, reconnect all with their last id")
+	fs.IntVar(&cfg.StormMissed, "storm-missed", 100, "events per topic published while the storm's streams are down")
+	fs.StringVar(&cfg.Compare, "compare", "", "polling: then have the same users poll -poll-url-template while the same events are published, and compare")
+	fs.StringVar(&cfg.PollTemplate, "poll-url-template", "", "URL answering a topic's latest event, {topic} replaced (for -compare polling)")
+	fs.DurationVar(&cfg.PollInterval, "poll-interval", 500*time.Millisecond, "poll interval of -compare polling")
+	fs.StringVar(&cfg.SubscribeTemplate, "subscribe-url-template", "", "stream URL of any SSE server, {topic} replaced (needs -publish-template)")
+	fs.Var(&headers, "header", "header sent with every stream request, Name: value (repeatable)")
+	publishTmpl := fs.String("publish-template", "", "publish to another hub: 'METHOD URL' with {topic} {data} (body: -publish-body, headers: -publish-header)")
+	publishBody := fs.String("publish-body", "", "body template of -publish-template: {topic} {data} {topic_json} {data_json}")
+	fs.Var(&pubHeader, "publish-header", "header of -publish-template, Name: value, {topic} {data} allowed (repeatable)")
+	cpuProfile := fs.String("cpuprofile", "", "write the bench's own CPU profile (the load generator, not the server) to this file")
+	fs.StringVar(&cfg.MetricsURL, "metrics-url", "", "Prometheus endpoint for the server's RSS and CPU when -pid is not given")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "herald bench: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	l, err := bench.ParseLayout(*layout)
+	if err != nil {
+		fmt.Fprintln(stderr, "herald bench:", err)
+		return 2
+	}
+	cfg.Layout = l
+	if cfg.Sources == 0 {
+		cfg.Sources = -1 // the kernel picks the source address
+	}
+	if len(headers) > 0 {
+		cfg.Header = http.Header{}
+		for _, h := range headers {
+			if err := bench.ParseHeader(cfg.Header, h); err != nil {
+				fmt.Fprintln(stderr, "herald bench:", err)
+				return 2
+			}
+		}
+	}
+	if *publishTmpl != "" {
+		method, u, ok := strings.Cut(strings.TrimSpace(*publishTmpl), " ")
+		if !ok {
+			method, u = "POST", method
+		}
+		cfg.Publish = &bench.HTTPTemplate{Method: method, URL: strings.TrimSpace(u), Body: *publishBody, Header: http.Header{}}
+		for _, h := range pubHeader {
+			if err := bench.ParseHeader(cfg.Publish.Header, h); err != nil {
+				fmt.Fprintln(stderr, "herald bench:", err)
+				return 2
+			}
+		}
+	}
+	if cfg.URL == "" && cfg.SubscribeTemplate == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			fmt.Fprintln(stderr, "herald bench: cannot find the herald executable to start:", err)
+			return 1
+		}
+		cfg.Exe = exe
+		cfg.ExeEnv = benchChildEnv
+	}
+	cfg.Progress = stderr
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "herald bench:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "herald bench:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	res, err := bench.Run(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "herald bench:", err)
+		return 1
+	}
+	if *svg != "" {
+		if err := writeSVG(*svg, res); err != nil {
+			fmt.Fprintln(stderr, "herald bench:", err)
+			return 1
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(res); err != nil {
+			return 1
+		}
+	} else if err := bench.WriteTable(stdout, res); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// benchChildEnv is added to the environment of the herald serve the bench
+// starts; tests set it so the test binary serves as herald.
+var benchChildEnv []string
+
+func writeSVG(path string, res *bench.Result) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := bench.WriteSVG(f, res); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// multiFlag is a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ", ") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }

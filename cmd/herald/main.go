@@ -1,0 +1,86 @@
+// Command herald is the Herald notification hub: `herald serve` runs a node,
+// `herald bench` measures a server, `herald token` mints a development token,
+// `herald version` prints the build.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+const usage = `herald — real-time notification hub over Server-Sent Events
+
+Usage:
+  herald serve [flags]   run a node (herald serve -h lists the flags)
+  herald bench [flags]   measure a server under load (herald bench -h)
+  herald token [flags]   mint a token for development (herald token -h)
+  herald version         print the version
+`
+
+func main() {
+	os.Exit(runAsMain())
+}
+
+func runAsMain() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+}
+
+// run is main without the process: testable, and every exit code in one place.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		cfg, err := loadConfig(args[1:], getenv, stderr)
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "herald serve:", err)
+			return 2
+		}
+		if err := serve(ctx, cfg, stderr); err != nil {
+			fmt.Fprintln(stderr, "herald serve:", err)
+			return 1
+		}
+		return 0
+	case "bench":
+		return benchCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "token":
+		return tokenCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "herald", buildVersion())
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "herald: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
+
+func buildVersion() string {
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+		v += " " + bi.GoVersion
+	}
+	return v
+}

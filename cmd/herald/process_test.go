@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/herald-hub/herald/client"
+)
+
+// The test binary doubles as the herald binary: with HERALD_TEST_AS_SERVER set it
+// runs `herald` with its arguments, so process tests need no separate build.
+func TestMain(m *testing.M) {
+	if os.Getenv("HERALD_TEST_AS_SERVER") == "1" {
+		os.Exit(runAsMain())
+	}
+	os.Exit(m.Run())
+}
+
+// process is a real herald process on a loopback port.
+type process struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	addr string
+	logs *bytes.Buffer
+	done chan struct{} // closed when the process has exited; then err is set
+	err  error
+}
+
+const processKey = "process-test-key"
+
+func startProcess(t *testing.T, dataDir string, extra ...string) *process {
+	t.Helper()
+	args := append([]string{"serve", "-addr", "127.0.0.1:0", "-data-dir", dataDir, "-publish-key", processKey, "-retry", "100ms"}, extra...)
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), "HERALD_TEST_AS_SERVER=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{t: t, cmd: cmd, logs: new(bytes.Buffer), done: make(chan struct{})}
+	addrc := make(chan string, 1)
+	go func() {
+		re := regexp.MustCompile(`msg=listening addr=(\S+)`)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			p.logs.WriteString(line + "\n")
+			if m := re.FindStringSubmatch(line); m != nil {
+				addrc <- m[1]
+			}
+		}
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() { _ = cmd.Process.Kill(); <-p.done })
+	select {
+	case p.addr = <-addrc:
+	case <-p.done:
+		t.Fatalf("herald exited before listening: %v\n%s", p.err, p.logs)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("herald did not listen within 20s\n%s", p.logs)
+	}
+	return p
+}
+
+func (p *process) url(path string) string { return "http://" + p.addr + path }
+
+func (p *process) publish(topic, data string) string {
+	p.t.Helper()
+	body, _ := json.Marshal(map[string]string{"topic": topic, "data": data})
+	req, _ := http.NewRequest("POST", p.url("/v1/publish"), bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+processKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		p.t.Fatalf("publish: %d %s", resp.StatusCode, raw)
+	}
+	var r struct{ ID string }
+	_ = json.Unmarshal(raw, &r)
+	return r.ID
+}
+
+func receive(t *testing.T, s *client.Stream, n int) []client.Event {
+	t.Helper()
+	var got []client.Event
+	timeout := time.After(15 * time.Second)
+	for len(got) < n {
+		select {
+		case ev, ok := <-s.Events():
+			if !ok {
+				t.Fatalf("stream stopped after %d events: %v", len(got), s.Err())
+			}
+			got = append(got, ev)
+		case <-timeout:
+			t.Fatalf("got %d events, want %d", len(got), n)
+		}
+	}
+	return got
+}
+
+// An event acknowledged before a SIGKILL is replayed after restart, and a client
+// resuming with its last id gets everything it missed once, in order.
+func TestProcessKilledAndRestartedLosesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts herald processes")
+	}
+	dir := t.TempDir()
+	p := startProcess(t, dir)
+	const topic = "rooms/7"
+	s := client.Dial(context.Background(), client.Config{URL: p.url("/v1/events?topic=" + topic), MaxBackoff: 100 * time.Millisecond})
+	defer s.Close()
+	// The first id-only block proves the stream is live before publishing.
+	waitFor(t, func() bool { return s.LastEventID() != "" })
+	for i := range 50 {
+		p.publish(topic, fmt.Sprint("before-", i))
+	}
+	seen := receive(t, s, 20)
+	last := seen[len(seen)-1].ID
+	s.Close()
+
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.done
+	p2 := startProcess(t, dir)
+	for i := range 30 {
+		p2.publish(topic, fmt.Sprint("after-", i))
+	}
+	s2 := client.Dial(context.Background(), client.Config{URL: p2.url("/v1/events?topic=" + topic), LastEventID: last})
+	defer s2.Close()
+	got := receive(t, s2, 60)
+	for i, ev := range got {
+		want := fmt.Sprint("before-", 20+i)
+		if i >= 30 {
+			want = fmt.Sprint("after-", i-30)
+		}
+		if ev.Data != want {
+			t.Fatalf("event %d after restart = %q, want %q", i, ev.Data, want)
+		}
+	}
+	select {
+	case ev := <-s2.Events():
+		t.Fatalf("duplicate or extra event %+v", ev)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// SIGTERM: open streams are told to come back later and closed; the process
+// exits cleanly.
+func TestProcessGracefulStop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts herald processes")
+	}
+	p := startProcess(t, t.TempDir())
+	resp, err := http.Get(p.url("/v1/events?topic=a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if _, err := br.ReadString('\n'); err != nil { // the stream is open
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := io.ReadAll(br)
+	if !strings.Contains(string(rest), "retry: ") {
+		t.Fatalf("stream closed without a retry: hint; it sent %q", rest)
+	}
+	select {
+	case <-p.done:
+		if p.err != nil {
+			t.Fatalf("exit: %v\n%s", p.err, p.logs)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("herald did not stop within 15s of SIGTERM")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/herald-hub/herald/auth"
+	"github.com/herald-hub/herald/engine/local"
+	"github.com/herald-hub/herald/hub"
+	"github.com/herald-hub/herald/server"
+)
+
+func newLogger(cfg config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs one node until ctx is cancelled, then stops gracefully: new streams
+// are refused, open ones get a jittered retry: and close, pending appends finish
+// and the store is flushed.
+func serve(ctx context.Context, cfg config, logOut io.Writer) error {
+	log := newLogger(cfg, logOut)
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	keys := cfg.PublishKeys
+	if len(keys) == 0 {
+		key, path, err := loadOrCreateKey(cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		keys = []string{key}
+		log.Info("no publish key configured; using the generated one", "file", path)
+	}
+	ring, err := auth.ParseKeyRing(keys)
+	if err != nil {
+		return fmt.Errorf("publish-key: %w", err)
+	}
+	tokens, err := newVerifier(cfg, log)
+	if err != nil {
+		return err
+	}
+	if tokens != nil {
+		defer tokens.Close()
+	}
+	logAccess(log, cfg, tokens, ring)
+	eng, err := local.Open(filepath.Join(cfg.DataDir, "log"), local.Options{
+		MaxLen: cfg.RetentionCount,
+		MaxAge: cfg.RetentionAge,
+		Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	h := hub.New(eng, hub.Options{
+		QueueSize:   cfg.QueueSize,
+		Heartbeat:   cfg.Heartbeat,
+		Retry:       cfg.Retry,
+		MaxLifetime: cfg.MaxLifetime,
+		Logger:      log,
+	})
+	srv := &http.Server{
+		Handler: server.New(h, server.Config{
+			PublishKeys:        keys,
+			Tokens:             tokens,
+			AnonymousSubscribe: cfg.AnonymousSubscribe,
+			TokenCookie:        cfg.TokenCookie,
+			CORSOrigins:        cfg.CORSOrigins,
+			TrustedProxies:     cfg.TrustedProxies,
+			MaxTopics:          cfg.MaxTopics,
+			MaxEventSize:       cfg.MaxEventSize,
+			MaxBodySize:        int64(cfg.MaxBodySize),
+			MaxConnsPerIP:      cfg.MaxConnsPerIP,
+			MaxConnsPerUser:    cfg.MaxConnsPerUser,
+			PublishRate:        cfg.PublishRate,
+			PublishBurst:       cfg.PublishBurst,
+			KeyPublishRate:     cfg.PublishKeyRate,
+			KeyPublishBurst:    cfg.PublishKeyBurst,
+			Logger:             log,
+		}),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       30 * time.Second,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	// HTTP/1.1 and cleartext HTTP/2 (h2c) behind a proxy: browsers allow only six
+	// HTTP/1.1 connections per host.
+	srv.Protocols = new(http.Protocols)
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		eng.Close()
+		return err
+	}
+	if cfg.DebugAddr != "" {
+		stopDebug, err := startDebug(cfg.DebugAddr, log)
+		if err != nil {
+			ln.Close()
+			eng.Close()
+			return fmt.Errorf("debug listener: %w", err)
+		}
+		defer stopDebug()
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "version", version)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	select {
+	case err = <-served:
+	case <-ctx.Done():
+		log.Info("stopping: closing streams and finishing appends")
+		sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+		hubDone := make(chan error, 1)
+		go func() { hubDone <- h.Shutdown(sctx) }()
+		err = srv.Shutdown(sctx)
+		if herr := <-hubDone; err == nil {
+			err = herr
+		}
+		cancel()
+		<-served
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	if cerr := eng.Close(); err == nil {
+		err = cerr
+	}
+	log.Info("stopped")
+	return err
+}
+
+// loadOrCreateKey returns the publish key kept in the data dir, generating it on
+// first start so a fresh install is never open for publishing.
+func loadOrCreateKey(dir string) (key, path string, err error) {
+	path = filepath.Join(dir, "publish.key")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if k := strings.TrimSpace(string(b)); k != "" {
+			return k, path, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", path, fmt.Errorf("read publish key: %w", err)
+	}
+	var raw [24]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", path, err
+	}
+	key = hex.EncodeToString(raw[:])
+	if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+		return "", path, fmt.Errorf("write publish key: %w", err)
+	}
+	return key, path, nil
+}
+
+// newVerifier builds the token verifier from the jwt-* settings; nil when no key
+// is configured (development).
+func newVerifier(cfg config, log *slog.Logger) (*auth.Verifier, error) {
+	o := auth.Options{
+		JWKSURL:     cfg.JWTJWKSURL,
+		JWKSRefresh: cfg.JWTJWKSRefresh,
+		Audience:    cfg.JWTAudience,
+		Issuer:      cfg.JWTIssuer,
+		Leeway:      cfg.JWTLeeway,
+		Logger:      log,
+	}
+	if o.Leeway == 0 {
+		o.Leeway = -1 // asked for none; zero would mean the default
+	}
+	if cfg.JWTSecret != "" {
+		o.Secret = []byte(cfg.JWTSecret)
+	}
+	if cfg.JWTPublicKey != "" {
+		b, err := os.ReadFile(cfg.JWTPublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("jwt-public-key: %w", err)
+		}
+		if o.PublicKeys, err = auth.ParsePublicKeys(b); err != nil {
+			return nil, fmt.Errorf("jwt-public-key %s: %w", cfg.JWTPublicKey, err)
+		}
+	}
+	if o.Secret == nil && o.PublicKeys == nil && o.JWKSURL == "" {
+		return nil, nil
+	}
+	v, err := auth.NewVerifier(o)
+	if err != nil {
+		return nil, fmt.Errorf("jwt: %w", err)
+	}
+	return v, nil
+}
+
+// logAccess says at start who may do what, without any secret.
+func logAccess(log *slog.Logger, cfg config, tokens *auth.Verifier, keys *auth.KeyRing) {
+	log.Info("publish keys", "names", keys.Names())
+	if tokens == nil {
+		log.Warn("no JWT key configured (development): tokens are refused and anonymous clients may subscribe to every topic except users/**")
+		return
+	}
+	anon := make([]string, len(cfg.AnonymousSubscribe))
+	for i, p := range cfg.AnonymousSubscribe {
+		anon[i] = p.String()
+	}
+	log.Info("tokens accepted", "secret", cfg.JWTSecret != "", "public_key_file", cfg.JWTPublicKey, "jwks_url", cfg.JWTJWKSURL,
+		"audience", cfg.JWTAudience, "issuer", cfg.JWTIssuer, "anonymous_subscribe", anon)
+}

@@ -1,0 +1,821 @@
+// Package enginetest is the conformance suite every Herald engine runs, in the
+// spirit of testing/fstest.TestFS and golang.org/x/net/nettest.TestConn.
+//
+// An engine's test calls Run with a Harness that opens engines on fresh, empty back
+// ends. The suite is written for networked engines too: fan-out may arrive a little
+// later than Append returns, so every wait polls with a generous deadline
+// (Timeout) instead of sleeping.
+//
+//	func TestConformance(t *testing.T) {
+//		enginetest.Run(t, enginetest.Harness{
+//			Open: func(t *testing.T, opt enginetest.Options) engine.Engine { ... },
+//		})
+//	}
+//
+// Run checks for leaked goroutines once all subtests and their cleanups are done,
+// so it must not be called from a parallel test (t.Parallel) and its package's
+// other tests must not leave goroutines running while it runs.
+package enginetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/herald-hub/herald/engine"
+)
+
+// Timeout bounds every wait for asynchronous delivery (fan-out, subscriptions).
+// It is generous on purpose: waits poll and end as soon as the condition holds.
+var Timeout = 20 * time.Second
+
+// Harness tells the suite how to open engines.
+type Harness struct {
+	// Open returns a new engine on a fresh, empty back end namespace, keeping at
+	// most opt.MaxLen events per topic (0: engine default, large). It registers
+	// the engine's Close with t.Cleanup and fails t when it cannot open.
+	Open func(t *testing.T, opt Options) engine.Engine
+
+	// OpenPeer returns a second instance sharing e's back end (another node),
+	// closed by t.Cleanup. Nil for single-node engines: those subtests skip.
+	OpenPeer func(t *testing.T, e engine.Engine) engine.Engine
+
+	// Reopen closes e and opens it again on the same back end (a restart), with
+	// the same options. Nil if not supported: those subtests skip.
+	Reopen func(t *testing.T, e engine.Engine) engine.Engine
+
+	// IgnoreGoroutines lists top functions of goroutines a back end's client
+	// library legitimately leaves running after Close (process-wide helpers);
+	// the leak check ignores them. Most engines leave it empty.
+	IgnoreGoroutines []string
+}
+
+// Options are the engine settings a subtest needs.
+type Options struct {
+	// MaxLen is the most events kept per topic; 0 means the engine's default.
+	MaxLen int
+}
+
+// Run runs the conformance suite against the engines h opens.
+func Run(t *testing.T, h Harness) {
+	if h.Open == nil {
+		t.Fatal("enginetest: Harness.Open is nil")
+	}
+	leakOpts := []goleak.Option{goleak.IgnoreCurrent()}
+	for _, fn := range h.IgnoreGoroutines {
+		leakOpts = append(leakOpts, goleak.IgnoreTopFunction(fn))
+	}
+	s := &suite{h: h}
+	t.Run("Conformance", func(t *testing.T) {
+		for _, c := range []struct {
+			name string
+			fn   func(*testing.T)
+		}{
+			{"AppendReturnsConsecutivePositionsInOrder", s.testAppendConsecutive},
+			{"AppendBatchAcrossTopics", s.testAppendBatchAcrossTopics},
+			{"AppendEmptyBatch", s.testAppendEmpty},
+			{"AppendRejectsInvalidTopicAtomically", s.testAppendInvalidTopic},
+			{"Head", s.testHead},
+			{"ReadAfterCursorReturnsExactlyTheLaterEvents", s.testReadAfterCursor},
+			{"ReadPagesWithLimit", s.testReadPaging},
+			{"ReadFromZeroPositionStartsAtOldestRetained", s.testReadZeroPosition},
+			{"ReadAfterEmptyHeadHasNoGap", s.testReadAfterEmptyHead},
+			{"ConcurrentAppendsYieldUniqueGapFreeOffsets", s.testConcurrentAppends},
+			{"SubscribeSeesEveryLaterEventInOrder", s.testSubscribeInOrder},
+			{"SubscribeUnderConcurrentAppends", s.testSubscribeConcurrent},
+			{"CancelStopsDelivery", s.testCancel},
+			{"TwoSubscribersOnOneTopic", s.testTwoSubscribers},
+			{"SubscriptionsArePerTopic", s.testNoCrossTalk},
+			{"RetentionGap", s.testRetentionGap},
+			{"PositionFromAnotherEpochIsAGap", s.testOtherEpochGap},
+			{"FanOutAcrossInstances", s.testFanOut},
+			{"ReopenKeepsHistoryAndOffsetsContinue", s.testReopen},
+			{"ClosedEngineReturnsErrClosed", s.testClosed},
+			{"CloseLetsPendingAppendsFinish", s.testCloseDrains},
+			{"ContextCancellationHonoured", s.testContext},
+			{"InvalidTopicRejected", s.testInvalidTopic},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				t.Parallel()
+				c.fn(t)
+			})
+		}
+	})
+	t.Run("NoGoroutineLeak", func(t *testing.T) {
+		if err := goleak.Find(leakOpts...); err != nil {
+			t.Errorf("goroutines left running after every engine was closed: %v", err)
+		}
+	})
+}
+
+type suite struct{ h Harness }
+
+func (s *suite) open(t *testing.T) engine.Engine { return s.h.Open(t, Options{}) }
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*Timeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func ev(topic string, i int) engine.Event {
+	return engine.Event{Topic: topic, Type: "test", Data: fmt.Appendf(nil, `{"n":%d}`, i)}
+}
+
+func mustAppend(t *testing.T, e engine.Engine, events ...engine.Event) []engine.Position {
+	t.Helper()
+	pos, err := e.Append(ctxFor(t), events)
+	if err != nil {
+		t.Fatalf("Append(%d events): %v", len(events), err)
+	}
+	if len(pos) != len(events) {
+		t.Fatalf("Append(%d events) returned %d positions", len(events), len(pos))
+	}
+	return pos
+}
+
+// appendN appends n events to topic one call at a time, data n=from..from+n-1.
+func appendN(t *testing.T, e engine.Engine, topic string, from, n int) []engine.Position {
+	t.Helper()
+	var out []engine.Position
+	for i := from; i < from+n; i++ {
+		out = append(out, mustAppend(t, e, ev(topic, i))...)
+	}
+	return out
+}
+
+func mustHead(t *testing.T, e engine.Engine, topic string) engine.Position {
+	t.Helper()
+	p, err := e.Head(ctxFor(t), topic)
+	if err != nil {
+		t.Fatalf("Head(%q): %v", topic, err)
+	}
+	return p
+}
+
+// readAll reads every event after `after`, paging with limit until an empty page
+// (a short page does not mean the end).
+func readAll(t *testing.T, e engine.Engine, topic string, after engine.Position, limit int) []engine.Event {
+	t.Helper()
+	var out []engine.Event
+	for {
+		page, err := e.Read(ctxFor(t), topic, after, limit)
+		if err != nil {
+			t.Fatalf("Read(%q, after %v, limit %d): %v", topic, after, limit, err)
+		}
+		if len(page) > limit {
+			t.Fatalf("Read(%q, after %v, limit %d) returned %d events", topic, after, limit, len(page))
+		}
+		if len(page) == 0 {
+			return out
+		}
+		out = append(out, page...)
+		after = page[len(page)-1].Pos
+	}
+}
+
+// checkOffsets fails unless events have offsets first, first+1, ... in epoch.
+func checkOffsets(t *testing.T, what string, events []engine.Event, epoch string, first uint64, n int) {
+	t.Helper()
+	if len(events) != n {
+		t.Fatalf("%s: got %d events, want %d (offsets %v)", what, len(events), n, offsets(events))
+	}
+	for i, e := range events {
+		want := engine.Position{Epoch: epoch, Offset: first + uint64(i)}
+		if e.Pos != want {
+			t.Fatalf("%s: event %d at %v, want %v (offsets %v)", what, i, e.Pos, want, offsets(events))
+		}
+	}
+}
+
+func offsets(events []engine.Event) []uint64 {
+	out := make([]uint64, len(events))
+	for i, e := range events {
+		out[i] = e.Pos.Offset
+	}
+	return out
+}
+
+// collector records what a subscription delivers.
+type collector struct {
+	mu     sync.Mutex
+	events []engine.Event
+}
+
+func (c *collector) fn(e engine.Event) {
+	c.mu.Lock()
+	c.events = append(c.events, e)
+	c.mu.Unlock()
+}
+
+func (c *collector) snapshot() []engine.Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.events)
+}
+
+// wait polls until at least n events arrived or Timeout passes, then returns them.
+func (c *collector) wait(t *testing.T, n int) []engine.Event {
+	t.Helper()
+	deadline := time.Now().Add(Timeout)
+	for {
+		got := c.snapshot()
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("subscriber got %d events within %v, want %d (offsets %v)", len(got), Timeout, n, offsets(got))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func subscribe(t *testing.T, e engine.Engine, topic string) *collector {
+	t.Helper()
+	c := &collector{}
+	cancel, err := e.Subscribe(topic, c.fn)
+	if err != nil {
+		t.Fatalf("Subscribe(%q): %v", topic, err)
+	}
+	t.Cleanup(cancel)
+	return c
+}
+
+func checkEvent(t *testing.T, got engine.Event, topic string, i int) {
+	t.Helper()
+	want := ev(topic, i)
+	if got.Topic != want.Topic || got.Type != want.Type || string(got.Data) != string(want.Data) {
+		t.Fatalf("event at %v = {%q %q %s}, want {%q %q %s}", got.Pos, got.Topic, got.Type, got.Data, want.Topic, want.Type, want.Data)
+	}
+	if got.Time.IsZero() {
+		t.Fatalf("event at %v has zero Time", got.Pos)
+	}
+}
+
+func (s *suite) testAppendConsecutive(t *testing.T) {
+	e := s.open(t)
+	pos := appendN(t, e, "t/a", 1, 5)
+	pos = append(pos, mustAppend(t, e, ev("t/a", 6), ev("t/a", 7), ev("t/a", 8))...)
+	epoch := pos[0].Epoch
+	if epoch == "" {
+		t.Fatal("Append returned a position with an empty epoch")
+	}
+	for i, p := range pos {
+		if want := (engine.Position{Epoch: epoch, Offset: uint64(i + 1)}); p != want {
+			t.Fatalf("append %d got position %v, want %v (all: %v)", i+1, p, want, pos)
+		}
+	}
+	got := readAll(t, e, "t/a", engine.Position{}, 100)
+	checkOffsets(t, "Read", got, epoch, 1, 8)
+	for i, g := range got {
+		checkEvent(t, g, "t/a", i+1)
+	}
+}
+
+func (s *suite) testAppendBatchAcrossTopics(t *testing.T) {
+	e := s.open(t)
+	pos := mustAppend(t, e, ev("b/a", 1), ev("b/b", 1), ev("b/a", 2), ev("b/b", 2), ev("b/a", 3))
+	epochA, epochB := pos[0].Epoch, pos[1].Epoch
+	want := []engine.Position{{Epoch: epochA, Offset: 1}, {Epoch: epochB, Offset: 1}, {Epoch: epochA, Offset: 2}, {Epoch: epochB, Offset: 2}, {Epoch: epochA, Offset: 3}}
+	if !slices.Equal(pos, want) {
+		t.Fatalf("positions %v, want %v", pos, want)
+	}
+	a := readAll(t, e, "b/a", engine.Position{}, 10)
+	checkOffsets(t, "Read b/a", a, epochA, 1, 3)
+	for i, g := range a {
+		checkEvent(t, g, "b/a", i+1)
+	}
+	b := readAll(t, e, "b/b", engine.Position{}, 10)
+	checkOffsets(t, "Read b/b", b, epochB, 1, 2)
+	for i, g := range b {
+		checkEvent(t, g, "b/b", i+1)
+	}
+}
+
+func (s *suite) testAppendEmpty(t *testing.T) {
+	e := s.open(t)
+	pos, err := e.Append(ctxFor(t), nil)
+	if err != nil || len(pos) != 0 {
+		t.Fatalf("Append(nil) = %v, %v; want no positions and no error", pos, err)
+	}
+}
+
+func (s *suite) testAppendInvalidTopic(t *testing.T) {
+	e := s.open(t)
+	_, err := e.Append(ctxFor(t), []engine.Event{ev("ok/1", 1), {Topic: "bad topic", Type: "test"}})
+	if !errors.Is(err, engine.ErrInvalidTopic) {
+		t.Fatalf("Append with an invalid topic: err = %v, want ErrInvalidTopic", err)
+	}
+	if h := mustHead(t, e, "ok/1"); h.Offset != 0 {
+		t.Fatalf("after a rejected batch, Head(ok/1) = %v, want offset 0 (nothing of the batch appended)", h)
+	}
+}
+
+func (s *suite) testHead(t *testing.T) {
+	e := s.open(t)
+	h := mustHead(t, e, "h/empty")
+	if h.Offset != 0 {
+		t.Fatalf("Head of an empty topic = %v, want offset 0", h)
+	}
+	pos := appendN(t, e, "h/a", 1, 3)
+	if h := mustHead(t, e, "h/a"); h != pos[2] {
+		t.Fatalf("Head after 3 appends = %v, want %v", h, pos[2])
+	}
+	appendN(t, e, "h/b", 1, 1)
+	if h := mustHead(t, e, "h/a"); h != pos[2] {
+		t.Fatalf("Head(h/a) moved to %v after an append to h/b, want %v", h, pos[2])
+	}
+}
+
+func (s *suite) testReadAfterCursor(t *testing.T) {
+	e := s.open(t)
+	pos := appendN(t, e, "r/a", 1, 10)
+	epoch := pos[0].Epoch
+	for _, after := range []uint64{0, 1, 4, 9, 10} {
+		got := readAll(t, e, "r/a", engine.Position{Epoch: epoch, Offset: after}, 100)
+		checkOffsets(t, fmt.Sprintf("Read after %d", after), got, epoch, after+1, 10-int(after))
+		for _, g := range got {
+			checkEvent(t, g, "r/a", int(g.Pos.Offset))
+		}
+	}
+	// A cursor at the head reads nothing, without error.
+	got, err := e.Read(ctxFor(t), "r/a", pos[9], 100)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("Read after head = %d events, %v; want none, nil", len(got), err)
+	}
+	// A topic never written reads nothing.
+	got, err = e.Read(ctxFor(t), "r/none", engine.Position{}, 100)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("Read of an empty topic = %d events, %v; want none, nil", len(got), err)
+	}
+}
+
+func (s *suite) testReadPaging(t *testing.T) {
+	e := s.open(t)
+	pos := appendN(t, e, "p/a", 1, 25)
+	epoch := pos[0].Epoch
+	first, err := e.Read(ctxFor(t), "p/a", engine.Position{Epoch: epoch}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first) == 0 || len(first) > 10 {
+		t.Fatalf("Read with limit 10 returned %d events", len(first))
+	}
+	checkOffsets(t, "first page", first, epoch, 1, len(first))
+	for _, limit := range []int{1, 7, 10, 25, 1000} {
+		got := readAll(t, e, "p/a", engine.Position{Epoch: epoch}, limit)
+		checkOffsets(t, fmt.Sprintf("paging with limit %d", limit), got, epoch, 1, 25)
+	}
+}
+
+func (s *suite) testReadZeroPosition(t *testing.T) {
+	e := s.h.Open(t, Options{MaxLen: 10})
+	pos := appendN(t, e, "z/a", 1, 15)
+	got := readAll(t, e, "z/a", engine.Position{}, 100)
+	checkOffsets(t, "Read from Position{}", got, pos[0].Epoch, 6, 10)
+}
+
+func (s *suite) testReadAfterEmptyHead(t *testing.T) {
+	e := s.open(t)
+	h := mustHead(t, e, "eh/a")
+	pos := appendN(t, e, "eh/a", 1, 3)
+	got := readAll(t, e, "eh/a", h, 100)
+	checkOffsets(t, "Read after the Head of the then empty topic", got, pos[0].Epoch, 1, 3)
+}
+
+func (s *suite) testConcurrentAppends(t *testing.T) {
+	e := s.open(t)
+	const goroutines, each = 16, 25
+	ctx := ctxFor(t)
+	var wg sync.WaitGroup
+	posOf := make([][]engine.Position, goroutines)
+	errs := make(chan error, goroutines)
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				p, err := e.Append(ctx, []engine.Event{ev("c/a", g*1000+i)})
+				if err != nil {
+					errs <- err
+					return
+				}
+				posOf[g] = append(posOf[g], p[0])
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent Append: %v", err)
+	}
+	dataAt := map[uint64]int{}
+	var epoch string
+	for g, ps := range posOf {
+		for i, p := range ps {
+			if epoch == "" {
+				epoch = p.Epoch
+			}
+			if p.Epoch != epoch {
+				t.Fatalf("positions of one topic in two epochs: %v and %v", epoch, p)
+			}
+			if i > 0 && p.Offset <= ps[i-1].Offset {
+				t.Fatalf("goroutine %d: append %d got %v after %v; a later call must get a later offset", g, i, p, ps[i-1])
+			}
+			if prev, dup := dataAt[p.Offset]; dup {
+				t.Fatalf("offset %d returned twice (to appends %d and %d)", p.Offset, prev, g*1000+i)
+			}
+			dataAt[p.Offset] = g*1000 + i
+		}
+	}
+	got := readAll(t, e, "c/a", engine.Position{}, 64)
+	checkOffsets(t, "Read after concurrent appends", got, epoch, 1, goroutines*each)
+	for _, g := range got {
+		checkEvent(t, g, "c/a", dataAt[g.Pos.Offset])
+	}
+}
+
+func (s *suite) testSubscribeInOrder(t *testing.T) {
+	e := s.open(t)
+	appendN(t, e, "s/a", 1, 3) // before the subscription: not delivered
+	c := subscribe(t, e, "s/a")
+	pos := appendN(t, e, "s/a", 4, 20)
+	got := c.wait(t, 20)
+	checkOffsets(t, "subscriber", got, pos[0].Epoch, 4, 20)
+	for _, g := range got {
+		checkEvent(t, g, "s/a", int(g.Pos.Offset))
+	}
+	// Nothing more arrives: no duplicates.
+	appendN(t, e, "s/a", 24, 1)
+	got = c.wait(t, 21)
+	checkOffsets(t, "subscriber", got, pos[0].Epoch, 4, 21)
+}
+
+func (s *suite) testSubscribeConcurrent(t *testing.T) {
+	e := s.open(t)
+	c := subscribe(t, e, "sc/a")
+	const goroutines, each = 16, 25
+	ctx := ctxFor(t)
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range each {
+				if _, err := e.Append(ctx, []engine.Event{ev("sc/a", g*1000+i)}); err != nil {
+					failed.Store(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		t.Fatalf("concurrent Append: %v", err)
+	}
+	got := c.wait(t, goroutines*each)
+	checkOffsets(t, "subscriber under concurrent appends", got, got[0].Pos.Epoch, 1, goroutines*each)
+	stored := readAll(t, e, "sc/a", engine.Position{}, 100)
+	for i := range got {
+		if string(got[i].Data) != string(stored[i].Data) {
+			t.Fatalf("subscriber got %s at %v, history has %s", got[i].Data, got[i].Pos, stored[i].Data)
+		}
+	}
+}
+
+func (s *suite) testCancel(t *testing.T) {
+	e := s.open(t)
+	var cancelled, late atomic.Bool
+	var calls atomic.Int64
+	cancel, err := e.Subscribe("x/a", func(engine.Event) {
+		if cancelled.Load() {
+			late.Store(true)
+		}
+		calls.Add(1)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Keep appending while cancelling, so a delivery is likely in flight.
+	ctx := ctxFor(t)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := e.Append(ctx, []engine.Event{ev("x/a", i)}); err != nil {
+				t.Errorf("Append: %v", err)
+				return
+			}
+		}
+	})
+	deadline := time.Now().Add(Timeout)
+	for calls.Load() < 5 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	cancelled.Store(true)
+	// Appends continue after cancel: fn must not run again.
+	n := calls.Load()
+	appendN(t, e, "x/a", 0, 20)
+	close(stop)
+	wg.Wait()
+	// A later subscriber receives a later event: delivery has moved past them.
+	c := subscribe(t, e, "x/a")
+	appendN(t, e, "x/a", 0, 1)
+	c.wait(t, 1)
+	if late.Load() || calls.Load() != n {
+		t.Fatalf("callback ran after cancel returned (%d calls before, %d after)", n, calls.Load())
+	}
+	cancel() // idempotent
+}
+
+func (s *suite) testTwoSubscribers(t *testing.T) {
+	e := s.open(t)
+	c1 := subscribe(t, e, "two/a")
+	c2 := subscribe(t, e, "two/a")
+	pos := appendN(t, e, "two/a", 1, 10)
+	checkOffsets(t, "first subscriber", c1.wait(t, 10), pos[0].Epoch, 1, 10)
+	checkOffsets(t, "second subscriber", c2.wait(t, 10), pos[0].Epoch, 1, 10)
+}
+
+func (s *suite) testNoCrossTalk(t *testing.T) {
+	e := s.open(t)
+	ca := subscribe(t, e, "ct/a")
+	cb := subscribe(t, e, "ct/b")
+	// Prefix and suffix relatives of the subscribed topics must not leak in.
+	mustAppend(t, e, ev("ct/a/x", 1), ev("ct/ab", 1), ev("ct", 1), ev("ct/b", 1), ev("ct/a", 1), ev("ct/b", 2))
+	gotA := ca.wait(t, 1)
+	gotB := cb.wait(t, 2)
+	// A marker event on each topic, appended last, bounds the wait.
+	mustAppend(t, e, ev("ct/a", 2), ev("ct/b", 3))
+	gotA = ca.wait(t, 2)
+	gotB = cb.wait(t, 3)
+	for _, g := range gotA {
+		if g.Topic != "ct/a" {
+			t.Fatalf("subscriber of ct/a got an event of %q", g.Topic)
+		}
+	}
+	for _, g := range gotB {
+		if g.Topic != "ct/b" {
+			t.Fatalf("subscriber of ct/b got an event of %q", g.Topic)
+		}
+	}
+	checkOffsets(t, "ct/a", gotA, gotA[0].Pos.Epoch, 1, 2)
+	checkOffsets(t, "ct/b", gotB, gotB[0].Pos.Epoch, 1, 3)
+}
+
+func wantGap(t *testing.T, err error, topic string, resume engine.Position) {
+	t.Helper()
+	if !errors.Is(err, engine.ErrGap) {
+		t.Fatalf("err = %v, want ErrGap", err)
+	}
+	var gap *engine.GapError
+	if !errors.As(err, &gap) {
+		t.Fatalf("err = %v (%T), want a *engine.GapError", err, err)
+	}
+	if gap.Topic != topic || gap.Resume != resume {
+		t.Fatalf("gap = {%q, resume %v}, want {%q, resume %v}", gap.Topic, gap.Resume, topic, resume)
+	}
+}
+
+func (s *suite) testRetentionGap(t *testing.T) {
+	e := s.h.Open(t, Options{MaxLen: 10})
+	pos := appendN(t, e, "g/a", 1, 30)
+	pos = append(pos, mustAppend(t, e, func() (b []engine.Event) {
+		for i := 31; i <= 60; i++ {
+			b = append(b, ev("g/a", i))
+		}
+		return b
+	}()...)...)
+	epoch := pos[0].Epoch
+	resume := engine.Position{Epoch: epoch, Offset: 50}
+	for _, after := range []uint64{0, 5, 48} {
+		_, err := e.Read(ctxFor(t), "g/a", engine.Position{Epoch: epoch, Offset: after}, 100)
+		wantGap(t, err, "g/a", resume)
+	}
+	got := readAll(t, e, "g/a", resume, 100)
+	checkOffsets(t, "Read after Resume", got, epoch, 51, 10)
+	for _, g := range got {
+		checkEvent(t, g, "g/a", int(g.Pos.Offset))
+	}
+	got = readAll(t, e, "g/a", engine.Position{Epoch: epoch, Offset: 55}, 100)
+	checkOffsets(t, "Read after 55", got, epoch, 56, 5)
+	if h := mustHead(t, e, "g/a"); h != pos[59] {
+		t.Fatalf("Head = %v, want %v", h, pos[59])
+	}
+}
+
+func (s *suite) testOtherEpochGap(t *testing.T) {
+	e := s.open(t)
+	pos := appendN(t, e, "ep/a", 1, 5)
+	epoch := pos[0].Epoch
+	for _, after := range []engine.Position{
+		{Epoch: epoch + "x", Offset: 3},
+		{Epoch: "x" + epoch, Offset: 0},
+		{Epoch: "", Offset: 3},
+		{Epoch: epoch + "x", Offset: 10},
+	} {
+		_, err := e.Read(ctxFor(t), "ep/a", after, 100)
+		wantGap(t, err, "ep/a", engine.Position{Epoch: epoch, Offset: 0})
+	}
+	// Also on a topic with no events: the cursor cannot be trusted.
+	_, err := e.Read(ctxFor(t), "ep/empty", engine.Position{Epoch: epoch + "x", Offset: 3}, 100)
+	if !errors.Is(err, engine.ErrGap) {
+		t.Fatalf("Read of an empty topic after a foreign epoch: err = %v, want ErrGap", err)
+	}
+}
+
+func (s *suite) testFanOut(t *testing.T) {
+	if s.h.OpenPeer == nil {
+		t.Skip("engine is single-node (Harness.OpenPeer is nil): no fan-out across instances to test")
+	}
+	e1 := s.open(t)
+	e2 := s.h.OpenPeer(t, e1)
+	c2 := subscribe(t, e2, "f/a")
+	c1 := subscribe(t, e1, "f/a")
+	var pos []engine.Position
+	for i := 1; i <= 20; i++ {
+		src := e1
+		if i%3 == 0 {
+			src = e2
+		}
+		pos = append(pos, mustAppend(t, src, ev("f/a", i))...)
+	}
+	epoch := pos[0].Epoch
+	for i, p := range pos {
+		if p != (engine.Position{Epoch: epoch, Offset: uint64(i + 1)}) {
+			t.Fatalf("appends through two instances got positions %v, want consecutive", pos)
+		}
+	}
+	for name, c := range map[string]*collector{"peer": c2, "origin": c1} {
+		got := c.wait(t, 20)
+		checkOffsets(t, "subscriber on "+name, got, epoch, 1, 20)
+		for _, g := range got {
+			checkEvent(t, g, "f/a", int(g.Pos.Offset))
+		}
+	}
+	if h := mustHead(t, e2, "f/a"); h != pos[19] {
+		t.Fatalf("peer Head = %v, want %v", h, pos[19])
+	}
+	checkOffsets(t, "peer Read", readAll(t, e2, "f/a", engine.Position{}, 100), epoch, 1, 20)
+}
+
+func (s *suite) testReopen(t *testing.T) {
+	if s.h.Reopen == nil {
+		t.Skip("engine cannot be reopened on the same back end (Harness.Reopen is nil)")
+	}
+	e := s.open(t)
+	pos := appendN(t, e, "ro/a", 1, 5)
+	e = s.h.Reopen(t, e)
+	if h := mustHead(t, e, "ro/a"); h != pos[4] {
+		t.Fatalf("Head after reopen = %v, want %v", h, pos[4])
+	}
+	more := appendN(t, e, "ro/a", 6, 2)
+	if more[0] != (engine.Position{Epoch: pos[0].Epoch, Offset: 6}) {
+		t.Fatalf("first append after reopen got %v, want {%s 6}", more[0], pos[0].Epoch)
+	}
+	got := readAll(t, e, "ro/a", engine.Position{}, 100)
+	checkOffsets(t, "Read after reopen", got, pos[0].Epoch, 1, 7)
+	for _, g := range got {
+		checkEvent(t, g, "ro/a", int(g.Pos.Offset))
+	}
+	// Subscriptions work on the reopened engine.
+	c := subscribe(t, e, "ro/a")
+	appendN(t, e, "ro/a", 8, 1)
+	checkOffsets(t, "subscriber after reopen", c.wait(t, 1), pos[0].Epoch, 8, 1)
+}
+
+func (s *suite) testClosed(t *testing.T) {
+	e := s.open(t)
+	appendN(t, e, "cl/a", 1, 1)
+	var calls atomic.Int64
+	cancel, err := e.Subscribe("cl/a", func(engine.Event) { calls.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatalf("second Close: %v, want nil (idempotent)", err)
+	}
+	ctx := ctxFor(t)
+	if _, err := e.Append(ctx, []engine.Event{ev("cl/a", 2)}); !errors.Is(err, engine.ErrClosed) {
+		t.Errorf("Append after Close: %v, want ErrClosed", err)
+	}
+	if _, err := e.Read(ctx, "cl/a", engine.Position{}, 10); !errors.Is(err, engine.ErrClosed) {
+		t.Errorf("Read after Close: %v, want ErrClosed", err)
+	}
+	if _, err := e.Head(ctx, "cl/a"); !errors.Is(err, engine.ErrClosed) {
+		t.Errorf("Head after Close: %v, want ErrClosed", err)
+	}
+	if _, err := e.Subscribe("cl/a", func(engine.Event) {}); !errors.Is(err, engine.ErrClosed) {
+		t.Errorf("Subscribe after Close: %v, want ErrClosed", err)
+	}
+	cancel() // cancelling after Close is harmless
+	if n := calls.Load(); n != 0 {
+		t.Errorf("subscription saw %d events, want 0", n)
+	}
+}
+
+func (s *suite) testCloseDrains(t *testing.T) {
+	e := s.open(t)
+	first := e
+	ctx := ctxFor(t)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	accepted := map[uint64]bool{}
+	for g := range 8 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				p, err := first.Append(ctx, []engine.Event{ev("cd/a", g*1000+i)})
+				if errors.Is(err, engine.ErrClosed) {
+					return
+				}
+				if err != nil {
+					t.Errorf("Append during Close: %v, want success or ErrClosed", err)
+					return
+				}
+				mu.Lock()
+				accepted[p[0].Offset] = true
+				mu.Unlock()
+			}
+		})
+	}
+	deadline := time.Now().Add(Timeout)
+	for time.Now().Before(deadline) {
+		mu.Lock()
+		n := len(accepted)
+		mu.Unlock()
+		if n >= 20 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if s.h.Reopen == nil {
+		if err := e.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		wg.Wait()
+		return
+	}
+	e = s.h.Reopen(t, e) // closes e while appends are in flight
+	wg.Wait()
+	got := readAll(t, e, "cd/a", engine.Position{}, 1000)
+	have := map[uint64]bool{}
+	for _, g := range got {
+		have[g.Pos.Offset] = true
+	}
+	for off := range accepted {
+		if !have[off] {
+			t.Fatalf("offset %d was accepted before Close but is missing after reopen", off)
+		}
+	}
+}
+
+func (s *suite) testContext(t *testing.T) {
+	e := s.open(t)
+	appendN(t, e, "cx/a", 1, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := e.Append(ctx, []engine.Event{ev("cx/a", 3)}); !errors.Is(err, context.Canceled) {
+		t.Errorf("Append with a cancelled context: %v, want context.Canceled", err)
+	}
+	if _, err := e.Read(ctx, "cx/a", engine.Position{}, 10); !errors.Is(err, context.Canceled) {
+		t.Errorf("Read with a cancelled context: %v, want context.Canceled", err)
+	}
+	if _, err := e.Head(ctx, "cx/a"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Head with a cancelled context: %v, want context.Canceled", err)
+	}
+	if h := mustHead(t, e, "cx/a"); h.Offset != 2 {
+		t.Errorf("Head = %v after an Append with a cancelled context, want offset 2 (nothing appended)", h)
+	}
+}
+
+func (s *suite) testInvalidTopic(t *testing.T) {
+	e := s.open(t)
+	ctx := ctxFor(t)
+	for _, topic := range []string{"", "a b", "new\nline", string(make([]byte, engine.MaxTopicLen+1))} {
+		if _, err := e.Append(ctx, []engine.Event{{Topic: topic, Type: "test"}}); !errors.Is(err, engine.ErrInvalidTopic) {
+			t.Errorf("Append(%q): %v, want ErrInvalidTopic", topic, err)
+		}
+		if _, err := e.Read(ctx, topic, engine.Position{}, 10); !errors.Is(err, engine.ErrInvalidTopic) {
+			t.Errorf("Read(%q): %v, want ErrInvalidTopic", topic, err)
+		}
+		if _, err := e.Head(ctx, topic); !errors.Is(err, engine.ErrInvalidTopic) {
+			t.Errorf("Head(%q): %v, want ErrInvalidTopic", topic, err)
+		}
+		if _, err := e.Subscribe(topic, func(engine.Event) {}); !errors.Is(err, engine.ErrInvalidTopic) {
+			t.Errorf("Subscribe(%q): %v, want ErrInvalidTopic", topic, err)
+		}
+	}
+}

@@ -1,0 +1,943 @@
+// Package local is Herald's default, single-node engine: one durable log per topic
+// in a Pebble store under a data directory, fan-out in process.
+//
+// # Design
+//
+// One committer goroutine owned by the Engine writes every append. Append sends
+// its events on a channel and waits; the committer takes everything pending (up
+// to Options.MaxBatch events), writes it in one Pebble batch together with the
+// per-topic metadata and the count trimming, commits it with one WAL fsync (group
+// commit: concurrent publishers share fsyncs), answers the callers, then hands
+// the committed events to the delivery goroutine, which calls the subscribers of
+// each topic in position order. Appends are durable before Append returns, and
+// an append never waits for fan-out: with thousands of local subscribers, a
+// publisher would otherwise wait for every one of them to be handed the event,
+// and compete with their writers for the CPU meanwhile.
+//
+// The choice of Pebble over bbolt, with the measurements, is recorded in
+// docs/decisions/0001-local-engine-store.md.
+//
+// # Keys
+//
+//	"s" name                    store metadata: "sepoch", "sformat"
+//	"m" topic                   topic metadata: head offset, oldest retained offset (2 × 8 bytes, big-endian)
+//	"l" topic 0x00 offset(BE64) one event: format byte, unix nanos (BE64), uvarint type length, type, data
+//
+// Topics never contain 0x00 (engine.ValidateTopic), so a topic's events are the
+// contiguous range ["l" topic 0x00, "l" topic 0x01) and Read is a range scan.
+// The topic metadata is written in the same batch as the events, so Head is right
+// after a crash. It is cached in memory once a topic is touched.
+//
+// # Retention
+//
+// By count (Options.MaxLen): in the same batch as the append that exceeds it. By
+// age (Options.MaxAge): a background sweeper owned by the Engine (stopped by
+// Close) scans the topics every SweepInterval and asks the committer to drop
+// expired events, so all writes go through one goroutine. Between sweeps, events
+// older than MaxAge may still be read.
+//
+// # Epoch
+//
+// A random 8-byte id (13 base32 characters) created with the store and kept in
+// it: a wiped data dir gets a new epoch, so cursors from before read a gap.
+package local
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/herald-hub/herald/engine"
+)
+
+// Defaults applied by Open to zero Options fields.
+const (
+	DefaultMaxLen   = 10_000
+	DefaultMaxAge   = 24 * time.Hour
+	DefaultMaxBatch = 1024
+)
+
+// NoAgeLimit as Options.MaxAge keeps events regardless of age.
+const NoAgeLimit time.Duration = -1
+
+// formatVersion is the layout of keys and values; a store with another one is refused.
+const formatVersion = "1"
+
+// Options configure a local engine. The zero value is ready to use.
+type Options struct {
+	// MaxLen is the most events kept per topic; older ones are dropped as newer
+	// ones are appended. 0 means DefaultMaxLen.
+	MaxLen int
+	// MaxAge drops events older than this, checked every SweepInterval.
+	// 0 means DefaultMaxAge; NoAgeLimit (negative) disables age trimming.
+	MaxAge time.Duration
+	// SweepInterval is how often the age sweeper runs. 0 means MaxAge/10,
+	// between 1 second and 1 minute.
+	SweepInterval time.Duration
+	// NoSync commits without fsync: appends survive a process crash but not a
+	// machine crash. For tests and benchmarks only.
+	NoSync bool
+	// Logger receives the engine's and Pebble's messages. Nil means slog.Default().
+	Logger *slog.Logger
+	// MaxBatch is the most events written by one group commit. 0 means DefaultMaxBatch.
+	MaxBatch int
+}
+
+// Engine is the local engine. Create it with Open.
+type Engine struct {
+	dir   string
+	opt   Options
+	log   *slog.Logger
+	db    *pebble.DB
+	lock  *pebble.Lock
+	epoch string
+	now   func() time.Time
+
+	// mu guards closed. Everything that sends on reqs or touches db outside the
+	// committer holds it for reading, so Close (writer) knows they are done.
+	mu     sync.RWMutex
+	closed bool
+
+	reqs          chan *request
+	committerDone chan struct{}
+	syncs         chan *commitJob // applied batches waiting for their fsync, in order
+	syncerDone    chan struct{}
+	deliveries    chan delivery // committed events, in commit order, for the deliverer
+	commitSeq     atomic.Uint64 // number of the last commit queued for delivery
+	deliverDone   chan struct{}
+	sweepStop     chan struct{}
+	sweepDone     chan struct{}
+	closeOnce     sync.Once
+	closeErr      error
+
+	stMu   sync.Mutex
+	topics map[string]topicState // durable state: written by the syncer only, read by Read and Head
+
+	// assigned is the committer's own view: offsets handed out, possibly not
+	// yet durable. Touched by the committer goroutine only.
+	assigned map[string]topicState
+
+	subMu sync.RWMutex // held for reading while callbacks run
+	subs  map[string][]*subscription
+}
+
+type topicState struct {
+	head   uint64 // offset of the last event; 0 when none was ever appended
+	oldest uint64 // offset of the oldest retained event; head+1 when none is retained
+}
+
+// subscription is one Subscribe. It is delivered commits from number from on:
+// the commits queued before it was made are not its "from now on".
+type subscription struct {
+	fn   func(engine.Event)
+	from uint64
+}
+
+// delivery is one commit's events, numbered in commit order.
+type delivery struct {
+	seq    uint64
+	events []engine.Event
+}
+
+// request is one Append, or one age trim from the sweeper.
+type request struct {
+	ctx    context.Context
+	events []engine.Event
+	pos    []engine.Position
+
+	trimTopic  string // age trim: drop events of trimTopic before trimBefore
+	trimBefore uint64
+
+	err  error
+	done chan struct{}
+}
+
+var _ engine.Engine = (*Engine)(nil)
+
+// Open opens the store in dir, creating dir and the store if needed. dir is
+// locked for the life of the Engine: a second Open of the same dir, in this
+// process or another, fails until Close.
+func Open(dir string, opt Options) (*Engine, error) { return open(dir, opt, time.Now) }
+
+func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
+	if opt.MaxLen < 0 {
+		return nil, fmt.Errorf("local: MaxLen %d is negative", opt.MaxLen)
+	}
+	if opt.MaxLen == 0 {
+		opt.MaxLen = DefaultMaxLen
+	}
+	if opt.MaxAge == 0 {
+		opt.MaxAge = DefaultMaxAge
+	}
+	if opt.MaxBatch <= 0 {
+		opt.MaxBatch = DefaultMaxBatch
+	}
+	if opt.SweepInterval <= 0 && opt.MaxAge > 0 {
+		opt.SweepInterval = min(max(opt.MaxAge/10, time.Second), time.Minute)
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	log := opt.Logger.With("engine", "local", "dir", dir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("local: create data dir: %w", err)
+	}
+	lock, err := pebble.LockDirectory(dir, vfs.Default)
+	if err != nil {
+		return nil, fmt.Errorf("local: data dir %s is in use by another engine (a running herald, or an Engine of this process not yet closed): %w", dir, err)
+	}
+	db, err := pebble.Open(dir, &pebble.Options{Lock: lock, Logger: pebbleLogger{log}})
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("local: open store in %s: %w", dir, err)
+	}
+	e := &Engine{
+		dir: dir, opt: opt, log: log, db: db, lock: lock, now: now,
+		reqs:          make(chan *request, 4*opt.MaxBatch),
+		committerDone: make(chan struct{}),
+		syncs:         make(chan *commitJob, 2),
+		syncerDone:    make(chan struct{}),
+		assigned:      map[string]topicState{},
+		deliveries:    make(chan delivery, 64),
+		deliverDone:   make(chan struct{}),
+		sweepStop:     make(chan struct{}),
+		sweepDone:     make(chan struct{}),
+		topics:        map[string]topicState{},
+		subs:          map[string][]*subscription{},
+	}
+	if e.epoch, err = e.loadEpoch(); err != nil {
+		db.Close()
+		lock.Close()
+		return nil, err
+	}
+	go e.committer()
+	go e.syncer()
+	go e.deliverer()
+	if opt.MaxAge > 0 {
+		go e.sweeper()
+	} else {
+		close(e.sweepDone)
+	}
+	log.Debug("opened", "epoch", e.epoch)
+	return e, nil
+}
+
+// Epoch is the store's epoch, the Epoch of every position it assigns.
+func (e *Engine) Epoch() string { return e.epoch }
+
+var epochKey, formatKey = []byte("sepoch"), []byte("sformat")
+
+// loadEpoch reads the store's epoch, creating it (and the format marker) in a
+// new, empty store. A store that holds keys but no epoch is not ours.
+func (e *Engine) loadEpoch() (string, error) {
+	format, err := e.get(formatKey)
+	if err != nil {
+		return "", fmt.Errorf("local: read store format in %s: %w", e.dir, err)
+	}
+	epoch, err := e.get(epochKey)
+	if err != nil {
+		return "", fmt.Errorf("local: read epoch in %s: %w", e.dir, err)
+	}
+	if format != nil || epoch != nil {
+		if string(format) != formatVersion {
+			return "", fmt.Errorf("local: store in %s has format %q, this herald reads %q", e.dir, format, formatVersion)
+		}
+		if len(epoch) == 0 || len(epoch) > 64 {
+			return "", fmt.Errorf("local: store in %s has an invalid epoch %q", e.dir, epoch)
+		}
+		return string(epoch), nil
+	}
+	it, err := e.db.NewIter(nil)
+	if err != nil {
+		return "", fmt.Errorf("local: scan %s: %w", e.dir, err)
+	}
+	nonEmpty := it.First()
+	if err := it.Close(); err != nil {
+		return "", fmt.Errorf("local: scan %s: %w", e.dir, err)
+	}
+	if nonEmpty {
+		return "", fmt.Errorf("local: %s holds a Pebble store that is not a herald log (no epoch)", e.dir)
+	}
+	var raw [8]byte
+	rand.Read(raw[:])
+	newEpoch := strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(raw[:]))
+	b := e.db.NewBatch()
+	b.Set(formatKey, []byte(formatVersion), nil)
+	b.Set(epochKey, []byte(newEpoch), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return "", fmt.Errorf("local: create store in %s: %w", e.dir, err)
+	}
+	e.log.Info("created store", "epoch", newEpoch)
+	return newEpoch, nil
+}
+
+// get returns a copy of key's value, nil when absent.
+func (e *Engine) get(key []byte) ([]byte, error) {
+	v, closer, err := e.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	return bytes.Clone(v), nil
+}
+
+func metaKey(topic string) []byte { return append([]byte{'m'}, topic...) }
+
+func logPrefix(topic string) []byte {
+	k := make([]byte, 0, len(topic)+10)
+	k = append(k, 'l')
+	k = append(k, topic...)
+	return append(k, 0)
+}
+
+func logKey(topic string, offset uint64) []byte {
+	return binary.BigEndian.AppendUint64(logPrefix(topic), offset)
+}
+
+// logEnd is the upper bound (exclusive) of topic's events.
+func logEnd(topic string) []byte {
+	k := logPrefix(topic)
+	k[len(k)-1] = 1
+	return k
+}
+
+func encodeMeta(st topicState) []byte {
+	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(make([]byte, 0, 16), st.head), st.oldest)
+}
+
+// state returns topic's head and oldest retained offset, loading them on first use.
+func (e *Engine) state(topic string) (topicState, error) {
+	e.stMu.Lock()
+	defer e.stMu.Unlock()
+	if st, ok := e.topics[topic]; ok {
+		return st, nil
+	}
+	v, err := e.get(metaKey(topic))
+	if err != nil {
+		return topicState{}, fmt.Errorf("%w: local: read metadata of %q: %v", engine.ErrUnavailable, topic, err)
+	}
+	st := topicState{head: 0, oldest: 1}
+	if v != nil {
+		if len(v) != 16 {
+			return topicState{}, fmt.Errorf("local: corrupt metadata of topic %q (%d bytes)", topic, len(v))
+		}
+		st = topicState{head: binary.BigEndian.Uint64(v), oldest: binary.BigEndian.Uint64(v[8:])}
+		if st.oldest == 0 || st.oldest > st.head+1 {
+			return topicState{}, fmt.Errorf("local: corrupt metadata of topic %q (head %d, oldest %d)", topic, st.head, st.oldest)
+		}
+	}
+	e.topics[topic] = st
+	return st, nil
+}
+
+const eventFormat = 1
+
+func encodeEvent(t time.Time, typ string, data []byte) []byte {
+	v := make([]byte, 0, 1+8+binary.MaxVarintLen64+len(typ)+len(data))
+	v = append(v, eventFormat)
+	v = binary.BigEndian.AppendUint64(v, uint64(t.UnixNano()))
+	v = binary.AppendUvarint(v, uint64(len(typ)))
+	v = append(v, typ...)
+	return append(v, data...)
+}
+
+// decodeEvent parses a stored event value, copying what it keeps.
+func decodeEvent(topic string, pos engine.Position, v []byte) (engine.Event, error) {
+	if len(v) < 10 || v[0] != eventFormat {
+		return engine.Event{}, fmt.Errorf("local: corrupt event %s of %q: bad header", pos, topic)
+	}
+	nanos := int64(binary.BigEndian.Uint64(v[1:9]))
+	n, w := binary.Uvarint(v[9:])
+	if w <= 0 || n > uint64(len(v)-9-w) {
+		return engine.Event{}, fmt.Errorf("local: corrupt event %s of %q: bad type length", pos, topic)
+	}
+	rest := v[9+w:]
+	return engine.Event{
+		Topic: topic,
+		Type:  string(rest[:n]),
+		Data:  bytes.Clone(rest[n:]),
+		Pos:   pos,
+		Time:  time.Unix(0, nanos),
+	}, nil
+}
+
+func eventTime(v []byte) (time.Time, bool) {
+	if len(v) < 9 || v[0] != eventFormat {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(v[1:9]))), true
+}
+
+func validate(topic string) error {
+	if err := engine.ValidateTopic(topic); err != nil {
+		return fmt.Errorf("local: topic %q: %w", topic, err)
+	}
+	return nil
+}
+
+// Append makes the events durable (fsync, unless NoSync) and returns their positions.
+// The whole call is rejected when one topic is invalid. A context done before the
+// events are written cancels the call; once written, the positions are returned.
+func (e *Engine) Append(ctx context.Context, events []engine.Event) ([]engine.Position, error) {
+	for i := range events {
+		if err := validate(events[i].Topic); err != nil {
+			return nil, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(events) == 0 {
+		return []engine.Position{}, nil
+	}
+	r := &request{ctx: ctx, events: events, done: make(chan struct{})}
+	if err := e.send(ctx, r); err != nil {
+		return nil, err
+	}
+	<-r.done // bounded by one commit; the committer honours ctx until the write
+	if r.err != nil {
+		return nil, r.err
+	}
+	return r.pos, nil
+}
+
+func (e *Engine) send(ctx context.Context, r *request) error {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return engine.ErrClosed
+	}
+	select {
+	case e.reqs <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (e *Engine) committer() {
+	defer close(e.committerDone)
+	defer close(e.syncs) // the committer is the only sender
+	var batch []*request
+	for r := range e.reqs {
+		batch = append(batch[:0], r)
+		n := len(r.events)
+	drain:
+		for n < e.opt.MaxBatch {
+			select {
+			case r, ok := <-e.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+				n += len(r.events)
+			default:
+				break drain
+			}
+		}
+		e.commit(batch)
+		clear(batch)
+	}
+}
+
+// commitJob is one group commit between the committer, which applies it, and
+// the syncer, which waits for its fsync and answers it.
+type commitJob struct {
+	b         *pebble.Batch
+	sync      bool       // wait for the WAL fsync
+	err       error      // the apply failed
+	reqs      []*request // every request of the group, answered by the syncer
+	live      []*request // those written in b
+	touched   map[string]topicState
+	delivered []engine.Event
+}
+
+// commit writes one group of requests into one batch and applies it without
+// waiting for its fsync, then hands it to the syncer. The next group is applied
+// while this one's fsync runs, and Pebble syncs everything applied meanwhile
+// with one fsync: a publisher waits for about one fsync, not for the fsync of
+// the group before its own as well. Offsets are assigned from e.assigned, the
+// committer's view; Read and Head see e.topics, updated once durable.
+func (e *Engine) commit(reqs []*request) {
+	job := &commitJob{reqs: slices.Clone(reqs), touched: map[string]topicState{}}
+	touched := job.touched
+	load := func(topic string) (topicState, error) {
+		if st, ok := touched[topic]; ok {
+			return st, nil
+		}
+		if st, ok := e.assigned[topic]; ok {
+			return st, nil
+		}
+		// First use: the durable state is cached in e.topics before anything
+		// of this topic is written, so readers never load a state that is not
+		// durable yet.
+		return e.state(topic)
+	}
+	now := time.Unix(0, e.now().UnixNano()) // no monotonic reading: equal to what Read decodes
+	b := e.db.NewBatch()
+	job.b = b
+	for _, r := range reqs {
+		if r.trimTopic != "" {
+			st, err := load(r.trimTopic)
+			if err != nil {
+				r.err = err
+				continue
+			}
+			if before := min(r.trimBefore, st.head+1); before > st.oldest {
+				deleteEvents(b, r.trimTopic, st.oldest, before)
+				st.oldest = before
+				touched[r.trimTopic] = st
+			}
+			job.live = append(job.live, r)
+			continue
+		}
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			continue
+		}
+		// Load every topic first, so a request fails whole or not at all.
+		var err error
+		for i := range r.events {
+			if _, err = load(r.events[i].Topic); err != nil {
+				break
+			}
+		}
+		if err != nil {
+			r.err = err
+			continue
+		}
+		r.pos = make([]engine.Position, len(r.events))
+		for i, ev := range r.events {
+			st, _ := load(ev.Topic)
+			st.head++
+			touched[ev.Topic] = st
+			r.pos[i] = engine.Position{Epoch: e.epoch, Offset: st.head}
+			b.Set(logKey(ev.Topic, st.head), encodeEvent(now, ev.Type, ev.Data), nil)
+			job.delivered = append(job.delivered, engine.Event{Topic: ev.Topic, Type: ev.Type, Data: bytes.Clone(ev.Data), Pos: r.pos[i], Time: now})
+		}
+		job.sync = !e.opt.NoSync
+		job.live = append(job.live, r)
+	}
+	if len(job.live) > 0 {
+		for topic, st := range touched {
+			if n := st.head - st.oldest + 1; st.head >= st.oldest && n > uint64(e.opt.MaxLen) {
+				before := st.head - uint64(e.opt.MaxLen) + 1
+				deleteEvents(b, topic, st.oldest, before)
+				st.oldest = before
+				touched[topic] = st
+			}
+			b.Set(metaKey(topic), encodeMeta(st), nil)
+		}
+		if job.sync {
+			job.err = e.db.ApplyNoSyncWait(b, pebble.Sync)
+		} else {
+			job.err = e.db.Apply(b, pebble.NoSync)
+		}
+		if job.err == nil {
+			for topic, st := range touched {
+				e.assigned[topic] = st
+			}
+		}
+	}
+	// Blocks while two groups already wait for their fsync: the pipeline is
+	// shallow, so a slow disk slows publishers instead of queueing them.
+	e.syncs <- job
+}
+
+// syncer waits for each applied group's fsync, in order, then makes it visible
+// to Read and Head, answers its publishers and queues its events for delivery.
+func (e *Engine) syncer() {
+	defer close(e.syncerDone)
+	defer close(e.deliveries) // the syncer is the only sender
+	for job := range e.syncs {
+		e.finish(job)
+	}
+}
+
+func (e *Engine) finish(job *commitJob) {
+	defer func() {
+		for _, r := range job.reqs {
+			close(r.done)
+		}
+	}()
+	err := job.err
+	if err == nil && job.sync && len(job.live) > 0 {
+		err = job.b.SyncWait()
+	}
+	_ = job.b.Close()
+	if len(job.live) == 0 {
+		return
+	}
+	if err != nil {
+		e.log.Error("commit failed", "err", err, "requests", len(job.live))
+		for _, r := range job.live {
+			r.pos, r.err = nil, fmt.Errorf("%w: local: commit: %v", engine.ErrUnavailable, err)
+		}
+		return
+	}
+	e.stMu.Lock()
+	for topic, st := range job.touched {
+		e.topics[topic] = st
+	}
+	e.stMu.Unlock()
+	if len(job.delivered) > 0 {
+		seq := e.commitSeq.Add(1)
+		// Blocks when the deliverer is 64 commits behind: fan-out throttles
+		// appends rather than queueing without bound.
+		e.deliveries <- delivery{seq, job.delivered}
+	}
+}
+
+// deleteEvents drops topic's events with offsets in [from, before).
+func deleteEvents(b *pebble.Batch, topic string, from, before uint64) {
+	if before-from <= 64 {
+		for off := from; off < before; off++ {
+			b.Delete(logKey(topic, off), nil)
+		}
+		return
+	}
+	b.DeleteRange(logKey(topic, from), logKey(topic, before), nil)
+}
+
+// deliverer calls subscribers for committed events, in commit order, until
+// Close has closed deliveries and everything queued was delivered.
+func (e *Engine) deliverer() {
+	defer close(e.deliverDone)
+	for d := range e.deliveries {
+		e.deliver(d)
+	}
+}
+
+func (e *Engine) deliver(d delivery) {
+	e.subMu.RLock()
+	defer e.subMu.RUnlock()
+	for _, ev := range d.events {
+		for _, s := range e.subs[ev.Topic] {
+			if d.seq >= s.from {
+				e.call(s, ev)
+			}
+		}
+	}
+}
+
+func (e *Engine) call(s *subscription, ev engine.Event) {
+	defer func() {
+		if p := recover(); p != nil {
+			e.log.Error("subscriber callback panicked", "topic", ev.Topic, "pos", ev.Pos.String(), "panic", p)
+		}
+	}()
+	s.fn(ev)
+}
+
+// Subscribe calls fn on the engine's delivery goroutine for every event appended
+// to topic after Subscribe returns, in position order, once the event is durable
+// (usually just after its Append returns). fn must not block, and must not call cancel or
+// Subscribe (cancel waits for running callbacks). The Data of the event is
+// shared by all subscribers of the topic: do not modify it.
+func (e *Engine) Subscribe(topic string, fn func(engine.Event)) (cancel func(), err error) {
+	if err := validate(topic); err != nil {
+		return nil, err
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return nil, engine.ErrClosed
+	}
+	e.subMu.Lock()
+	// Commits queued so far were appended before this call: not delivered to it.
+	s := &subscription{fn: fn, from: e.commitSeq.Load() + 1}
+	e.subs[topic] = append(e.subs[topic][:len(e.subs[topic]):len(e.subs[topic])], s)
+	e.subMu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			e.subMu.Lock()
+			defer e.subMu.Unlock()
+			list := e.subs[topic]
+			i := slicesIndex(list, s)
+			if i < 0 {
+				return
+			}
+			if len(list) == 1 {
+				delete(e.subs, topic)
+				return
+			}
+			// Copy on write: never modify a slice a reader may hold.
+			next := make([]*subscription, 0, len(list)-1)
+			next = append(append(next, list[:i]...), list[i+1:]...)
+			e.subs[topic] = next
+		})
+	}, nil
+}
+
+func slicesIndex(list []*subscription, s *subscription) int {
+	for i, x := range list {
+		if x == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// Read returns up to limit events of topic after `after`, in order. The zero
+// Position reads from the oldest retained event and never reports a gap.
+func (e *Engine) Read(ctx context.Context, topic string, after engine.Position, limit int) ([]engine.Event, error) {
+	if err := validate(topic); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, fmt.Errorf("local: Read limit %d, must be positive", limit)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return nil, engine.ErrClosed
+	}
+	st, err := e.state(topic)
+	if err != nil {
+		return nil, err
+	}
+	fromStart := after == engine.Position{}
+	gap := func(st topicState) error {
+		return &engine.GapError{Topic: topic, Resume: engine.Position{Epoch: e.epoch, Offset: st.oldest - 1}}
+	}
+	start := st.oldest
+	if !fromStart {
+		if after.Epoch != e.epoch || after.Offset+1 < st.oldest {
+			return nil, gap(st)
+		}
+		start = after.Offset + 1
+	}
+	if start > st.head {
+		return nil, nil // at or beyond the head
+	}
+	// Up to the durable head only: an event applied but not yet synced is never
+	// shown, since a crash could still take it back and its offset be reused.
+	it, err := e.db.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: logKey(topic, start), UpperBound: logKey(topic, st.head+1)})
+	if err != nil {
+		return nil, fmt.Errorf("%w: local: read %q: %v", engine.ErrUnavailable, topic, err)
+	}
+	prefix := len(logPrefix(topic))
+	var out []engine.Event
+	for valid := it.First(); valid && len(out) < limit; valid = it.Next() {
+		if len(out)%256 == 255 {
+			if err := ctx.Err(); err != nil {
+				it.Close()
+				return nil, err
+			}
+		}
+		k := it.Key()
+		if len(k) != prefix+8 {
+			it.Close()
+			return nil, fmt.Errorf("local: corrupt key %q in the log of %q", k, topic)
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return nil, fmt.Errorf("%w: local: read %q: %v", engine.ErrUnavailable, topic, err)
+		}
+		pos := engine.Position{Epoch: e.epoch, Offset: binary.BigEndian.Uint64(k[prefix:])}
+		ev, err := decodeEvent(topic, pos, v)
+		if err != nil {
+			it.Close()
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("%w: local: read %q: %v", engine.ErrUnavailable, topic, err)
+	}
+	if !fromStart {
+		// Events may have been trimmed between the check above and the scan:
+		// never skip one silently.
+		if (len(out) > 0 && out[0].Pos.Offset != start) || (len(out) == 0 && start <= st.head) {
+			now, err := e.state(topic)
+			if err != nil {
+				return nil, err
+			}
+			if now.oldest > start {
+				return nil, gap(now)
+			}
+			if len(out) > 0 {
+				return nil, fmt.Errorf("local: the log of %q misses offset %d", topic, start)
+			}
+		}
+	}
+	return out, nil
+}
+
+// Head returns the position of topic's last event, offset 0 when it has none.
+func (e *Engine) Head(ctx context.Context, topic string) (engine.Position, error) {
+	if err := validate(topic); err != nil {
+		return engine.Position{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return engine.Position{}, err
+	}
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return engine.Position{}, engine.ErrClosed
+	}
+	st, err := e.state(topic)
+	if err != nil {
+		return engine.Position{}, err
+	}
+	return engine.Position{Epoch: e.epoch, Offset: st.head}, nil
+}
+
+// Close lets pending appends finish (and their subscribers be called), stops the
+// engine's goroutines and closes the store. It is idempotent.
+func (e *Engine) Close() error {
+	e.closeOnce.Do(func() {
+		e.mu.Lock()
+		e.closed = true
+		close(e.reqs) // no sender left: they all hold mu for reading
+		e.mu.Unlock()
+		close(e.sweepStop)
+		<-e.sweepDone
+		<-e.committerDone // it closes syncs
+		<-e.syncerDone    // it closes deliveries
+		<-e.deliverDone
+		err := e.db.Close()
+		if lerr := e.lock.Close(); err == nil {
+			err = lerr
+		}
+		if err != nil {
+			e.closeErr = fmt.Errorf("local: close %s: %w", e.dir, err)
+		}
+		e.log.Debug("closed")
+	})
+	return e.closeErr
+}
+
+func (e *Engine) sweeper() {
+	defer close(e.sweepDone)
+	t := time.NewTicker(e.opt.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.sweepStop:
+			return
+		case <-t.C:
+			if _, err := e.sweep(); err != nil && !errors.Is(err, engine.ErrClosed) {
+				e.log.Error("age sweep failed", "err", err)
+			}
+		}
+	}
+}
+
+// sweep drops events older than MaxAge from every topic and reports how many
+// topics it trimmed. It reads the store directly and sends the trims through the
+// committer, so they are ordered with appends.
+func (e *Engine) sweep() (trimmed int, err error) {
+	if e.opt.MaxAge <= 0 {
+		return 0, nil
+	}
+	cutoff := e.now().Add(-e.opt.MaxAge)
+	var topics []string
+	err = e.readLocked(func() error {
+		it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: []byte("m"), UpperBound: []byte("n")})
+		if err != nil {
+			return err
+		}
+		for valid := it.First(); valid; valid = it.Next() {
+			topics = append(topics, string(it.Key()[1:]))
+		}
+		return it.Close()
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, topic := range topics {
+		var before uint64
+		err := e.readLocked(func() error {
+			st, err := e.state(topic)
+			if err != nil || st.oldest > st.head {
+				return err
+			}
+			it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: logKey(topic, st.oldest), UpperBound: logEnd(topic)})
+			if err != nil {
+				return err
+			}
+			prefix := len(logPrefix(topic))
+			for valid := it.First(); valid; valid = it.Next() {
+				v, err := it.ValueAndErr()
+				if err != nil {
+					break
+				}
+				t, ok := eventTime(v)
+				if ok && !t.Before(cutoff) {
+					break
+				}
+				before = binary.BigEndian.Uint64(it.Key()[prefix:]) + 1
+			}
+			return it.Close()
+		})
+		if err != nil {
+			return trimmed, err
+		}
+		if before == 0 {
+			continue
+		}
+		r := &request{ctx: context.Background(), trimTopic: topic, trimBefore: before, done: make(chan struct{})}
+		if err := e.send(context.Background(), r); err != nil {
+			return trimmed, err
+		}
+		<-r.done
+		if r.err != nil {
+			return trimmed, r.err
+		}
+		trimmed++
+	}
+	return trimmed, nil
+}
+
+// readLocked runs fn while the store is open, or returns ErrClosed.
+func (e *Engine) readLocked(fn func() error) error {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return engine.ErrClosed
+	}
+	return fn()
+}
+
+// pebbleLogger sends Pebble's messages to slog: its chatty info at Debug.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble", "fatal", true)
+	os.Exit(1)
+}
+
+var _ io.Closer = (*Engine)(nil)

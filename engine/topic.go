@@ -1,0 +1,47 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+)
+
+// MaxTopicLen is the longest topic name accepted.
+const MaxTopicLen = 256
+
+// ErrInvalidTopic reports a topic name outside the allowed alphabet or length.
+var ErrInvalidTopic = errors.New("invalid topic")
+
+// topicByte marks the bytes a topic may contain: [A-Za-z0-9._~:/@+-].
+var topicByte = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "._~:/@+-" {
+		t[c] = true
+	}
+	return t
+}()
+
+// ValidateTopic reports whether name is a valid topic: 1–256 bytes of
+// [A-Za-z0-9._~:/@+-]. The alphabet keeps topics safe as Redis keys, NATS
+// subjects (after mapping) and URL path or query parts without escaping.
+func ValidateTopic(name string) error {
+	if len(name) == 0 {
+		return fmt.Errorf("%w: empty", ErrInvalidTopic)
+	}
+	if len(name) > MaxTopicLen {
+		return fmt.Errorf("%w: %d bytes, at most %d allowed", ErrInvalidTopic, len(name), MaxTopicLen)
+	}
+	for i := 0; i < len(name); i++ {
+		if !topicByte[name[i]] {
+			return fmt.Errorf("%w: byte %q at %d (allowed: A-Z a-z 0-9 . _ ~ : / @ + -)", ErrInvalidTopic, name[i], i)
+		}
+	}
+	return nil
+}

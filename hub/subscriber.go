@@ -1,0 +1,390 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/herald-hub/herald/engine"
+)
+
+// GapType is the SSE event type announcing history that could not be replayed.
+const GapType = "herald.gap"
+
+// Writer is the stream's transport: a socket taken over from net/http, an
+// http.ResponseController-backed response, or a buffer in tests. Writes come
+// from one goroutine at a time, though not always the same one.
+type Writer interface {
+	Write(p []byte) (int, error)
+	Flush() error
+	SetWriteDeadline(t time.Time) error
+}
+
+// CollisionError refuses a stream of two topics whose cursor hashes are equal
+// (about one pair in four billion): its cursor could not tell them apart.
+type CollisionError struct{ Topics [2]string }
+
+func (e *CollisionError) Error() string {
+	return fmt.Sprintf("topics %q and %q cannot share a stream (their cursor hashes collide); subscribe to them on separate streams", e.Topics[0], e.Topics[1])
+}
+
+// ErrClientGone ends a stream whose client left (Stop).
+var ErrClientGone = errors.New("hub: client gone")
+
+// Subscriber is one SSE stream: its topics, its cursor and a bounded queue.
+//
+// A live stream has no goroutine of its own while it is idle. Whatever has work
+// for it (a published event, its heartbeat or lifetime timer, shutdown, the
+// client leaving) records the work under mu and, unless the stream already has an
+// owner, becomes the owner and runs it: run writes everything due, then gives
+// ownership up. Only the owner touches the write side (w, buf, pos), so writing
+// needs no lock, and a client slow to read blocks only the goroutine writing to it.
+type Subscriber struct {
+	hub    *Hub
+	topics []string
+	hashes []uint32
+	gaps   []string // topics whose history could not cover the client's cursor
+	resume Cursor   // cursor the client came back with
+	states []*topicState
+	ctx    context.Context // ends when the stream stops; bounds engine reads
+	cancel context.CancelFunc
+	onEnd  func(error)
+	done   chan struct{} // closed once the stream has ended and onEnd returned
+
+	// The owner's side.
+	w        Writer
+	pos      []engine.Position // cursor: last position sent per topic
+	buf      []byte            // write buffer, reused between flushes
+	spare    []queued          // the previous queue, reused as the next one
+	deadline time.Time         // write deadline last set by flush
+
+	lastWrite atomic.Int64 // unix nanoseconds of the last write, read by the heartbeat timer
+	cut       atomic.Bool  // overflowed: the next or current write fails at once
+
+	mu       sync.Mutex
+	queue    []queued
+	overflow bool
+	due      due  // work other than events
+	owned    bool // a goroutine runs the stream; the creator owns it until Live
+	ended    bool
+	beat     *time.Timer
+	life     *time.Timer
+	err      error // why the stream ended, set before done is closed
+}
+
+// due is work for a stream other than events.
+type due uint8
+
+const (
+	dueBeat     due = 1 << iota // heartbeat timer fired
+	dueLifetime                 // maximum lifetime reached
+	dueShutdown                 // the hub is shutting down
+	dueStop                     // the client left
+)
+
+type queued struct {
+	topic int
+	m     *message
+}
+
+// Subscribe registers a stream for topics, resuming after lastEventID when it is
+// not empty. Live interest is registered before the starting positions are read,
+// so no event can fall between history and live delivery.
+func (h *Hub) Subscribe(ctx context.Context, topics []string, lastEventID string) (*Subscriber, error) {
+	s := &Subscriber{
+		hub:    h,
+		topics: topics,
+		hashes: make([]uint32, len(topics)),
+		pos:    make([]engine.Position, len(topics)),
+		owned:  true, // by the caller, until Live
+		done:   make(chan struct{}),
+	}
+	for i, t := range topics {
+		s.hashes[i] = TopicHash(t)
+		for j := range i {
+			if s.hashes[j] == s.hashes[i] {
+				// The cursor names topics by hash: it could not tell these apart.
+				return nil, &CollisionError{Topics: [2]string{topics[j], t}}
+			}
+		}
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	badCursor := false
+	if lastEventID != "" {
+		c, err := ParseCursor(lastEventID)
+		if err != nil {
+			// We cannot know what the client missed: announce it rather than stay silent.
+			badCursor = true
+		}
+		s.resume = c
+	}
+	if err := h.register(s); err != nil {
+		s.cancel()
+		return nil, err
+	}
+	for i, t := range topics {
+		if p, ok := s.resume.Lookup(t); ok && !badCursor {
+			s.pos[i] = p
+			continue
+		}
+		head, err := h.eng.Head(ctx, t)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("head of %q: %w", t, err)
+		}
+		s.pos[i] = head
+		if badCursor {
+			s.gaps = append(s.gaps, t)
+		}
+	}
+	return s, nil
+}
+
+// OnEnd sets a function called once when the stream ends, after its last write,
+// on the goroutine that ended it; the server closes the connection there. Call
+// it before Start.
+func (s *Subscriber) OnEnd(fn func(err error)) { s.onEnd = fn }
+
+// Done is closed when the stream has ended.
+func (s *Subscriber) Done() <-chan struct{} { return s.done }
+
+// Err is why the stream ended (nil for a clean end); valid once Done is closed.
+func (s *Subscriber) Err() error {
+	<-s.done
+	return s.err
+}
+
+// Serve streams to w until ctx ends or the stream ends for another reason (hub
+// shutdown, lifetime, slow client, write failure): Start, Live, then wait.
+func (s *Subscriber) Serve(ctx context.Context, w Writer) error {
+	stop := context.AfterFunc(ctx, s.Stop)
+	defer stop()
+	if err := s.Start(w); err != nil {
+		return err
+	}
+	s.Live()
+	<-s.done
+	if errors.Is(s.err, ErrClientGone) {
+		return nil
+	}
+	return s.err
+}
+
+// Start writes retry:, a comment and the starting cursor, then replays what the
+// client missed, on the calling goroutine (it needs a deep stack for engine
+// reads; a server runs it on the request's goroutine). Live events published
+// meanwhile wait in the queue. When it fails, the stream has ended.
+func (s *Subscriber) Start(w Writer) error {
+	s.mu.Lock()
+	s.w = w
+	s.mu.Unlock()
+	if err := s.open(w); err != nil {
+		s.finish(err)
+		return err
+	}
+	return nil
+}
+
+// Live hands the started stream over to whoever has work for it: it arms the
+// heartbeat and lifetime timers, writes what queued up during Start and returns.
+func (s *Subscriber) Live() {
+	h := s.hub
+	s.lastWrite.Store(time.Now().UnixNano())
+	s.mu.Lock()
+	if !s.ended {
+		s.beat = time.AfterFunc(h.opt.Heartbeat, s.onBeat)
+		if h.opt.MaxLifetime > 0 {
+			s.life = time.AfterFunc(jitter(h.opt.MaxLifetime, 0.1), func() { s.post(dueLifetime, false) })
+		}
+	}
+	s.mu.Unlock()
+	s.run()
+}
+
+// Stop ends the stream without a goodbye: its client is gone. It does not wait.
+func (s *Subscriber) Stop() {
+	s.cancel() // abort an engine read in progress
+	s.post(dueStop, true)
+}
+
+// End ends the stream with a retry: hint, as its maximum lifetime does (a server
+// calls it when the credential that opened the stream expires). It does not wait.
+func (s *Subscriber) End() { s.post(dueLifetime, true) }
+
+// Close releases a subscriber that was never started.
+func (s *Subscriber) Close() { s.finish(nil) }
+
+// post records work and runs the stream if nobody owns it: on a writer
+// goroutine (Hub.runSoon) when spawn is set, else on the caller's.
+func (s *Subscriber) post(d due, spawn bool) {
+	s.mu.Lock()
+	s.due |= d
+	claimed := s.claimLocked()
+	s.mu.Unlock()
+	if claimed {
+		if spawn {
+			s.hub.runSoon(s)
+		} else {
+			s.run()
+		}
+	}
+}
+
+// claimLocked makes the caller the owner if the stream has none.
+func (s *Subscriber) claimLocked() bool {
+	if s.owned || s.ended {
+		return false
+	}
+	s.owned = true
+	return true
+}
+
+// onBeat runs on the heartbeat timer's goroutine. A stream that wrote recently
+// needs no heartbeat yet: the timer is re-armed for the rest of the interval.
+func (s *Subscriber) onBeat() {
+	every := s.hub.opt.Heartbeat
+	since := time.Duration(time.Now().UnixNano() - s.lastWrite.Load())
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
+	}
+	if since < every*9/10 {
+		s.beat.Reset(every - since)
+		s.mu.Unlock()
+		return
+	}
+	s.beat.Reset(every)
+	s.due |= dueBeat
+	claimed := s.claimLocked()
+	s.mu.Unlock()
+	if claimed {
+		s.run()
+	}
+}
+
+// push queues m for topic index i; it never blocks. A subscriber whose queue is
+// full is marked overflowed and its queue dropped: it will be cut off and catch up
+// from history when it reconnects.
+func (s *Subscriber) push(i int, m *message) {
+	s.mu.Lock()
+	if s.overflow || s.ended {
+		s.mu.Unlock()
+		return
+	}
+	if len(s.queue) >= s.hub.opt.QueueSize {
+		s.overflow = true
+		s.queue = nil
+		w := s.w
+		claimed := s.claimLocked()
+		s.mu.Unlock()
+		s.hub.Stats.DroppedSlow.Add(1)
+		// A client this far behind is likely not reading at all: end a write
+		// blocked on it now rather than after the write timeout.
+		s.cut.Store(true)
+		if w != nil {
+			_ = w.SetWriteDeadline(time.Now())
+		}
+		if claimed {
+			s.hub.runSoon(s)
+		}
+		return
+	}
+	s.queue = append(s.queue, queued{i, m})
+	claimed := s.claimLocked()
+	s.mu.Unlock()
+	if claimed {
+		s.hub.runSoon(s)
+	}
+}
+
+// run is the owner's loop: it writes everything due, then gives ownership up.
+func (s *Subscriber) run() {
+	for {
+		s.mu.Lock()
+		var q []queued
+		if len(s.queue) > 0 {
+			q, s.queue, s.spare = s.queue, s.spare[:0], nil
+		}
+		over, d := s.overflow, s.due
+		s.due = 0
+		if q == nil && !over && d == 0 {
+			s.owned = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		end, err := s.work(q, over, d)
+		if q != nil {
+			clear(q) // drop message references so their bytes can be freed
+			if cap(q) <= 64 {
+				s.spare = q[:0] // a burst's large queue is not kept by an idle stream
+			}
+		}
+		if end {
+			s.finish(err)
+			return
+		}
+	}
+}
+
+// work writes queued events and whatever else is due. It reports whether the
+// stream ends, and why.
+func (s *Subscriber) work(q []queued, over bool, d due) (end bool, err error) {
+	h := s.hub
+	switch {
+	case d&dueStop != 0:
+		return true, ErrClientGone
+	case over:
+		return true, s.fail(ErrSlow)
+	}
+	if len(q) > 0 {
+		if err := s.deliver(q); err != nil {
+			return true, s.fail(err)
+		}
+	}
+	switch {
+	case d&dueShutdown != 0:
+		_ = s.bye(jitter(h.opt.Retry, 1))
+		return true, nil
+	case d&dueLifetime != 0:
+		_ = s.bye(jitter(h.opt.Retry, 0.5))
+		return true, nil
+	case d&dueBeat != 0:
+		s.buf = append(s.buf, ": heartbeat\n"...)
+		if err := s.flush(); err != nil {
+			return true, err
+		}
+	}
+	return false, nil
+}
+
+// finish ends the stream once: timers stop, interest is released, onEnd runs.
+func (s *Subscriber) finish(err error) {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.ended = true
+	s.owned = true // nobody may run it any more
+	s.queue = nil
+	beat, life := s.beat, s.life
+	s.mu.Unlock()
+	s.cancel()
+	if beat != nil {
+		beat.Stop()
+	}
+	if life != nil {
+		life.Stop()
+	}
+	s.hub.unregister(s)
+	s.err = err
+	if s.onEnd != nil {
+		s.onEnd(err)
+	}
+	close(s.done)
+}

@@ -1,0 +1,176 @@
+package hub
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/herald-hub/herald/engine"
+	"github.com/herald-hub/herald/sse"
+)
+
+// What a stream writes. Everything here runs on the stream's owner (see
+// Subscriber), so it uses the write side without locking.
+
+// open writes retry:, a comment and the starting cursor (an id-only block: the
+// browser's last event id is set before any event), announces unreadable cursors,
+// then replays history after the cursor, topic by topic.
+func (s *Subscriber) open(w Writer) error {
+	h := s.hub
+	s.buf = sse.AppendRetry(s.buf[:0], h.opt.Retry)
+	s.buf = sse.AppendComment(s.buf, "herald")
+	s.buf = s.appendID(s.buf)
+	s.buf = append(s.buf, '\n')
+	if len(s.gaps) > 0 {
+		s.buf = s.appendGap(s.buf, s.gaps)
+	}
+	if err := s.flush(); err != nil {
+		return err
+	}
+	for i := range s.topics {
+		if err := s.fill(i, 0); err != nil {
+			return s.fail(err)
+		}
+	}
+	return nil
+}
+
+// deliver writes queued live events in one write and one flush. Events at or
+// before the cursor were already sent by replay; a hole before an event is filled
+// from history first, so the stream stays gap-free even if fan-out lost something.
+func (s *Subscriber) deliver(q []queued) error {
+	for _, e := range q {
+		cur := s.pos[e.topic]
+		p := e.m.pos
+		switch {
+		case p.Epoch == cur.Epoch && p.Offset <= cur.Offset:
+			continue // already sent
+		case p.Epoch == cur.Epoch && p.Offset == cur.Offset+1:
+			s.pos[e.topic] = p
+			if len(s.pos) == 1 {
+				s.buf = append(s.buf, e.m.id...) // the cursor is p alone
+			} else {
+				s.buf = s.appendID(s.buf)
+			}
+			s.buf = append(s.buf, e.m.body...)
+			s.hub.Stats.Delivered.Add(1)
+		default:
+			if err := s.fill(e.topic, p.Offset); err != nil {
+				return err
+			}
+			if s.pos[e.topic].Epoch != p.Epoch || s.pos[e.topic].Offset < p.Offset {
+				return fmt.Errorf("history of %q does not reach live event %s", s.topics[e.topic], p)
+			}
+		}
+	}
+	return s.flush()
+}
+
+// fill sends events of topic i from history after the cursor, until history is
+// exhausted or, when upTo > 0, the cursor reaches offset upTo of the live epoch.
+// A gap in history is announced with a herald.gap event before what remains.
+func (s *Subscriber) fill(i int, upTo uint64) error {
+	h := s.hub
+	for {
+		evs, err := h.eng.Read(s.ctx, s.topics[i], s.pos[i], h.opt.ReplayBatch)
+		var gap *engine.GapError
+		if errors.As(err, &gap) {
+			s.pos[i] = gap.Resume
+			s.buf = s.appendGap(s.buf, s.topics[i:i+1])
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for _, ev := range evs {
+			s.pos[i] = ev.Pos
+			s.buf = s.appendID(s.buf)
+			s.buf = appendEvent(s.buf, ev)
+			h.Stats.Replayed.Add(1)
+			h.Stats.Delivered.Add(1)
+		}
+		if err := s.flush(); err != nil {
+			return err
+		}
+		if len(evs) < h.opt.ReplayBatch || (upTo > 0 && s.pos[i].Offset >= upTo) {
+			return nil
+		}
+	}
+}
+
+func (s *Subscriber) appendID(b []byte) []byte {
+	b = append(b, "id: "...)
+	b = AppendCursor(b, s.hashes, s.pos)
+	return append(b, '\n')
+}
+
+// appendGap writes a herald.gap event naming topics, carrying the cursor from
+// which retained history resumes.
+func (s *Subscriber) appendGap(b []byte, topics []string) []byte {
+	s.hub.Stats.Gaps.Add(1)
+	b = s.appendID(b)
+	b = sse.AppendType(b, GapType)
+	b = sse.AppendData(b, []byte(`{"topics":["`+strings.Join(topics, `","`)+`"]}`))
+	return append(b, '\n')
+}
+
+// flush writes the buffer with one write and one flush.
+func (s *Subscriber) flush() error {
+	if len(s.buf) == 0 {
+		return nil
+	}
+	w := s.w
+	// Setting a deadline costs a runtime timer update, about a tenth of a small
+	// write: refresh it only once half of it has passed. A write therefore
+	// times out after between WriteTimeout/2 and WriteTimeout.
+	now := time.Now()
+	if now.Add(s.hub.opt.WriteTimeout / 2).After(s.deadline) {
+		s.deadline = now.Add(s.hub.opt.WriteTimeout)
+		_ = w.SetWriteDeadline(s.deadline)
+	}
+	if s.cut.Load() {
+		s.buf = s.buf[:0]
+		return ErrSlow
+	}
+	_, err := w.Write(s.buf)
+	if err == nil {
+		err = w.Flush()
+	}
+	s.lastWrite.Store(now.UnixNano())
+	if cap(s.buf) > 4<<10 {
+		s.buf = nil // do not keep a replay- or burst-sized buffer on an idle stream
+	} else {
+		s.buf = s.buf[:0]
+	}
+	return err
+}
+
+// fail ends the stream with a retry: hint so the client comes back and resumes.
+func (s *Subscriber) fail(err error) error {
+	s.buf = s.buf[:0]
+	_ = s.bye(jitter(s.hub.opt.Retry, 0.5))
+	return err
+}
+
+// bye tells the client when to come back. It is written even to a client cut off
+// as too slow, with a short deadline: if its socket has room, the hint helps.
+func (s *Subscriber) bye(retry time.Duration) error {
+	s.buf = sse.AppendRetry(s.buf, retry)
+	s.buf = append(s.buf, '\n')
+	s.deadline = time.Now().Add(100 * time.Millisecond)
+	_ = s.w.SetWriteDeadline(s.deadline)
+	_, err := s.w.Write(s.buf)
+	if err == nil {
+		err = s.w.Flush()
+	}
+	s.buf = s.buf[:0]
+	return err
+}
+
+// jitter returns d plus a random part of up to frac*d, so clients told to
+// reconnect at once do not all come back in the same instant.
+func jitter(d time.Duration, frac float64) time.Duration {
+	return d + time.Duration(rand.Float64()*frac*float64(d))
+}

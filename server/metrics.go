@@ -1,0 +1,79 @@
+package server
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/herald-hub/herald/auth"
+	"github.com/herald-hub/herald/hub"
+)
+
+type metrics struct {
+	published     prometheus.Counter
+	publishErrors prometheus.Counter
+	appendLatency prometheus.Histogram
+	// rejected counts every request answered with an error, by code: a
+	// token_expired spike or a flood of forbidden_topic shows here.
+	rejected *prometheus.CounterVec
+	// limited counts each limit tripping, by limit.
+	limited *prometheus.CounterVec
+}
+
+// newMetrics registers Herald's metrics on reg. Hub counters are read at scrape
+// time, so the delivery path only bumps atomics.
+func newMetrics(reg *prometheus.Registry, h *hub.Hub, tokens *auth.Verifier) *metrics {
+	m := &metrics{
+		published: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_published_events_total", Help: "Events accepted by publish (durably appended).",
+		}),
+		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_publish_errors_total", Help: "Publish requests refused because the engine could not append.",
+		}),
+		appendLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herald_append_duration_seconds",
+			Help:    "Time for the engine to durably append one publish request.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_rejected_requests_total", Help: "Requests answered with an error, by error code.",
+		}, []string{"code"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "herald_limit_exceeded_total", Help: "Requests refused because a configured limit was reached, by limit.",
+		}, []string{"limit"}),
+	}
+	for _, l := range limitNames {
+		m.limited.WithLabelValues(l) // every limit shows from the start, at 0
+	}
+	st := &h.Stats
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	counter := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
+	}
+	reg.MustRegister(
+		m.published, m.publishErrors, m.appendLatency, m.rejected, m.limited,
+		gauge("herald_connections", "Open SSE streams.", func() float64 { return float64(st.Connections.Load()) }),
+		gauge("herald_subscriptions", "Open (stream, topic) subscriptions.", func() float64 { return float64(st.Subscriptions.Load()) }),
+		counter("herald_delivered_events_total", "Events written to streams, live and replayed.", func() float64 { return float64(st.Delivered.Load()) }),
+		counter("herald_replayed_events_total", "Events written to streams from history.", func() float64 { return float64(st.Replayed.Load()) }),
+		counter("herald_dropped_slow_total", "Streams cut off because their queue overflowed.", func() float64 { return float64(st.DroppedSlow.Load()) }),
+		counter("herald_gaps_total", "herald.gap events sent: history could not cover a cursor.", func() float64 { return float64(st.Gaps.Load()) }),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	if _, ok := tokens.JWKSStatus(); ok {
+		jwks := func() auth.JWKSStatus { st, _ := tokens.JWKSStatus(); return st }
+		reg.MustRegister(
+			gauge("herald_jwks_keys", "Usable keys in the JWKS last fetched.", func() float64 { return float64(jwks().Keys) }),
+			gauge("herald_jwks_last_success_timestamp_seconds", "When the JWKS was last fetched successfully (0: never).", func() float64 {
+				if t := jwks().LastSuccess; !t.IsZero() {
+					return float64(t.UnixNano()) / 1e9
+				}
+				return 0
+			}),
+			counter("herald_jwks_refresh_failures_total", "JWKS fetches that failed (the previous keys stay in use).", func() float64 { return float64(jwks().Failures) }),
+		)
+	}
+	return m
+}

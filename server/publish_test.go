@@ -1,0 +1,154 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPublishRefusesBadInputWithJSONErrors(t *testing.T) {
+	n := newTestNode(t, nodeOptions{server: Config{MaxEventSize: 1024, MaxBodySize: 4096, MaxBatch: 3}})
+	cases := []struct {
+		name, contentType, body, key string
+		status                       int
+		code                         string
+	}{
+		{"no key", "application/json", `{"topic":"a","data":"x"}`, "", 401, "missing_credentials"},
+		{"wrong key", "application/json", `{"topic":"a","data":"x"}`, "nope", 401, "invalid_credentials"},
+		{"bad json", "application/json", `{"topic":`, testKey, 400, "bad_json"},
+		{"unknown field", "application/json", `{"topic":"a","dat":"x"}`, testKey, 400, "bad_json"},
+		{"trailing data", "application/json", `{"topic":"a"} {"topic":"b"}`, testKey, 400, "bad_json"},
+		{"empty topic", "application/json", `{"topic":"","data":"x"}`, testKey, 400, "invalid_topic"},
+		{"topic with space", "application/json", `{"topic":"a b","data":"x"}`, testKey, 400, "invalid_topic"},
+		{"topic with newline", "application/json", `{"topic":"a\nb","data":"x"}`, testKey, 400, "invalid_topic"},
+		{"topic too long", "application/json", `{"topic":"` + strings.Repeat("t", 257) + `"}`, testKey, 400, "invalid_topic"},
+		{"type with LF", "application/json", `{"topic":"a","type":"x\ndata: evil"}`, testKey, 400, "invalid_type"},
+		{"type with CR", "application/json", `{"topic":"a","type":"x\revil"}`, testKey, 400, "invalid_type"},
+		{"type with NUL", "application/json", `{"topic":"a","type":"x\u0000"}`, testKey, 400, "invalid_type"},
+		{"reserved type", "application/json", `{"topic":"a","type":"herald.gap"}`, testKey, 400, "invalid_type"},
+		{"form type with LF", "application/x-www-form-urlencoded", "topic=a&type=x%0Aevil&data=1", testKey, 400, "invalid_type"},
+		{"event too large", "application/json", `{"topic":"a","data":"` + strings.Repeat("x", 1025) + `"}`, testKey, 413, "event_too_large"},
+		{"body too large", "application/json", `{"topic":"a","data":"` + strings.Repeat("x", 5000) + `"}`, testKey, 413, "body_too_large"},
+		{"batch too large", "application/json", `[{"topic":"a"},{"topic":"a"},{"topic":"a"},{"topic":"a"}]`, testKey, 413, "batch_too_large"},
+		{"empty batch", "application/json", `[]`, testKey, 400, "empty_batch"},
+		{"bad event in batch", "application/json", `[{"topic":"a"},{"topic":"?"}]`, testKey, 400, "invalid_topic"},
+		{"unsupported media type", "application/xml", `<x/>`, testKey, 415, "unsupported_media_type"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			resp, raw := n.post(c.contentType, []byte(c.body), c.key)
+			if resp.StatusCode != c.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, c.status, raw)
+			}
+			var e errorBody
+			if err := json.Unmarshal(raw, &e); err != nil || e.Error.Code != c.code || e.Error.Message == "" {
+				t.Fatalf("body %s: want code %q and a message (%v)", raw, c.code, err)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+				t.Fatalf("Content-Type %q", ct)
+			}
+		})
+	}
+	// None of them reached the log.
+	if head := headOffset(t, n, "a"); head != 0 {
+		t.Fatalf("refused publishes appended %d events", head)
+	}
+}
+
+func headOffset(t *testing.T, n *testNode, topic string) uint64 {
+	t.Helper()
+	p, err := n.eng.Head(t.Context(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Offset
+}
+
+// Newlines in data become separate data: lines; they can never start a new
+// field or a new event.
+func TestNewlinesInDataCannotInjectIntoTheStream(t *testing.T) {
+	n := newTestNode(t, nodeOptions{})
+	s := n.dial("", "a")
+	waitConnected(t, n, 1)
+	hostile := []string{
+		"x\n\nevent: evil\ndata: injected",
+		"x\r\n\r\nid: 999\r\n\r\n",
+		"x\rretry: 1\r\rdata: y",
+		"\n\n",
+	}
+	for _, h := range hostile {
+		n.publish("a", "note", h)
+	}
+	for _, h := range hostile {
+		ev := next(t, s, 5*time.Second)
+		want := strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(h)
+		if ev.Type != "note" || ev.Data != want || ev.Topic != "a" {
+			t.Fatalf("event %+v, want type note with data %q", ev, want)
+		}
+	}
+	expectQuiet(t, s, 100*time.Millisecond)
+}
+
+func TestPublishFormsAndBatches(t *testing.T) {
+	n := newTestNode(t, nodeOptions{})
+	s := n.dial("", "a", "b")
+	waitConnected(t, n, 1)
+
+	resp, raw := n.post("application/x-www-form-urlencoded", []byte("topic=a&type=t&data=hello+form"), testKey)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("form: %d %s", resp.StatusCode, raw)
+	}
+	resp, raw = n.post("application/json", []byte(`[{"topic":"b","data":{"k":[1, 2]}},{"topic":"a","data":"two"}]`), testKey)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("batch: %d %s", resp.StatusCode, raw)
+	}
+	var results []publishResult
+	if err := json.Unmarshal(raw, &results); err != nil || len(results) != 2 || results[0].Topic != "b" || results[1].Offset != 2 {
+		t.Fatalf("batch answer %s (%v)", raw, err)
+	}
+	want := []string{"a hello form", `b {"k":[1,2]}`, "a two"}
+	for _, w := range want {
+		ev := next(t, s, 5*time.Second)
+		if got := ev.Topic + " " + ev.Data; got != w {
+			t.Fatalf("got %q, want %q", got, w)
+		}
+	}
+}
+
+func TestStreamRefusesBadRequests(t *testing.T) {
+	n := newTestNode(t, nodeOptions{server: Config{MaxTopics: 2}})
+	for _, c := range []struct {
+		query string
+		code  string
+	}{
+		{"", "invalid_topic"},
+		{"topic=a%20b", "invalid_topic"},
+		{"topic=a&topic=b&topic=c", "too_many_topics"},
+	} {
+		resp, err := http.Get(n.srv.URL + "/v1/events?" + c.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var e errorBody
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || e.Error.Code != c.code {
+			t.Errorf("?%s: %d %q, want 400 %q", c.query, resp.StatusCode, e.Error.Code, c.code)
+		}
+	}
+}
+
+// curl -d sends JSON labelled as a form: it is read as JSON.
+func TestJSONLabelledAsFormIsReadAsJSON(t *testing.T) {
+	n := newTestNode(t, nodeOptions{})
+	resp, raw := n.post("application/x-www-form-urlencoded", []byte(`{"topic":"rooms/7","type":"state","data":{"phase":"night"}}`), testKey)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%d %s", resp.StatusCode, raw)
+	}
+	resp, raw = n.post("application/x-www-form-urlencoded", []byte(` [{"topic":"rooms/7"}]`), testKey)
+	if resp.StatusCode != http.StatusOK || raw[0] != '[' {
+		t.Fatalf("batch: %d %s", resp.StatusCode, raw)
+	}
+}

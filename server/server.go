@@ -1,0 +1,143 @@
+// Package server is Herald's HTTP surface: SSE streams, publishing, health and
+// metrics, with JSON errors throughout.
+package server
+
+import (
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/herald-hub/herald/auth"
+	"github.com/herald-hub/herald/engine"
+	"github.com/herald-hub/herald/hub"
+)
+
+// Config holds the HTTP surface's limits and credentials. Zero values take the
+// defaults in brackets.
+type Config struct {
+	// PublishKeys are the static publish keys, "name=KEY" or a bare "KEY"
+	// (see auth.ParseKeyRing). A publish key may publish and subscribe to
+	// every topic.
+	PublishKeys []string
+	// Tokens verifies JWTs. Nil means no JWT key is configured (development):
+	// tokens are refused and anonymous clients may subscribe to every topic
+	// but users/**.
+	Tokens *auth.Verifier
+	// AnonymousSubscribe is what anonymous clients may subscribe to when
+	// Tokens is set [nothing].
+	AnonymousSubscribe []auth.Pattern
+	TokenCookie        string   // cookie holding a token [herald_token]
+	CORSOrigins        []string // allowed origins, or "*" [none: same origin only]
+
+	MaxTopics       int     // topics per stream [64]
+	MaxEventSize    int     // bytes of data per event [64 KiB]
+	MaxBodySize     int64   // bytes of a publish request body [1 MiB]
+	MaxBatch        int     // events per publish request [1000]
+	MaxConnsPerIP   int     // open streams per client address [no limit]
+	MaxConnsPerUser int     // open streams per token subject [no limit]
+	PublishRate     float64 // publish requests per second per token subject [no limit]
+	PublishBurst    int     // requests a token subject may make at once [rate, at least 1]
+	KeyPublishRate  float64 // publish requests per second per publish key [no limit]
+	KeyPublishBurst int     // requests a publish key may make at once [rate, at least 1]
+	// TrustedProxies are the proxies whose X-Forwarded-For names the client,
+	// for the per-address limit [none: the peer address counts].
+	TrustedProxies []netip.Prefix
+	Logger         *slog.Logger
+
+	now func() time.Time // tests
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxTopics <= 0 {
+		c.MaxTopics = 64
+	}
+	if c.MaxEventSize <= 0 {
+		c.MaxEventSize = 64 << 10
+	}
+	if c.MaxBodySize <= 0 {
+		c.MaxBodySize = 1 << 20
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 1000
+	}
+	if c.TokenCookie == "" {
+		c.TokenCookie = DefaultTokenCookie
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+}
+
+// Server serves Herald's HTTP API for one hub and its engine.
+type Server struct {
+	cfg     Config
+	hub     *hub.Hub
+	eng     engine.Engine
+	log     *slog.Logger
+	metrics *metrics
+	mux     *http.ServeMux
+	handler http.Handler
+	guard   *auth.Guard
+
+	ipConns, userConns *connLimiter
+	userRate, keyRate  *rateLimiter
+}
+
+// New returns a server for h, publishing to h's engine.
+func New(h *hub.Hub, cfg Config) *Server {
+	cfg.setDefaults()
+	s := &Server{cfg: cfg, hub: h, eng: h.Engine(), log: cfg.Logger, mux: http.NewServeMux()}
+	s.guard = newGuard(cfg)
+	s.ipConns = newConnLimiter(cfg.MaxConnsPerIP)
+	s.userConns = newConnLimiter(cfg.MaxConnsPerUser)
+	s.userRate = newRateLimiter(cfg.PublishRate, cfg.PublishBurst, cfg.now)
+	s.keyRate = newRateLimiter(cfg.KeyPublishRate, cfg.KeyPublishBurst, cfg.now)
+	reg := prometheus.NewRegistry()
+	s.metrics = newMetrics(reg, h, cfg.Tokens)
+	s.mux.HandleFunc("GET /v1/events", s.handleEvents)
+	s.mux.HandleFunc("POST /v1/publish", s.handlePublish)
+	s.mux.HandleFunc("GET /healthz", s.handleHealthz)
+	s.mux.HandleFunc("GET /readyz", s.handleReadyz)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	// A known path with another method gets a JSON 405 too, not net/http's text.
+	for path, allow := range map[string]string{"/v1/events": "GET, HEAD", "/v1/publish": "POST", "/healthz": "GET, HEAD", "/readyz": "GET, HEAD", "/metrics": "GET, HEAD"} {
+		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			s.refuse(w, &apiError{http.StatusMethodNotAllowed, "method_not_allowed", r.Method + " is not allowed on " + path + "; use " + allow})
+		})
+	}
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	s.handler = newCORS(cfg.CORSOrigins).wrap(s.mux)
+	return s
+}
+
+// newGuard builds the credential checks. Settings are validated by whoever
+// builds cfg (the herald command does); one that slipped through fails closed:
+// no publish keys, no anonymous access.
+func newGuard(cfg Config) *auth.Guard {
+	keys, err := auth.ParseKeyRing(cfg.PublishKeys)
+	if err != nil {
+		cfg.Logger.Error("publish keys refused; publishing with a key is disabled", "err", err)
+		keys = nil
+	}
+	g, err := auth.NewGuard(cfg.Tokens, keys, cfg.AnonymousSubscribe)
+	if err != nil {
+		cfg.Logger.Error("anonymous patterns refused; anonymous access is disabled", "err", err)
+		g, _ = auth.NewGuard(cfg.Tokens, keys, nil)
+	}
+	return g
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.handler.ServeHTTP(w, r)
+}

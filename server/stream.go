@@ -1,0 +1,158 @@
+package server
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/herald-hub/herald/hub"
+)
+
+// serveStream sends the response headers and streams sub: through net/http
+// until it ends (HTTP/2), or, for HTTP/1.x, on the socket taken over from
+// net/http once the headers are out, returning as soon as the stream's start
+// (history replay included) is written.
+//
+// Taking the socket over releases net/http's per-connection goroutine and its
+// read and write buffers (about 10 KiB): an idle stream then keeps only the
+// socket, its hub state and a small reader goroutine that notices the client
+// leaving. The hub runs its writes (see hub.Subscriber); Hub.Shutdown ends every
+// stream and waits for it.
+func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, sub *hub.Subscriber, scope streamScope) error {
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			scope.release()
+		}
+	}()
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	if r.ProtoMajor == 1 {
+		// Headers first, through net/http, so everything set on w (CORS, the
+		// chunked framing decision) is written by it; then take the socket.
+		if err := rc.Flush(); err != nil {
+			sub.Close()
+			return err
+		}
+		conn, brw, err := rc.Hijack()
+		if err == nil {
+			// Anything the client sent after its request is not ours to read.
+			_ = brw
+			handedOff = true
+			s.serveTakenOver(sub, conn, r.ProtoAtLeast(1, 1), scope)
+			return nil
+		}
+		if !errors.Is(err, http.ErrNotSupported) {
+			sub.Close()
+			return err
+		}
+	}
+	_ = rc.SetReadDeadline(time.Time{}) // a stream outlives the server's read timeout
+	ctx, cancel := scope.bound(r.Context())
+	defer cancel()
+	return sub.Serve(ctx, streamWriter{w, rc})
+}
+
+// serveTakenOver writes the start of sub's stream (history replay included) on
+// the calling goroutine and returns; from then on the stream has no goroutine
+// while it is idle (see hub.Subscriber). A reader goroutine, with a buffer of a
+// few bytes, notices the client leaving; the stream's end closes the socket,
+// which ends the reader.
+//
+// A token's expiry ends the stream with a retry: hint, so the client comes
+// back with a fresh token and resumes.
+func (s *Server) serveTakenOver(sub *hub.Subscriber, conn net.Conn, chunked bool, scope streamScope) {
+	_ = conn.SetDeadline(time.Time{})
+	var w hub.Writer = rawWriter{conn}
+	if chunked {
+		w = &chunkedWriter{conn: conn}
+	}
+	var expiry *time.Timer
+	if !scope.expires.IsZero() {
+		expiry = time.AfterFunc(time.Until(scope.expires), sub.End)
+	}
+	sub.OnEnd(func(err error) {
+		if expiry != nil {
+			expiry.Stop()
+		}
+		if cw, ok := w.(*chunkedWriter); ok && !errors.Is(err, hub.ErrClientGone) {
+			cw.end()
+		}
+		_ = conn.Close()
+		scope.release()
+		if err != nil && !errors.Is(err, hub.ErrSlow) && !errors.Is(err, hub.ErrClientGone) {
+			s.log.Debug("stream ended", "err", err)
+		}
+	})
+	go func() {
+		// A client never sends anything on an event stream: a read returns only
+		// when it goes (EOF, reset) or when the stream's end closes conn.
+		var b [16]byte
+		for {
+			if _, err := conn.Read(b[:]); err != nil {
+				break
+			}
+		}
+		sub.Stop()
+	}()
+	if sub.Start(w) == nil {
+		sub.Live()
+	}
+}
+
+// chunkedWriter frames each Write as one HTTP/1.1 chunk, sent with one write
+// from a pooled buffer: a copy of a few hundred bytes costs less than the
+// vectored write it saves, and an idle stream keeps no buffer.
+type chunkedWriter struct {
+	conn net.Conn
+}
+
+var chunkBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func (c *chunkedWriter) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil // an empty chunk would end the body
+	}
+	bp := chunkBufs.Get().(*[]byte)
+	b := strconv.AppendInt((*bp)[:0], int64(len(p)), 16)
+	b = append(b, '\r', '\n')
+	b = append(b, p...)
+	b = append(b, '\r', '\n')
+	_, err := c.conn.Write(b)
+	if cap(b) <= 64<<10 {
+		*bp = b[:0]
+		chunkBufs.Put(bp)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// end writes the last chunk, ending the body.
+func (c *chunkedWriter) end() {
+	_ = c.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	_, _ = c.conn.Write([]byte("0\r\n\r\n"))
+}
+
+func (c *chunkedWriter) Flush() error                       { return nil }
+func (c *chunkedWriter) SetWriteDeadline(t time.Time) error { return c.conn.SetWriteDeadline(t) }
+
+// rawWriter is an HTTP/1.0 body: bytes until the connection closes.
+type rawWriter struct{ conn net.Conn }
+
+func (w rawWriter) Write(p []byte) (int, error)        { return w.conn.Write(p) }
+func (w rawWriter) Flush() error                       { return nil }
+func (w rawWriter) SetWriteDeadline(t time.Time) error { return w.conn.SetWriteDeadline(t) }
+
+// streamWriter serves a stream through net/http (HTTP/2, or takeover disabled).
+type streamWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (sw streamWriter) Flush() error                       { return sw.rc.Flush() }
+func (sw streamWriter) SetWriteDeadline(t time.Time) error { return sw.rc.SetWriteDeadline(t) }
