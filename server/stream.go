@@ -28,6 +28,12 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, sub *hub.Su
 			scope.release()
 		}
 	}()
+	if r.ProtoMajor == 1 {
+		// The stream ends by closing its connection; a client must not
+		// put it back in its keep-alive pool and send the next request
+		// on a socket that is about to close.
+		w.Header().Set("Connection", "close")
+	}
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
 	if r.ProtoMajor == 1 {

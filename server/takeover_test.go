@@ -56,6 +56,12 @@ func TestTakenOverStreamIsValidChunkedHTTP(t *testing.T) {
 	if len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
 		t.Fatalf("transfer encoding %v, want chunked", resp.TransferEncoding)
 	}
+	// The node closes the socket when the stream ends, so the client must
+	// not pool it for its next request (which would fail as "server closed
+	// idle connection").
+	if !resp.Close {
+		t.Fatal("stream response lacks Connection: close")
+	}
 	br := bufio.NewReader(resp.Body)
 	if line, _ := br.ReadString('\n'); !strings.HasPrefix(line, "retry: ") {
 		t.Fatalf("first line %q", line)
