@@ -34,6 +34,9 @@ func (e *CollisionError) Error() string {
 // ErrClientGone ends a stream whose client left (Stop).
 var ErrClientGone = errors.New("hub: client gone")
 
+// ErrBroken is returned for a write attempted after an earlier one failed.
+var ErrBroken = errors.New("hub: stream broken by an earlier write error")
+
 // Subscriber is one SSE stream: its topics, its cursor and a bounded queue.
 //
 // A live stream has no goroutine of its own while it is idle. Whatever has work
@@ -60,6 +63,7 @@ type Subscriber struct {
 	buf      []byte            // write buffer, reused between flushes
 	spare    []queued          // the previous queue, reused as the next one
 	deadline time.Time         // write deadline last set by flush
+	broken   bool              // a write failed: nothing more may be written
 
 	lastWrite atomic.Int64 // unix nanoseconds of the last write, read by the heartbeat timer
 	cut       atomic.Bool  // overflowed: the next or current write fails at once

@@ -138,6 +138,11 @@ func (s *Subscriber) flush() error {
 	if err == nil {
 		err = w.Flush()
 	}
+	if err != nil {
+		// Part of an event may have gone out: anything written after it
+		// would complete it into an event the client dispatches.
+		s.broken = true
+	}
 	s.lastWrite.Store(now.UnixNano())
 	if cap(s.buf) > 4<<10 {
 		s.buf = nil // do not keep a replay- or burst-sized buffer on an idle stream
@@ -155,8 +160,13 @@ func (s *Subscriber) fail(err error) error {
 }
 
 // bye tells the client when to come back. It is written even to a client cut off
-// as too slow, with a short deadline: if its socket has room, the hint helps.
+// as too slow, with a short deadline: if its socket has room, the hint helps. It
+// is not written after a failed write, which may have left an event half sent.
 func (s *Subscriber) bye(retry time.Duration) error {
+	if s.broken {
+		s.buf = s.buf[:0]
+		return ErrBroken
+	}
 	s.buf = sse.AppendRetry(s.buf, retry)
 	s.buf = append(s.buf, '\n')
 	s.deadline = time.Now().Add(100 * time.Millisecond)
@@ -164,6 +174,9 @@ func (s *Subscriber) bye(retry time.Duration) error {
 	_, err := s.w.Write(s.buf)
 	if err == nil {
 		err = s.w.Flush()
+	}
+	if err != nil {
+		s.broken = true
 	}
 	s.buf = s.buf[:0]
 	return err

@@ -112,13 +112,21 @@ func (s *Server) serveTakenOver(sub *hub.Subscriber, conn net.Conn, chunked bool
 // chunkedWriter frames each Write as one HTTP/1.1 chunk, sent with one write
 // from a pooled buffer: a copy of a few hundred bytes costs less than the
 // vectored write it saves, and an idle stream keeps no buffer.
+//
+// After a failed write it writes nothing more: the failed chunk may have gone
+// out in part, and any later bytes, the last chunk included, would be read as
+// its rest.
 type chunkedWriter struct {
-	conn net.Conn
+	conn   net.Conn
+	broken bool
 }
 
 var chunkBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 func (c *chunkedWriter) Write(p []byte) (int, error) {
+	if c.broken {
+		return 0, hub.ErrBroken
+	}
 	if len(p) == 0 {
 		return 0, nil // an empty chunk would end the body
 	}
@@ -133,13 +141,17 @@ func (c *chunkedWriter) Write(p []byte) (int, error) {
 		chunkBufs.Put(bp)
 	}
 	if err != nil {
+		c.broken = true
 		return 0, err
 	}
 	return len(p), nil
 }
 
-// end writes the last chunk, ending the body.
+// end writes the last chunk, ending the body, unless a write failed.
 func (c *chunkedWriter) end() {
+	if c.broken {
+		return
+	}
 	_ = c.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 	_, _ = c.conn.Write([]byte("0\r\n\r\n"))
 }

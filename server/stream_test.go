@@ -16,6 +16,7 @@ import (
 	"github.com/herald-hub/herald/client"
 	"github.com/herald-hub/herald/engine"
 	"github.com/herald-hub/herald/hub"
+	"github.com/herald-hub/herald/sse"
 )
 
 func TestPublishedEventReachesSubscriber(t *testing.T) {
@@ -241,35 +242,34 @@ func TestUnreadableCursorAnnouncesGapInsteadOfSilence(t *testing.T) {
 }
 
 // A client that stops reading is cut off once its queue overflows; the others
-// keep their latency, and the slow one catches up from history on return.
+// keep their latency, and the slow one catches up from history on return. What
+// it was sent before the cut is a valid stream: every event it would dispatch is
+// whole, even though the cut interrupted a write.
 func TestSlowClientIsCutOffWithoutSlowingOthers(t *testing.T) {
 	n := newTestNode(t, nodeOptions{hub: hub.Options{QueueSize: 16}})
 	const topic = "firehose"
-	// The slow client: a raw connection that never reads after the headers.
+	// The slow client: a raw connection that reads nothing until the end.
 	conn, err := net.Dial("tcp", n.srv.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
 	fmt.Fprintf(conn, "GET /v1/events?topic=%s HTTP/1.1\r\nHost: x\r\n\r\n", topic)
-	br := bufio.NewReaderSize(conn, 16)
-	line, err := br.ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 200") {
-		t.Fatalf("slow client status %q %v", line, err)
-	}
+	waitConnected(t, n, 1)
 	fast := n.dial("", topic)
 	waitConnected(t, n, 2)
 
 	big := strings.Repeat("x", 16<<10) // fills socket buffers quickly
+	payload := func(i int) string { return fmt.Sprintf("%d %s", i, big) }
 	var worst time.Duration
 	for i := range 400 {
 		start := time.Now()
-		n.publish(topic, "", fmt.Sprintf("%d %s", i, big))
+		n.publish(topic, "", payload(i))
 		ev := next(t, fast, 5*time.Second)
 		if d := time.Since(start); d > worst {
 			worst = d
 		}
-		if !strings.HasPrefix(ev.Data, fmt.Sprint(i)+" ") {
+		if ev.Data != payload(i) {
 			t.Fatalf("fast client got event %.10q, want %d", ev.Data, i)
 		}
 	}
@@ -284,11 +284,35 @@ func TestSlowClientIsCutOffWithoutSlowingOthers(t *testing.T) {
 	start := time.Now()
 	waitFor(t, time.Second, "slow stream closed", func() bool { return n.hub.Stats.Connections.Load() == 1 })
 	t.Logf("slow stream closed %v after the last publish", time.Since(start))
+
+	// Now read what the slow client was sent, as a browser would.
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("slow client response: %v %v", resp, err)
+	}
+	dec := sse.NewDecoder(resp.Body)
+	got := 0
+	for {
+		ev, err := dec.Next()
+		if err != nil {
+			break // the body may end abruptly: the cut interrupted a chunk
+		}
+		if ev.Data == "" {
+			continue // the opening id-only block
+		}
+		if ev.Data != payload(got) {
+			t.Fatalf("slow client would dispatch event %d as %d bytes %.12q..., want it whole (%d bytes)", got, len(ev.Data), ev.Data, len(payload(got)))
+		}
+		got++
+	}
+	t.Logf("slow client had %d whole events before the cut", got)
+
 	// On return with its cursor, the slow client catches up from history.
 	s := n.dial(hub.EncodeCursor(topic, firstPos(t, n, topic)), topic)
 	for i := range 400 {
 		ev := next(t, s, 5*time.Second)
-		if !strings.HasPrefix(ev.Data, fmt.Sprint(i)+" ") {
+		if ev.Data != payload(i) {
 			t.Fatalf("catch-up event %d = %.10q", i, ev.Data)
 		}
 	}
