@@ -130,19 +130,25 @@ func (h *Hub) Subscribe(ctx context.Context, topics []string, lastEventID string
 		return nil, err
 	}
 	for i, t := range topics {
-		if p, ok := s.resume.Lookup(t); ok && !badCursor {
-			s.pos[i] = p
-			continue
-		}
 		head, err := h.eng.Head(ctx, t)
 		if err != nil {
 			s.Close()
 			return nil, fmt.Errorf("head of %q: %w", t, err)
 		}
-		s.pos[i] = head
-		if badCursor {
+		p, ok := s.resume.Lookup(t)
+		switch {
+		case badCursor:
 			s.gaps = append(s.gaps, t)
+		case ok && p.Epoch == head.Epoch && p.Offset > head.Offset:
+			// A cursor past the end of this log (forged, or the store was
+			// restored from an older copy): resuming there would silently
+			// skip the next events as already sent. Announce it and start at
+			// the head.
+			s.gaps = append(s.gaps, t)
+		case ok:
+			head = p // a different epoch is the engine's to judge when read
 		}
+		s.pos[i] = head
 	}
 	return s, nil
 }

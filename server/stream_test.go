@@ -241,6 +241,24 @@ func TestUnreadableCursorAnnouncesGapInsteadOfSilence(t *testing.T) {
 	}
 }
 
+// A cursor past the end of the topic's log (forged, or from before a store was
+// restored from an older copy) must not make the stream skip the next events as
+// already sent.
+func TestCursorAheadOfHistoryAnnouncesGapAndDeliversLive(t *testing.T) {
+	n := newTestNode(t, nodeOptions{})
+	r := n.publish("a", "", "0")
+	head := firstPos(t, n, "a")
+	head.Offset = offsetOf(t, r.ID, "a") + 100
+	s := n.dial(hub.EncodeCursor("a", head), "a")
+	if ev := next(t, s, 5*time.Second); ev.Type != hub.GapType {
+		t.Fatalf("got %+v, want a %s event", ev, hub.GapType)
+	}
+	n.publish("a", "", "live")
+	if ev := next(t, s, 5*time.Second); ev.Data != "live" {
+		t.Fatalf("got %+v, want the live event", ev)
+	}
+}
+
 // A client that stops reading is cut off once its queue overflows; the others
 // keep their latency, and the slow one catches up from history on return. What
 // it was sent before the cut is a valid stream: every event it would dispatch is
