@@ -323,8 +323,16 @@ func encodeMeta(st topicState) []byte {
 	return binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(make([]byte, 0, 16), st.head), st.oldest)
 }
 
-// state returns topic's head and oldest retained offset, loading them on first use.
-func (e *Engine) state(topic string) (topicState, error) {
+// state returns topic's durable head and oldest retained offset, loading and
+// caching them on first use. A topic that has no events is not cached: anyone may
+// ask for any topic name, and the cache must not grow with names never written.
+func (e *Engine) state(topic string) (topicState, error) { return e.loadState(topic, false) }
+
+// loadState is state; with keep set it caches a topic that has no events too.
+// The committer sets it before writing a topic's first events, so that a reader
+// finds the durable state in the cache and never loads the applied but not yet
+// synced metadata from the store (stMu orders the two).
+func (e *Engine) loadState(topic string, keep bool) (topicState, error) {
 	e.stMu.Lock()
 	defer e.stMu.Unlock()
 	if st, ok := e.topics[topic]; ok {
@@ -335,6 +343,9 @@ func (e *Engine) state(topic string) (topicState, error) {
 		return topicState{}, fmt.Errorf("%w: local: read metadata of %q: %v", engine.ErrUnavailable, topic, err)
 	}
 	st := topicState{head: 0, oldest: 1}
+	if v == nil && !keep {
+		return st, nil
+	}
 	if v != nil {
 		if len(v) != 16 {
 			return topicState{}, fmt.Errorf("local: corrupt metadata of topic %q (%d bytes)", topic, len(v))
@@ -489,7 +500,7 @@ func (e *Engine) commit(reqs []*request) {
 		// First use: the durable state is cached in e.topics before anything
 		// of this topic is written, so readers never load a state that is not
 		// durable yet.
-		return e.state(topic)
+		return e.loadState(topic, true)
 	}
 	now := time.Unix(0, e.now().UnixNano()) // no monotonic reading: equal to what Read decodes
 	b := e.db.NewBatch()

@@ -380,3 +380,31 @@ func TestLargeCountTrimUsesRangeDelete(t *testing.T) {
 		t.Fatalf("Read = %d events (first %v), %v; want 491..500", len(got), got, err)
 	}
 }
+
+// Anyone may ask for any topic (an anonymous stream names it): asking must not
+// grow the engine's memory. Only topics that hold events are remembered.
+func TestLookingUpUnknownTopicsKeepsNoState(t *testing.T) {
+	e := openT(t, t.TempDir(), Options{})
+	ctx := context.Background()
+	for i := range 1000 {
+		topic := fmt.Sprintf("nobody/%d", i)
+		if p, err := e.Head(ctx, topic); err != nil || p.Offset != 0 {
+			t.Fatalf("Head(%s) = %v, %v", topic, p, err)
+		}
+		if evs, err := e.Read(ctx, topic, engine.Position{}, 10); err != nil || len(evs) != 0 {
+			t.Fatalf("Read(%s) = %v, %v", topic, evs, err)
+		}
+	}
+	if _, err := e.Append(ctx, []engine.Event{{Topic: "somebody", Data: []byte("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := e.Head(ctx, "somebody"); err != nil || p.Offset != 1 {
+		t.Fatalf("Head(somebody) = %v, %v", p, err)
+	}
+	e.stMu.Lock()
+	cached := len(e.topics)
+	e.stMu.Unlock()
+	if cached != 1 {
+		t.Fatalf("%d topic states kept after looking up 1000 unknown topics and writing one, want 1", cached)
+	}
+}
