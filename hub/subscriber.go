@@ -172,10 +172,9 @@ func (s *Subscriber) Err() error {
 func (s *Subscriber) Serve(ctx context.Context, w Writer) error {
 	stop := context.AfterFunc(ctx, s.Stop)
 	defer stop()
-	if err := s.Start(w); err != nil {
-		return err
+	if s.Start(w) == nil {
+		s.Live()
 	}
-	s.Live()
 	<-s.done
 	if errors.Is(s.err, ErrClientGone) {
 		return nil
@@ -191,11 +190,15 @@ func (s *Subscriber) Start(w Writer) error {
 	s.mu.Lock()
 	s.w = w
 	s.mu.Unlock()
-	if err := s.open(w); err != nil {
+	err := s.open(w)
+	switch {
+	case errors.Is(err, errEnding):
+		_, why := s.settle(s.takeDue())
+		s.finish(why)
+	case err != nil:
 		s.finish(err)
-		return err
 	}
-	return nil
+	return err
 }
 
 // Live hands the started stream over to whoever has work for it: it arms the
@@ -344,7 +347,6 @@ func (s *Subscriber) run() {
 // work writes queued events and whatever else is due. It reports whether the
 // stream ends, and why.
 func (s *Subscriber) work(q []queued, over bool, d due) (end bool, err error) {
-	h := s.hub
 	switch {
 	case d&dueStop != 0:
 		return true, ErrClientGone
@@ -352,11 +354,32 @@ func (s *Subscriber) work(q []queued, over bool, d due) (end bool, err error) {
 		return true, s.fail(ErrSlow)
 	}
 	if len(q) > 0 {
-		if err := s.deliver(q); err != nil {
+		err := s.deliver(q)
+		switch {
+		case errors.Is(err, errEnding):
+			d |= s.takeDue()
+		case err != nil:
 			return true, s.fail(err)
 		}
 	}
+	return s.settle(d)
+}
+
+// takeDue takes the work posted since the owner last looked.
+func (s *Subscriber) takeDue() due {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.due
+	s.due = 0
+	return d
+}
+
+// settle does due work other than events, and reports whether the stream ends.
+func (s *Subscriber) settle(d due) (end bool, err error) {
+	h := s.hub
 	switch {
+	case d&dueStop != 0:
+		return true, ErrClientGone
 	case d&dueShutdown != 0:
 		_ = s.bye(jitter(h.opt.Retry, 1))
 		return true, nil

@@ -31,6 +31,9 @@ func (s *Subscriber) open(w Writer) error {
 	}
 	for i := range s.topics {
 		if err := s.fill(i, 0); err != nil {
+			if errors.Is(err, errEnding) {
+				return err // Start ends the stream as what is due asks
+			}
 			return s.fail(err)
 		}
 	}
@@ -56,6 +59,11 @@ func (s *Subscriber) deliver(q []queued) error {
 			}
 			s.buf = append(s.buf, e.m.body...)
 			s.hub.Stats.Delivered.Add(1)
+			if len(s.buf) >= flushAt {
+				if err := s.flush(); err != nil {
+					return err
+				}
+			}
 		default:
 			if err := s.fill(e.topic, p.Offset); err != nil {
 				return err
@@ -68,12 +76,23 @@ func (s *Subscriber) deliver(q []queued) error {
 	return s.flush()
 }
 
+// flushAt bounds the write buffer: a queue of large events goes out in several
+// writes rather than in one buffer of QueueSize × MaxEventSize.
+const flushAt = 64 << 10
+
+// errEnding interrupts a replay: the stream is to end (shutdown, lifetime, the
+// client left) and the rest of history would be sent for nothing.
+var errEnding = errors.New("hub: stream ending during replay")
+
 // fill sends events of topic i from history after the cursor, until history is
 // exhausted or, when upTo > 0, the cursor reaches offset upTo of the live epoch.
 // A gap in history is announced with a herald.gap event before what remains.
 func (s *Subscriber) fill(i int, upTo uint64) error {
 	h := s.hub
 	for {
+		if s.ending() {
+			return errEnding
+		}
 		evs, err := h.eng.Read(s.ctx, s.topics[i], s.pos[i], h.opt.ReplayBatch)
 		var gap *engine.GapError
 		if errors.As(err, &gap) {
@@ -90,6 +109,11 @@ func (s *Subscriber) fill(i int, upTo uint64) error {
 			s.buf = appendEvent(s.buf, ev)
 			h.Stats.Replayed.Add(1)
 			h.Stats.Delivered.Add(1)
+			if len(s.buf) >= flushAt {
+				if err := s.flush(); err != nil {
+					return err
+				}
+			}
 		}
 		if err := s.flush(); err != nil {
 			return err
@@ -98,6 +122,13 @@ func (s *Subscriber) fill(i int, upTo uint64) error {
 			return nil
 		}
 	}
+}
+
+// ending reports whether work that ends the stream is waiting for the owner.
+func (s *Subscriber) ending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.due&(dueShutdown|dueLifetime|dueStop) != 0
 }
 
 func (s *Subscriber) appendID(b []byte) []byte {
