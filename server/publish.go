@@ -189,6 +189,9 @@ func (s *Server) toEvent(req publishRequest) (engine.Event, *apiError) {
 	if err := sse.CheckField(req.Type); err != nil {
 		return engine.Event{}, badRequest("invalid_type", "type must not contain CR, LF or NUL")
 	}
+	if !utf8.ValidString(req.Type) { // JSON replaces bad bytes; a form does not
+		return engine.Event{}, badRequest("invalid_type", "type must be UTF-8 text")
+	}
 	if len(req.Type) > MaxTypeLen {
 		return engine.Event{}, badRequest("invalid_type", "type is %d bytes, at most %d", len(req.Type), MaxTypeLen)
 	}
