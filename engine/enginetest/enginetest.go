@@ -12,6 +12,10 @@
 //		})
 //	}
 //
+// Harness fields other than Open are optional capabilities (a peer instance, a
+// reopen of the same back end, age trimming on the suite's clock): when one is
+// nil, the subtests that need it skip and say why.
+//
 // Run checks for leaked goroutines once all subtests and their cleanups are done,
 // so it must not be called from a parallel test (t.Parallel) and its package's
 // other tests must not leave goroutines running while it runs.
@@ -21,6 +25,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -51,10 +56,29 @@ type Harness struct {
 	// the same options. Nil if not supported: those subtests skip.
 	Reopen func(t *testing.T, e engine.Engine) engine.Engine
 
+	// Aging, when set, lets the suite check retention by age on a clock it
+	// controls. Nil for engines whose age trimming cannot be driven by a test
+	// (it runs on the back end's own clock): those subtests skip.
+	Aging *Aging
+
 	// IgnoreGoroutines lists top functions of goroutines a back end's client
 	// library legitimately leaves running after Close (process-wide helpers);
 	// the leak check ignores them. Most engines leave it empty.
 	IgnoreGoroutines []string
+}
+
+// Aging is the optional capability of dropping events by age, on a clock the
+// suite controls.
+type Aging struct {
+	// Open is Harness.Open for an engine that drops events older than maxAge,
+	// telling the time with now, both to stamp appended events and to trim,
+	// instead of the wall clock. Harness.Reopen, when set, must reopen such an
+	// engine with the same maxAge and now.
+	Open func(t *testing.T, maxAge time.Duration, now func() time.Time) engine.Engine
+
+	// Trim runs e's age trimming once, as its background trimming would, and
+	// returns when events older than maxAge by now are no longer retained.
+	Trim func(t *testing.T, e engine.Engine)
 }
 
 // Options are the engine settings a subtest needs.
@@ -88,17 +112,21 @@ func Run(t *testing.T, h Harness) {
 			{"ReadFromZeroPositionStartsAtOldestRetained", s.testReadZeroPosition},
 			{"ReadAfterEmptyHeadHasNoGap", s.testReadAfterEmptyHead},
 			{"ConcurrentAppendsYieldUniqueGapFreeOffsets", s.testConcurrentAppends},
+			{"OffsetsAreDensePerTopicUnderInterleavedAppends", s.testDenseAcrossTopics},
 			{"SubscribeSeesEveryLaterEventInOrder", s.testSubscribeInOrder},
 			{"SubscribeUnderConcurrentAppends", s.testSubscribeConcurrent},
+			{"SubscribeDuringAppendsMissesNothingAfterHead", s.testSubscribeDuringAppends},
 			{"CancelStopsDelivery", s.testCancel},
 			{"TwoSubscribersOnOneTopic", s.testTwoSubscribers},
 			{"SubscriptionsArePerTopic", s.testNoCrossTalk},
 			{"RetentionGap", s.testRetentionGap},
+			{"RetentionByAge", s.testRetentionByAge},
 			{"PositionFromAnotherEpochIsAGap", s.testOtherEpochGap},
 			{"FanOutAcrossInstances", s.testFanOut},
 			{"ReopenKeepsHistoryAndOffsetsContinue", s.testReopen},
 			{"ClosedEngineReturnsErrClosed", s.testClosed},
 			{"CloseLetsPendingAppendsFinish", s.testCloseDrains},
+			{"CloseWhileCallsAreInFlightEndsThemCleanly", s.testCloseRace},
 			{"ContextCancellationHonoured", s.testContext},
 			{"InvalidTopicRejected", s.testInvalidTopic},
 		} {
@@ -234,6 +262,34 @@ func (c *collector) wait(t *testing.T, n int) []engine.Event {
 			t.Fatalf("subscriber got %d events within %v, want %d (offsets %v)", len(got), Timeout, n, offsets(got))
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitUntil polls until done holds for what arrived, or fails t after Timeout.
+func (c *collector) waitUntil(t *testing.T, what string, done func([]engine.Event) bool) []engine.Event {
+	t.Helper()
+	deadline := time.Now().Add(Timeout)
+	for {
+		got := c.snapshot()
+		if done(got) {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("subscriber: %s: not within %v (got offsets %v)", what, Timeout, offsets(got))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// eventually polls until cond holds, or fails t after Timeout.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(Timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, Timeout)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -440,6 +496,107 @@ func (s *suite) testConcurrentAppends(t *testing.T) {
 	}
 }
 
+// testDenseAcrossTopics: offsets are dense per topic (1, 2, 3, ... with no hole)
+// even when appends to several topics interleave, from concurrent callers and
+// within batches. An engine that handed out offsets of a log shared by several
+// topics (a Kafka partition's offsets, a global counter) leaves holes in each.
+func (s *suite) testDenseAcrossTopics(t *testing.T) {
+	e := s.open(t)
+	const topics, goroutines, calls = 8, 8, 16
+	topic := func(i int) string { return fmt.Sprintf("dense/%d", i%topics) }
+	subs := make([]*collector, topics)
+	for i := range subs {
+		subs[i] = subscribe(t, e, topic(i))
+	}
+	ctx := ctxFor(t)
+	var mu sync.Mutex
+	dataAt := map[string]map[uint64]string{} // topic -> offset -> data appended there
+	epochOf := map[string]string{}
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Go(func() {
+			last := map[string]uint64{} // this caller's last offset per topic
+			for i := range calls {
+				// One to three events per call, spread over the topics; every
+				// fourth call repeats a topic within the batch.
+				var batch []engine.Event
+				for j := range 1 + (g+i)%3 {
+					batch = append(batch, ev(topic(g*5+i*3+j*7), g*10000+i*10+j))
+				}
+				if i%4 == 0 {
+					batch = append(batch, ev(batch[0].Topic, g*10000+i*10+9))
+				}
+				pos, err := e.Append(ctx, batch)
+				if err != nil {
+					t.Errorf("Append: %v", err)
+					return
+				}
+				if len(pos) != len(batch) {
+					t.Errorf("Append(%d events) returned %d positions", len(batch), len(pos))
+					return
+				}
+				mu.Lock()
+				inCall := map[string]uint64{} // last offset of this call per topic
+				for j, p := range pos {
+					tp := batch[j].Topic
+					if prev, ok := inCall[tp]; ok && p.Offset != prev+1 {
+						t.Errorf("%s: events of one call got offsets %d then %d, want consecutive", tp, prev, p.Offset)
+					}
+					inCall[tp] = p.Offset
+					if epochOf[tp] == "" {
+						epochOf[tp] = p.Epoch
+						dataAt[tp] = map[uint64]string{}
+					}
+					if p.Epoch != epochOf[tp] {
+						t.Errorf("%s: positions in two epochs: %v and %v", tp, epochOf[tp], p)
+					}
+					if prev, dup := dataAt[tp][p.Offset]; dup {
+						t.Errorf("%s: offset %d returned twice (for %s and %s)", tp, p.Offset, prev, batch[j].Data)
+					}
+					dataAt[tp][p.Offset] = string(batch[j].Data)
+					if p.Offset <= last[tp] {
+						t.Errorf("%s: a later call got offset %d after %d", tp, p.Offset, last[tp])
+					}
+					last[tp] = p.Offset
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for i := range topics {
+		tp := topic(i)
+		n := len(dataAt[tp])
+		for off := uint64(1); off <= uint64(n); off++ {
+			if _, ok := dataAt[tp][off]; !ok {
+				got := slices.Sorted(maps.Keys(dataAt[tp]))
+				t.Fatalf("%s: %d events appended got offsets %v; want 1..%d with no hole (offset %d missing)", tp, n, got, n, off)
+			}
+		}
+		epoch := epochOf[tp]
+		if h := mustHead(t, e, tp); h != (engine.Position{Epoch: epoch, Offset: uint64(n)}) {
+			t.Fatalf("Head(%s) = %v after %d appends, want {%s %d}", tp, h, n, epoch, n)
+		}
+		stored := readAll(t, e, tp, engine.Position{}, 100)
+		checkOffsets(t, "Read "+tp, stored, epoch, 1, n)
+		for _, g := range stored {
+			if string(g.Data) != dataAt[tp][g.Pos.Offset] {
+				t.Fatalf("%s: Read has %s at %v, Append put %s there", tp, g.Data, g.Pos, dataAt[tp][g.Pos.Offset])
+			}
+		}
+		got := subs[i].wait(t, n)
+		checkOffsets(t, "subscriber of "+tp, got, epoch, 1, n)
+		for _, g := range got {
+			if g.Topic != tp || string(g.Data) != dataAt[tp][g.Pos.Offset] {
+				t.Fatalf("subscriber of %s got {%s %s} at %v, Append put %s there", tp, g.Topic, g.Data, g.Pos, dataAt[tp][g.Pos.Offset])
+			}
+		}
+	}
+}
+
 func (s *suite) testSubscribeInOrder(t *testing.T) {
 	e := s.open(t)
 	appendN(t, e, "s/a", 1, 3) // before the subscription: not delivered
@@ -483,6 +640,100 @@ func (s *suite) testSubscribeConcurrent(t *testing.T) {
 	for i := range got {
 		if string(got[i].Data) != string(stored[i].Data) {
 			t.Fatalf("subscriber got %s at %v, history has %s", got[i].Data, got[i].Pos, stored[i].Data)
+		}
+	}
+}
+
+// testSubscribeDuringAppends: a subscription made while appends are in flight
+// (through this instance and, when there is one, a peer) delivers a contiguous
+// run of offsets, without hole or duplicate, from its first event on, and that
+// run covers every event after the Head read just after Subscribe returned. The
+// hub relies on the latter: it subscribes, then starts a new stream at the Head,
+// so an event after that Head that is not delivered is lost to the stream.
+func (s *suite) testSubscribeDuringAppends(t *testing.T) {
+	e := s.open(t)
+	peer := e
+	if s.h.OpenPeer != nil {
+		peer = s.h.OpenPeer(t, e)
+	}
+	const topic = "sd/a"
+	ctx := ctxFor(t)
+	var appended atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var once sync.Once
+	stopAppends := func() { once.Do(func() { close(stop); wg.Wait() }) }
+	defer stopAppends()
+	for g := range 4 {
+		src := e
+		if g%2 == 1 {
+			src = peer
+		}
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := src.Append(ctx, []engine.Event{ev(topic, g*100000+i)}); err != nil {
+					t.Errorf("Append: %v", err)
+					return
+				}
+				appended.Add(1)
+			}
+		})
+	}
+	type sub struct {
+		c    *collector
+		head engine.Position
+		on   string
+	}
+	var subs []sub
+	const subscribers, spacing = 8, 8
+	for k := range subscribers {
+		// Let a few more appends land, so that this Subscribe overlaps others.
+		eventually(t, "appends progress", func() bool { return appended.Load() >= int64((k+1)*spacing) })
+		on, inst := "this instance", e
+		if k%2 == 1 && peer != e {
+			on, inst = "the peer", peer
+		}
+		c := subscribe(t, inst, topic)
+		subs = append(subs, sub{c: c, head: mustHead(t, inst, topic), on: on})
+	}
+	// More appends after the last Subscribe, so that it has events to miss.
+	eventually(t, "appends progress", func() bool { return appended.Load() >= (subscribers+2)*spacing })
+	stopAppends()
+	if t.Failed() {
+		return
+	}
+	last := mustHead(t, e, topic)
+	stored := readAll(t, e, topic, engine.Position{}, 100)
+	checkOffsets(t, "Read", stored, last.Epoch, 1, int(last.Offset))
+	for k, sb := range subs {
+		what := fmt.Sprintf("subscriber %d (on %s, Head %v just after Subscribe)", k, sb.on, sb.head)
+		if sb.head.Epoch != last.Epoch || sb.head.Offset > last.Offset {
+			t.Fatalf("%s: Head outside the log, whose head is %v", what, last)
+		}
+		got := sb.c.snapshot()
+		if sb.head.Offset < last.Offset {
+			got = sb.c.waitUntil(t, fmt.Sprintf("%s: deliver up to offset %d", what, last.Offset), func(got []engine.Event) bool {
+				return len(got) > 0 && got[len(got)-1].Pos.Offset >= last.Offset
+			})
+		}
+		for i, g := range got {
+			if g.Pos.Epoch != last.Epoch || g.Pos.Offset < 1 || g.Pos.Offset > last.Offset {
+				t.Fatalf("%s: got an event at %v, outside the log (head %v)", what, g.Pos, last)
+			}
+			if i > 0 && g.Pos.Offset != got[i-1].Pos.Offset+1 {
+				t.Fatalf("%s: offset %d followed by %d: a hole, a duplicate or disorder (offsets %v)", what, got[i-1].Pos.Offset, g.Pos.Offset, offsets(got))
+			}
+			if want := stored[g.Pos.Offset-1]; g.Topic != topic || string(g.Data) != string(want.Data) {
+				t.Fatalf("%s: got {%s %s} at %v, history has %s there", what, g.Topic, g.Data, g.Pos, want.Data)
+			}
+		}
+		if len(got) > 0 && got[0].Pos.Offset > sb.head.Offset+1 {
+			t.Fatalf("%s: first event delivered is at offset %d: offsets %d..%d, appended after Subscribe and Head returned, were never delivered", what, got[0].Pos.Offset, sb.head.Offset+1, got[0].Pos.Offset-1)
 		}
 	}
 }
@@ -614,6 +865,75 @@ func (s *suite) testRetentionGap(t *testing.T) {
 	}
 }
 
+// clock is a settable time source for Aging engines.
+type clock struct{ nanos atomic.Int64 }
+
+func (c *clock) now() time.Time          { return time.Unix(0, c.nanos.Load()) }
+func (c *clock) advance(d time.Duration) { c.nanos.Add(int64(d)) }
+
+// testRetentionByAge: events older than the engine's MaxAge are dropped, and
+// reading after a cursor before them is a gap that resumes at the oldest event
+// kept; the head is kept when every event of a topic expired, and offsets go
+// on from it.
+func (s *suite) testRetentionByAge(t *testing.T) {
+	if s.h.Aging == nil {
+		t.Skip("engine cannot trim by age on the suite's clock (Harness.Aging is nil)")
+	}
+	const maxAge = time.Hour
+	c := &clock{}
+	c.nanos.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	e := s.h.Aging.Open(t, maxAge, c.now)
+	var pos []engine.Position
+	for i := 1; i <= 5; i++ { // offsets 1..5 of both topics at t0
+		pos = mustAppend(t, e, ev("age/old", i), ev("age/mixed", i))
+	}
+	epoch := pos[0].Epoch
+	c.advance(50 * time.Minute)
+	appendN(t, e, "age/mixed", 6, 3) // offsets 6..8 at t0+50m
+	s.h.Aging.Trim(t, e)
+	checkOffsets(t, "Read age/mixed before anything is older than MaxAge", readAll(t, e, "age/mixed", engine.Position{}, 100), epoch, 1, 8)
+	checkOffsets(t, "Read age/old before anything is older than MaxAge", readAll(t, e, "age/old", engine.Position{}, 100), epoch, 1, 5)
+
+	c.advance(20 * time.Minute) // t0+70m: offsets 1..5 are older than MaxAge
+	s.h.Aging.Trim(t, e)
+	resume := engine.Position{Epoch: epoch, Offset: 5}
+	for _, after := range []uint64{1, 3} {
+		_, err := e.Read(ctxFor(t), "age/mixed", engine.Position{Epoch: epoch, Offset: after}, 100)
+		wantGap(t, err, "age/mixed", resume)
+	}
+	for _, after := range []engine.Position{{}, resume} {
+		got := readAll(t, e, "age/mixed", after, 100)
+		checkOffsets(t, fmt.Sprintf("Read age/mixed after %v once 1..5 expired", after), got, epoch, 6, 3)
+		for _, g := range got {
+			checkEvent(t, g, "age/mixed", int(g.Pos.Offset))
+		}
+	}
+	// Every event of age/old expired: nothing to read, yet the head stays.
+	if h := mustHead(t, e, "age/old"); h != resume {
+		t.Fatalf("Head(age/old) once all its events expired = %v, want %v", h, resume)
+	}
+	if got := readAll(t, e, "age/old", engine.Position{}, 100); len(got) != 0 {
+		t.Fatalf("Read age/old from Position{} once all its events expired: offsets %v, want none", offsets(got))
+	}
+	_, err := e.Read(ctxFor(t), "age/old", engine.Position{Epoch: epoch, Offset: 3}, 100)
+	wantGap(t, err, "age/old", resume)
+	if got := readAll(t, e, "age/old", resume, 100); len(got) != 0 {
+		t.Fatalf("Read age/old after its head: offsets %v, want none", offsets(got))
+	}
+	if p := mustAppend(t, e, ev("age/old", 6)); p[0] != (engine.Position{Epoch: epoch, Offset: 6}) {
+		t.Fatalf("append to age/old after all its events expired got %v, want {%s 6}", p[0], epoch)
+	}
+	checkOffsets(t, "Read age/old after a new append", readAll(t, e, "age/old", resume, 100), epoch, 6, 1)
+
+	if s.h.Reopen == nil {
+		return
+	}
+	e = s.h.Reopen(t, e)
+	_, err = e.Read(ctxFor(t), "age/mixed", engine.Position{Epoch: epoch, Offset: 2}, 100)
+	wantGap(t, err, "age/mixed", resume)
+	checkOffsets(t, "Read age/mixed after reopen", readAll(t, e, "age/mixed", engine.Position{}, 100), epoch, 6, 3)
+}
+
 func (s *suite) testOtherEpochGap(t *testing.T) {
 	e := s.open(t)
 	pos := appendN(t, e, "ep/a", 1, 5)
@@ -727,17 +1047,29 @@ func (s *suite) testClosed(t *testing.T) {
 	}
 }
 
+// testCloseDrains: Close lets the appends in flight finish, each with success or
+// ErrClosed, and every append acknowledged before Close is durable: after a
+// reopen of the same back end (when the harness can) it is read back at the
+// position it was given, with its data, in a log without holes whose next
+// offset is after all of them.
 func (s *suite) testCloseDrains(t *testing.T) {
 	e := s.open(t)
 	first := e
 	ctx := ctxFor(t)
+	topics := []string{"cd/a", "cd/b"}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
-	accepted := map[uint64]bool{}
+	accepted := map[string]map[uint64]string{} // topic -> offset -> data
+	epochOf := map[string]string{}
+	count := 0
 	for g := range 8 {
 		wg.Go(func() {
 			for i := 0; ; i++ {
-				p, err := first.Append(ctx, []engine.Event{ev("cd/a", g*1000+i)})
+				batch := []engine.Event{ev(topics[0], g*100000+i)}
+				if g%2 == 1 { // a batch across topics: acknowledged whole or not at all
+					batch = append(batch, ev(topics[1], g*100000+i))
+				}
+				pos, err := first.Append(ctx, batch)
 				if errors.Is(err, engine.ErrClosed) {
 					return
 				}
@@ -745,22 +1077,39 @@ func (s *suite) testCloseDrains(t *testing.T) {
 					t.Errorf("Append during Close: %v, want success or ErrClosed", err)
 					return
 				}
+				if len(pos) != len(batch) {
+					t.Errorf("Append(%d events) during Close returned %d positions", len(batch), len(pos))
+					return
+				}
 				mu.Lock()
-				accepted[p[0].Offset] = true
+				for j, p := range pos {
+					tp := batch[j].Topic
+					if accepted[tp] == nil {
+						accepted[tp] = map[uint64]string{}
+						epochOf[tp] = p.Epoch
+					}
+					if p.Epoch != epochOf[tp] {
+						t.Errorf("%s: positions in two epochs: %v and %v", tp, epochOf[tp], p)
+					}
+					if _, dup := accepted[tp][p.Offset]; dup {
+						t.Errorf("%s: offset %d returned twice", tp, p.Offset)
+					}
+					accepted[tp][p.Offset] = string(batch[j].Data)
+					count++
+				}
 				mu.Unlock()
 			}
 		})
 	}
-	deadline := time.Now().Add(Timeout)
-	for time.Now().Before(deadline) {
+	defer func() {
+		first.Close() // on an early failure, end the appends
+		wg.Wait()
+	}()
+	eventually(t, "20 appends before Close", func() bool {
 		mu.Lock()
-		n := len(accepted)
-		mu.Unlock()
-		if n >= 20 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer mu.Unlock()
+		return count >= 20
+	})
 	if s.h.Reopen == nil {
 		if err := e.Close(); err != nil {
 			t.Fatalf("Close: %v", err)
@@ -770,14 +1119,209 @@ func (s *suite) testCloseDrains(t *testing.T) {
 	}
 	e = s.h.Reopen(t, e) // closes e while appends are in flight
 	wg.Wait()
-	got := readAll(t, e, "cd/a", engine.Position{}, 1000)
-	have := map[uint64]bool{}
-	for _, g := range got {
-		have[g.Pos.Offset] = true
+	if t.Failed() {
+		return
 	}
-	for off := range accepted {
-		if !have[off] {
-			t.Fatalf("offset %d was accepted before Close but is missing after reopen", off)
+	for _, tp := range topics {
+		epoch := epochOf[tp]
+		if epoch == "" {
+			continue // nothing accepted on tp
+		}
+		got := readAll(t, e, tp, engine.Position{}, 100)
+		have := map[uint64]engine.Event{}
+		for _, g := range got {
+			have[g.Pos.Offset] = g
+		}
+		var highest uint64
+		for off, data := range accepted[tp] {
+			highest = max(highest, off)
+			g, ok := have[off]
+			if !ok {
+				t.Fatalf("%s: offset %d was accepted before Close but is missing after reopen (read offsets %v)", tp, off, offsets(got))
+			}
+			if g.Pos.Epoch != epoch || string(g.Data) != data {
+				t.Fatalf("%s: offset %d was accepted with %s in epoch %s; after reopen it holds %s at %v", tp, off, data, epoch, g.Data, g.Pos)
+			}
+		}
+		head := mustHead(t, e, tp)
+		if head.Epoch != epoch || head.Offset < highest {
+			t.Fatalf("%s: Head after reopen = %v, before the accepted offset %d of epoch %s", tp, head, highest, epoch)
+		}
+		if len(got) > 0 {
+			checkOffsets(t, "Read "+tp+" after reopen", got, epoch, got[0].Pos.Offset, int(head.Offset-got[0].Pos.Offset+1))
+		}
+		// The next offset is after every accepted one: none is handed out twice.
+		if p := mustAppend(t, e, ev(tp, -1)); p[0] != (engine.Position{Epoch: epoch, Offset: head.Offset + 1}) {
+			t.Fatalf("%s: first append after reopen got %v, want {%s %d}", tp, p[0], epoch, head.Offset+1)
+		}
+	}
+}
+
+// testCloseRace: Close while every other call is being made from other
+// goroutines neither panics nor hangs. The calls succeed or return ErrClosed;
+// every call made after Close returned returns ErrClosed; no subscription
+// callback runs after Close returned; cancel functions work before, during and
+// after Close. Run's leak check then finds nothing left running.
+//
+// The race is run a few times on fresh engines, to give a narrow window a
+// chance, most of them without appends: Close has then no append to wait for,
+// so it reaches the back end while reads are still in flight.
+func (s *suite) testCloseRace(t *testing.T) {
+	for round := range 12 {
+		appends := round%3 == 0
+		name := fmt.Sprintf("round%d", round)
+		if appends {
+			name += "WithAppends"
+		}
+		if !t.Run(name, func(t *testing.T) { s.closeRaceRound(t, appends) }) {
+			return
+		}
+	}
+}
+
+func (s *suite) closeRaceRound(t *testing.T, appends bool) {
+	e := s.open(t)
+	const topic = "cr/a"
+	var batch []engine.Event
+	for i := range 50 {
+		batch = append(batch, ev(topic, i))
+	}
+	mustAppend(t, e, batch...)
+	ctx := ctxFor(t)
+	var closed atomic.Bool // Close has returned
+	var late atomic.Int64  // callbacks that ran after Close returned
+	fn := func(engine.Event) {
+		if closed.Load() {
+			late.Add(1)
+		}
+	}
+	var cmu sync.Mutex
+	var cancels []func() // subscriptions left open for Close to end
+	if appends {
+		// A slow subscriber, so that deliveries are still queued at Close.
+		cancel, err := e.Subscribe(topic, func(ev engine.Event) {
+			fn(ev)
+			time.Sleep(100 * time.Microsecond)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cancels = append(cancels, cancel)
+	}
+	ops := []struct {
+		name string
+		call func(i int) error
+	}{
+		{"Append", func(i int) error {
+			_, err := e.Append(ctx, []engine.Event{ev(topic, i), ev("cr/b", i)})
+			return err
+		}},
+		{"Read", func(int) error {
+			_, err := e.Read(ctx, topic, engine.Position{}, 100)
+			return err
+		}},
+		{"Head", func(int) error {
+			_, err := e.Head(ctx, topic)
+			return err
+		}},
+		{"Subscribe", func(i int) error {
+			cancel, err := e.Subscribe(topic, fn)
+			if err != nil {
+				return err
+			}
+			cmu.Lock()
+			defer cmu.Unlock()
+			if i%2 == 0 || len(cancels) >= 32 {
+				cancel() // cancel racing Close
+			} else {
+				cancels = append(cancels, cancel)
+			}
+			return nil
+		}},
+	}
+	if !appends {
+		ops = ops[1:]
+	}
+	const perOp = 4
+	succeeded := make([]atomic.Int64, len(ops))
+	var wg sync.WaitGroup
+	for k, op := range ops {
+		for range perOp {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					after := closed.Load()
+					err := op.call(i)
+					switch {
+					case errors.Is(err, engine.ErrClosed):
+						return
+					case err != nil:
+						t.Errorf("%s racing Close: %v, want success or ErrClosed", op.name, err)
+						return
+					case after:
+						t.Errorf("%s called after Close returned succeeded, want ErrClosed", op.name)
+						return
+					}
+					succeeded[k].Add(1)
+				}
+			})
+		}
+	}
+	ended := make(chan struct{})
+	go func() { wg.Wait(); close(ended) }()
+	closing := false
+	defer func() {
+		if !closing {
+			e.Close() // on an early failure, end the callers
+		}
+		select {
+		case <-ended:
+		case <-time.After(Timeout):
+		}
+	}()
+	eventually(t, "every call succeeding a few times before Close", func() bool {
+		for k := range ops {
+			if succeeded[k].Load() < 3 {
+				return false
+			}
+		}
+		return true
+	})
+	// Two Closes at once: both return once the engine is closed.
+	closing = true
+	closeErrs := make(chan error, 2)
+	for range 2 {
+		go func() { closeErrs <- e.Close() }()
+	}
+	timeout := time.After(Timeout)
+	for i := range 2 {
+		select {
+		case err := <-closeErrs:
+			if err != nil {
+				t.Errorf("Close racing other calls: %v", err)
+			}
+			if i == 0 {
+				closed.Store(true)
+			}
+		case <-timeout:
+			t.Fatalf("Close racing other calls did not return within %v (deadlock?)", Timeout)
+		}
+	}
+	select {
+	case <-ended:
+	case <-time.After(Timeout):
+		t.Fatalf("calls racing Close still running %v after it returned (deadlock?)", Timeout)
+	}
+	cmu.Lock()
+	for _, cancel := range cancels {
+		cancel() // after Close: harmless
+	}
+	cmu.Unlock()
+	if n := late.Load(); n != 0 {
+		t.Fatalf("subscription callbacks ran %d times after Close returned", n)
+	}
+	for _, op := range ops {
+		if err := op.call(-1); !errors.Is(err, engine.ErrClosed) {
+			t.Errorf("%s after Close: %v, want ErrClosed", op.name, err)
 		}
 	}
 }

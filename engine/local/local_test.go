@@ -24,10 +24,15 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func openT(t testing.TB, dir string, opt Options) *Engine {
 	t.Helper()
+	return openClockT(t, dir, opt, time.Now)
+}
+
+func openClockT(t testing.TB, dir string, opt Options, now func() time.Time) *Engine {
+	t.Helper()
 	if opt.Logger == nil {
 		opt.Logger = quiet
 	}
-	e, err := Open(dir, opt)
+	e, err := open(dir, opt, now)
 	if err != nil {
 		t.Fatalf("Open(%s): %v", dir, err)
 	}
@@ -39,17 +44,20 @@ func TestConformance(t *testing.T) {
 	type handle struct {
 		dir string
 		opt Options
+		now func() time.Time
 	}
 	var mu sync.Mutex
 	handles := map[engine.Engine]handle{}
+	openHandle := func(t *testing.T, h handle) engine.Engine {
+		e := openClockT(t, h.dir, h.opt, h.now)
+		mu.Lock()
+		handles[e] = h
+		mu.Unlock()
+		return e
+	}
 	enginetest.Run(t, enginetest.Harness{
 		Open: func(t *testing.T, o enginetest.Options) engine.Engine {
-			h := handle{dir: t.TempDir(), opt: Options{MaxLen: o.MaxLen}}
-			e := openT(t, h.dir, h.opt)
-			mu.Lock()
-			handles[e] = h
-			mu.Unlock()
-			return e
+			return openHandle(t, handle{dir: t.TempDir(), opt: Options{MaxLen: o.MaxLen}, now: time.Now})
 		},
 		Reopen: func(t *testing.T, old engine.Engine) engine.Engine {
 			mu.Lock()
@@ -58,11 +66,19 @@ func TestConformance(t *testing.T) {
 			if err := old.Close(); err != nil {
 				t.Fatalf("Close: %v", err)
 			}
-			e := openT(t, h.dir, h.opt)
-			mu.Lock()
-			handles[e] = h
-			mu.Unlock()
-			return e
+			return openHandle(t, h)
+		},
+		Aging: &enginetest.Aging{
+			Open: func(t *testing.T, maxAge time.Duration, now func() time.Time) engine.Engine {
+				// The background sweeper stays out of the way: Trim sweeps.
+				opt := Options{MaxAge: maxAge, SweepInterval: time.Hour}
+				return openHandle(t, handle{dir: t.TempDir(), opt: opt, now: now})
+			},
+			Trim: func(t *testing.T, e engine.Engine) {
+				if _, err := e.(*Engine).sweep(); err != nil {
+					t.Fatalf("sweep: %v", err)
+				}
+			},
 		},
 	})
 }
