@@ -53,7 +53,9 @@ type Engine interface {
 	// a subscriber that sees an offset jump fills the hole with Read.
 	//
 	// "From now on" means every event whose Append starts after Subscribe has
-	// returned (networked engines return only once the subscription is active).
+	// returned (networked engines return only once the subscription is active),
+	// and every event after the Head read once Subscribe has returned: the hub
+	// starts a new stream at that Head and relies on live delivery for the rest.
 	// cancel is idempotent. It may wait for a running fn, so fn must not call
 	// cancel or Subscribe itself.
 	Subscribe(topic string, fn func(Event)) (cancel func(), err error)
