@@ -76,23 +76,25 @@ type Hub struct {
 	closing bool
 	streams sync.WaitGroup
 
-	work chan *Subscriber // hands a claimed stream to an idle writer
+	writers writers
 }
 
 // New returns a hub delivering events of eng.
 func New(eng engine.Engine, opt Options) *Hub {
 	opt.setDefaults()
-	return &Hub{
+	h := &Hub{
 		eng: eng, opt: opt,
 		topics: make(map[string]*topicState),
 		all:    make(map[*Subscriber]struct{}),
-		work:   make(chan *Subscriber),
 	}
+	h.writers.work = make(chan job)
+	return h
 }
 
 // topicState is the node's interest in one topic: one engine subscription shared by
 // every local subscriber, so a publication is received and encoded once.
 type topicState struct {
+	hub    *Hub
 	topic  string
 	cancel func()
 	refs   int // guarded by Hub.mu
@@ -102,14 +104,18 @@ type topicState struct {
 }
 
 // dispatch runs on the engine's goroutine: encode once, hand the bytes to every
-// subscriber's queue without blocking.
+// subscriber's queue without blocking, and the streams that were idle to writers.
 func (ts *topicState) dispatch(ev engine.Event) {
 	m := newMessage(ev)
 	ts.mu.RLock()
+	claimed := make([]*Subscriber, 0, len(ts.subs))
 	for s, i := range ts.subs {
-		s.push(i, m)
+		if s.push(i, m) {
+			claimed = append(claimed, s)
+		}
 	}
 	ts.mu.RUnlock()
+	ts.hub.runBatch(claimed)
 }
 
 // message is an event encoded once for all subscribers: every field but the
@@ -152,7 +158,7 @@ func (h *Hub) register(s *Subscriber) error {
 	for i, t := range s.topics {
 		ts := h.topics[t]
 		if ts == nil {
-			ts = &topicState{topic: t, subs: make(map[*Subscriber]int)}
+			ts = &topicState{hub: h, topic: t, subs: make(map[*Subscriber]int)}
 			cancel, err := h.eng.Subscribe(t, ts.dispatch)
 			if err != nil {
 				h.unregisterLocked(s, added)
@@ -217,38 +223,6 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-// writerIdle is how long a writer goroutine waits for another stream to run
-// before it exits.
-const writerIdle = 100 * time.Millisecond
-
-// runSoon runs a stream its caller has claimed on an idle writer goroutine, or
-// on a new one when none is idle. Writers outlive a fan-out by writerIdle, so
-// the next one reuses their goroutines and grown stacks (spawning a writer and
-// growing its stack cost a quarter of a broadcast's CPU), while an idle hub keeps
-// none. A writer blocked on a client slow to read holds only itself: the next
-// stream finds another writer or starts one.
-func (h *Hub) runSoon(s *Subscriber) {
-	select {
-	case h.work <- s:
-	default:
-		go h.writer(s)
-	}
-}
-
-func (h *Hub) writer(s *Subscriber) {
-	idle := time.NewTimer(writerIdle)
-	defer idle.Stop()
-	for {
-		s.run()
-		idle.Reset(writerIdle)
-		select {
-		case s = <-h.work:
-		case <-idle.C:
-			return
-		}
 	}
 }
 

@@ -23,6 +23,17 @@ type Writer interface {
 	SetWriteDeadline(t time.Time) error
 }
 
+// TryWriter is a Writer that can also write without waiting, so that one
+// goroutine can write a fan-out to many streams: a client slow to read must not
+// hold up the others.
+type TryWriter interface {
+	Writer
+	// TryWrite takes all of p: it writes what the connection accepts at once
+	// and keeps the rest, reporting pending. Flush then writes the rest, and
+	// Write writes it before p.
+	TryWrite(p []byte) (pending bool, err error)
+}
+
 // CollisionError refuses a stream of two topics whose cursor hashes are equal
 // (about one pair in four billion): its cursor could not tell them apart.
 type CollisionError struct{ Topics [2]string }
@@ -59,6 +70,9 @@ type Subscriber struct {
 
 	// The owner's side.
 	w        Writer
+	tw       TryWriter         // w, when it can write without waiting; set by Start
+	try      bool              // writing for a fan-out's batch: flush must not wait
+	pending  bool              // w holds bytes a TryWrite could not send yet
 	pos      []engine.Position // cursor: last position sent per topic
 	buf      []byte            // write buffer, reused between flushes
 	spare    []queued          // the previous queue, reused as the next one
@@ -189,6 +203,7 @@ func (s *Subscriber) Serve(ctx context.Context, w Writer) error {
 func (s *Subscriber) Start(w Writer) error {
 	s.mu.Lock()
 	s.w = w
+	s.tw, _ = w.(TryWriter)
 	s.mu.Unlock()
 	err := s.open(w)
 	switch {
@@ -279,14 +294,15 @@ func (s *Subscriber) onBeat() {
 	}
 }
 
-// push queues m for topic index i; it never blocks. A subscriber whose queue is
-// full is marked overflowed and its queue dropped: it will be cut off and catch up
-// from history when it reconnects.
-func (s *Subscriber) push(i int, m *message) {
+// push queues m for topic index i; it never blocks. It reports whether the
+// caller claimed the stream and must have it run (Hub.runBatch). A subscriber
+// whose queue is full is marked overflowed and its queue dropped: it will be cut
+// off and catch up from history when it reconnects.
+func (s *Subscriber) push(i int, m *message) (claimed bool) {
 	s.mu.Lock()
 	if s.overflow || s.ended {
 		s.mu.Unlock()
-		return
+		return false
 	}
 	if len(s.queue) >= s.hub.opt.QueueSize {
 		s.overflow = true
@@ -301,46 +317,95 @@ func (s *Subscriber) push(i int, m *message) {
 		if w != nil {
 			_ = w.SetWriteDeadline(time.Now())
 		}
-		if claimed {
-			s.hub.runSoon(s)
-		}
-		return
+		return claimed
 	}
 	s.queue = append(s.queue, queued{i, m})
-	claimed := s.claimLocked()
+	claimed = s.claimLocked()
 	s.mu.Unlock()
-	if claimed {
-		s.hub.runSoon(s)
-	}
+	return claimed
 }
 
 // run is the owner's loop: it writes everything due, then gives ownership up.
 func (s *Subscriber) run() {
 	for {
-		s.mu.Lock()
-		var q []queued
-		if len(s.queue) > 0 {
-			q, s.queue, s.spare = s.queue, s.spare[:0], nil
-		}
-		over, d := s.overflow, s.due
-		s.due = 0
-		if q == nil && !over && d == 0 {
-			s.owned = false
-			s.mu.Unlock()
+		q, over, d, idle := s.take()
+		if idle {
 			return
 		}
-		s.mu.Unlock()
 		end, err := s.work(q, over, d)
-		if q != nil {
-			clear(q) // drop message references so their bytes can be freed
-			if cap(q) <= 64 {
-				s.spare = q[:0] // a burst's large queue is not kept by an idle stream
-			}
-		}
+		s.recycle(q)
 		if end {
 			s.finish(err)
 			return
 		}
+	}
+}
+
+// runTry is run for a share of a fan-out (Hub.runBatch): it writes the queued
+// events without waiting. Anything else due, a socket that cannot take all of
+// a write, or an error hands the stream to a writer goroutine of its own, which
+// sends what is pending and re-runs the queue; events already sent are skipped
+// there by their position.
+func (s *Subscriber) runTry() {
+	for {
+		s.mu.Lock()
+		if s.overflow || s.due != 0 {
+			s.mu.Unlock()
+			s.hub.runSoon(s)
+			return
+		}
+		if len(s.queue) == 0 {
+			s.owned = false
+			s.mu.Unlock()
+			return
+		}
+		q := s.queue
+		s.queue, s.spare = s.spare[:0], nil
+		s.mu.Unlock()
+		s.try = true
+		err := s.deliver(q)
+		s.try = false
+		switch {
+		case err == nil:
+			s.recycle(q)
+		case s.broken:
+			s.finish(err) // nothing more may be written, not even a goodbye
+			return
+		default:
+			s.mu.Lock()
+			s.queue = append(q, s.queue...)
+			s.mu.Unlock()
+			s.hub.runSoon(s)
+			return
+		}
+	}
+}
+
+// take takes the queue and what else is due, or gives ownership up and
+// reports idle when there is nothing.
+func (s *Subscriber) take() (q []queued, over bool, d due, idle bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.queue) > 0 {
+		q, s.queue, s.spare = s.queue, s.spare[:0], nil
+	}
+	over, d = s.overflow, s.due
+	s.due = 0
+	if q == nil && !over && d == 0 {
+		s.owned = false
+		return nil, false, 0, true
+	}
+	return q, over, d, false
+}
+
+// recycle keeps a small written queue for reuse.
+func (s *Subscriber) recycle(q []queued) {
+	if q == nil {
+		return
+	}
+	clear(q) // drop message references so their bytes can be freed
+	if cap(q) <= 64 {
+		s.spare = q[:0] // a burst's large queue is not kept by an idle stream
 	}
 }
 
@@ -352,6 +417,11 @@ func (s *Subscriber) work(q []queued, over bool, d due) (end bool, err error) {
 		return true, ErrClientGone
 	case over:
 		return true, s.fail(ErrSlow)
+	}
+	if s.pending {
+		if err := s.flush(); err != nil {
+			return true, s.fail(err)
+		}
 	}
 	if len(q) > 0 {
 		err := s.deliver(q)

@@ -147,9 +147,14 @@ func (s *Subscriber) appendGap(b []byte, topics []string) []byte {
 	return append(b, '\n')
 }
 
-// flush writes the buffer with one write and one flush.
+// errWouldBlock stops a write for a fan-out's batch (Subscriber.try): the
+// connection took part of it and keeps the rest.
+var errWouldBlock = errors.New("hub: connection full")
+
+// flush writes the buffer, and whatever an earlier TryWrite left pending, with
+// one write and one flush; for a fan-out's batch, without waiting.
 func (s *Subscriber) flush() error {
-	if len(s.buf) == 0 {
+	if len(s.buf) == 0 && !s.pending {
 		return nil
 	}
 	w := s.w
@@ -165,9 +170,17 @@ func (s *Subscriber) flush() error {
 		s.buf = s.buf[:0]
 		return ErrSlow
 	}
-	_, err := w.Write(s.buf)
-	if err == nil {
-		err = w.Flush()
+	var err error
+	if s.try {
+		s.pending, err = s.tw.TryWrite(s.buf)
+	} else {
+		if len(s.buf) > 0 {
+			_, err = w.Write(s.buf)
+		}
+		if err == nil {
+			err = w.Flush()
+			s.pending = false
+		}
 	}
 	if err != nil {
 		// Part of an event may have gone out: anything written after it
@@ -179,6 +192,9 @@ func (s *Subscriber) flush() error {
 		s.buf = nil // do not keep a replay- or burst-sized buffer on an idle stream
 	} else {
 		s.buf = s.buf[:0]
+	}
+	if err == nil && s.pending {
+		return errWouldBlock
 	}
 	return err
 }

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"strconv"
-	"sync"
 	"time"
 
 	"github.com/herald-hub/herald/hub"
@@ -74,7 +72,7 @@ func (s *Server) serveTakenOver(sub *hub.Subscriber, conn net.Conn, chunked bool
 	_ = conn.SetDeadline(time.Time{})
 	var w hub.Writer = rawWriter{conn}
 	if chunked {
-		w = &chunkedWriter{conn: conn}
+		w = newChunkedWriter(conn)
 	}
 	var expiry *time.Timer
 	if !scope.expires.IsZero() {
@@ -84,7 +82,7 @@ func (s *Server) serveTakenOver(sub *hub.Subscriber, conn net.Conn, chunked bool
 		if expiry != nil {
 			expiry.Stop()
 		}
-		if cw, ok := w.(*chunkedWriter); ok && !errors.Is(err, hub.ErrClientGone) {
+		if cw, ok := w.(interface{ end() }); ok && !errors.Is(err, hub.ErrClientGone) {
 			cw.end()
 		}
 		_ = conn.Close()
@@ -108,56 +106,6 @@ func (s *Server) serveTakenOver(sub *hub.Subscriber, conn net.Conn, chunked bool
 		sub.Live()
 	}
 }
-
-// chunkedWriter frames each Write as one HTTP/1.1 chunk, sent with one write
-// from a pooled buffer: a copy of a few hundred bytes costs less than the
-// vectored write it saves, and an idle stream keeps no buffer.
-//
-// After a failed write it writes nothing more: the failed chunk may have gone
-// out in part, and any later bytes, the last chunk included, would be read as
-// its rest.
-type chunkedWriter struct {
-	conn   net.Conn
-	broken bool
-}
-
-var chunkBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
-func (c *chunkedWriter) Write(p []byte) (int, error) {
-	if c.broken {
-		return 0, hub.ErrBroken
-	}
-	if len(p) == 0 {
-		return 0, nil // an empty chunk would end the body
-	}
-	bp := chunkBufs.Get().(*[]byte)
-	b := strconv.AppendInt((*bp)[:0], int64(len(p)), 16)
-	b = append(b, '\r', '\n')
-	b = append(b, p...)
-	b = append(b, '\r', '\n')
-	_, err := c.conn.Write(b)
-	if cap(b) <= 64<<10 {
-		*bp = b[:0]
-		chunkBufs.Put(bp)
-	}
-	if err != nil {
-		c.broken = true
-		return 0, err
-	}
-	return len(p), nil
-}
-
-// end writes the last chunk, ending the body, unless a write failed.
-func (c *chunkedWriter) end() {
-	if c.broken {
-		return
-	}
-	_ = c.conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-	_, _ = c.conn.Write([]byte("0\r\n\r\n"))
-}
-
-func (c *chunkedWriter) Flush() error                       { return nil }
-func (c *chunkedWriter) SetWriteDeadline(t time.Time) error { return c.conn.SetWriteDeadline(t) }
 
 // rawWriter is an HTTP/1.0 body: bytes until the connection closes.
 type rawWriter struct{ conn net.Conn }

@@ -1,0 +1,157 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/herald-hub/herald/sse"
+)
+
+// socketWriter is a TryWriter over an imaginary socket buffer of room bytes.
+// Once full, it takes nothing more without waiting until the client reads
+// again (drain); then it takes everything.
+type socketWriter struct {
+	mu      sync.Mutex
+	out     bytes.Buffer // what the client has received
+	room    int          // bytes the socket still takes; < 0 once drained
+	rest    []byte       // kept by TryWrite for the next Flush or Write
+	tries   int          // TryWrite calls
+	drained chan struct{}
+	once    sync.Once
+}
+
+func newSocketWriter(room int) *socketWriter {
+	return &socketWriter{room: room, drained: make(chan struct{})}
+}
+
+func (w *socketWriter) drain() { w.once.Do(func() { close(w.drained) }) }
+
+// take moves what the socket accepts of p to out and returns the rest.
+func (w *socketWriter) take(p []byte) []byte {
+	n := len(p)
+	if w.room >= 0 {
+		n = min(n, w.room)
+		w.room -= n
+	}
+	w.out.Write(p[:n])
+	return p[n:]
+}
+
+func (w *socketWriter) TryWrite(p []byte) (bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.tries++
+	if len(w.rest) == 0 {
+		p = w.take(p)
+	}
+	w.rest = append(w.rest, p...)
+	return len(w.rest) > 0, nil
+}
+
+// Flush and Write block until drained when the socket cannot take it all.
+func (w *socketWriter) Flush() error { _, err := w.Write(nil); return err }
+
+func (w *socketWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	all := append(w.rest, p...)
+	w.rest = nil
+	if left := w.take(all); len(left) > 0 {
+		w.mu.Unlock()
+		<-w.drained
+		w.mu.Lock()
+		w.room = -1
+		w.take(left)
+	}
+	return len(p), nil
+}
+
+func (w *socketWriter) SetWriteDeadline(time.Time) error { return nil }
+
+func (w *socketWriter) events(t *testing.T) []sse.Event {
+	t.Helper()
+	w.mu.Lock()
+	raw := bytes.Clone(w.out.Bytes())
+	w.mu.Unlock()
+	dec := sse.NewDecoder(bytes.NewReader(raw))
+	var evs []sse.Event
+	for {
+		ev, err := dec.Next()
+		if err != nil {
+			return evs
+		}
+		evs = append(evs, ev)
+	}
+}
+
+// A fan-out writes many streams from one goroutine without waiting on any of
+// them. A stream whose socket is full must not hold up the others, and must
+// get every event once and whole when its client reads again, even when the
+// socket took only part of an event.
+func TestFanOutIsNotHeldUpByAFullSocket(t *testing.T) {
+	eng := openEngine(t)
+	h := New(eng, Options{})
+	const streams, events = 40, 20
+	ws := make([]*socketWriter, streams)
+	for i := range ws {
+		ws[i] = newSocketWriter(-1)
+		if i == streams/2 {
+			// The preamble and a part of the first event fit, then it is full.
+			ws[i] = newSocketWriter(100)
+		}
+		sub, err := h.Subscribe(context.Background(), []string{"t"}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sub.Start(ws[i]); err != nil {
+			t.Fatal(err)
+		}
+		sub.Live()
+	}
+	full := ws[streams/2]
+	defer full.drain()
+	for i := range events {
+		appendN(t, eng, "t", 1, fmt.Sprintf(`{"n":%d,"pad":"%s"}`, i, strings.Repeat("x", 50)))
+	}
+	waitUntil(t, "every other stream received every event", func() bool {
+		for i, w := range ws {
+			if i != streams/2 && len(w.events(t)) < events {
+				return false
+			}
+		}
+		return true
+	})
+	if got := len(full.events(t)); got != 0 {
+		t.Fatalf("the full stream dispatched %d events before its client read", got)
+	}
+	full.drain()
+	waitUntil(t, "the full stream received every event", func() bool { return len(full.events(t)) >= events })
+	time.Sleep(20 * time.Millisecond) // duplicates would arrive now
+	for i, w := range ws {
+		evs := w.events(t)
+		if len(evs) != events {
+			t.Fatalf("stream %d: %d events, want %d", i, len(evs), events)
+		}
+		for n, ev := range evs {
+			if want := fmt.Sprintf(`{"n":%d,`, n); !strings.HasPrefix(ev.Data, want) {
+				t.Fatalf("stream %d: event %d is %q, want it to start %s", i, n, ev.Data, want)
+			}
+		}
+		w.mu.Lock()
+		tries := w.tries
+		w.mu.Unlock()
+		if tries == 0 {
+			t.Fatalf("stream %d was never written without waiting: the fan-out did not use TryWrite", i)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,11 @@
+//go:build !unix
+
+package server
+
+import (
+	"net"
+
+	"github.com/herald-hub/herald/hub"
+)
+
+func newChunkedWriter(conn net.Conn) hub.Writer { return &chunkedWriter{conn: conn} }
