@@ -17,9 +17,9 @@ func BenchmarkAppendEvent(b *testing.B) {
 	}
 }
 
-func BenchmarkDecoder(b *testing.B) {
+// benchStream returns n events as Herald sends them.
+func benchStream(n int) []byte {
 	var stream []byte
-	const n = 1000
 	for range n {
 		stream = AppendID(stream, "AQIDBAUGBwgJCgsMDQ4PEA")
 		stream = AppendType(stream, "notification")
@@ -28,6 +28,12 @@ func BenchmarkDecoder(b *testing.B) {
 		stream = append(stream, '\n')
 		stream = AppendComment(stream, "heartbeat")
 	}
+	return stream
+}
+
+func BenchmarkDecoder(b *testing.B) {
+	const n = 1000
+	stream := benchStream(n)
 	r := bytes.NewReader(stream)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(stream)))
@@ -40,6 +46,27 @@ func BenchmarkDecoder(b *testing.B) {
 			} else if err != nil {
 				b.Fatal(err)
 			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/event")
+}
+
+// AppendEvents fed 4 KiB pieces, as an event loop's reads would bring them.
+func BenchmarkAppendEvents(b *testing.B) {
+	const n = 1000
+	stream := benchStream(n)
+	var evs []Event
+	b.ReportAllocs()
+	b.SetBytes(int64(len(stream)))
+	for b.Loop() {
+		d := NewDecoder(nil)
+		for p := stream; len(p) > 0; {
+			k := min(len(p), 4096)
+			var err error
+			if evs, err = d.AppendEvents(evs[:0], p[:k]); err != nil {
+				b.Fatal(err)
+			}
+			p = p[k:]
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/event")

@@ -55,6 +55,8 @@ type Decoder struct {
 }
 
 // NewDecoder returns a Decoder reading from r, with a limit of DefaultLimit.
+// A Decoder made with a nil r reads nothing itself: it is fed with
+// AppendEvents.
 func NewDecoder(r io.Reader) *Decoder {
 	return &Decoder{r: r, limit: DefaultLimit}
 }
@@ -89,7 +91,9 @@ func (d *Decoder) NextBlock() (ev Event, ok bool, err error) {
 	for {
 		line, err := d.readLine()
 		if err != nil {
-			d.err = err
+			if err != errNeedInput {
+				d.err = err
+			}
 			return Event{}, false, err
 		}
 		if len(line) == 0 {

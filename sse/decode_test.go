@@ -2,7 +2,9 @@ package sse
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -220,5 +222,107 @@ func TestDecoderReadError(t *testing.T) {
 	got := decodeAll(r)
 	if !errors.Is(got.err, boom) || len(got.events) != 1 {
 		t.Fatalf("got %v, %v", got.events, got.err)
+	}
+}
+
+// feedAll decodes in with AppendEvents, fed in pieces of the given sizes
+// (cycled; the rest in one piece when there are none).
+func feedAll(in []byte, sizes []int) decoded {
+	d := NewDecoder(nil)
+	var out decoded
+	for i := 0; len(in) > 0; i++ {
+		n := len(in)
+		if len(sizes) > 0 {
+			n = min(n, max(sizes[i%len(sizes)], 1))
+		}
+		var err error
+		out.events, err = d.AppendEvents(out.events, in[:n])
+		in = in[n:]
+		if err != nil {
+			out.err = err
+			break
+		}
+	}
+	out.lastID = d.LastEventID()
+	out.retry = -1
+	if r, ok := d.Retry(); ok {
+		out.retry = r
+	}
+	return out
+}
+
+// AppendEvents gives what Next gives however the stream is cut.
+func TestAppendEvents(t *testing.T) {
+	for _, tt := range decodeTests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := []byte(tt.in)
+			check := func(how string, got decoded) {
+				t.Helper()
+				if got.err != nil || !equalEvents(got.events, tt.want) || got.lastID != tt.lastID || got.retry != tt.retry {
+					t.Fatalf("%s: got %q %q %v %v, want %q %q %v", how, got.events, got.lastID, got.retry, got.err,
+						tt.want, tt.lastID, tt.retry)
+				}
+			}
+			check("whole", feedAll(in, nil))
+			check("bytes", feedAll(in, []int{1}))
+			for i := range in {
+				check(fmt.Sprintf("cut at %d", i), feedAll(in, []int{i, len(in)}))
+				for j := i + 1; j < len(in) && len(in) <= 200; j++ {
+					check(fmt.Sprintf("cut at %d and %d", i, j), feedAll(in, []int{i, j - i, len(in)}))
+				}
+			}
+		})
+	}
+}
+
+// A Decoder fed in place keeps only a partial line between calls.
+func TestAppendEventsKeepsOnlyTheTail(t *testing.T) {
+	var in []byte
+	for i := range 1000 {
+		in = AppendID(in, strconv.Itoa(i))
+		in = AppendData(in, []byte(strings.Repeat("x", 100)))
+		in = append(in, '\n')
+	}
+	in = append(in, "data: tail"...)
+	d := NewDecoder(nil)
+	evs, err := d.AppendEvents(nil, in)
+	if err != nil || len(evs) != 1000 || d.LastEventID() != "999" {
+		t.Fatalf("%d events, %v, LastEventID %q", len(evs), err, d.LastEventID())
+	}
+	if cap(d.buf) > 64 {
+		t.Errorf("the Decoder holds a buffer of %d bytes after a call that left %d", cap(d.buf), len("data: tail"))
+	}
+	evs, err = d.AppendEvents(evs[:0], []byte("\n\n"))
+	if err != nil || len(evs) != 1 || evs[0].Data != "tail" || evs[0].ID != "999" {
+		t.Fatalf("tail: %q %v", evs, err)
+	}
+}
+
+func TestAppendEventsLimit(t *testing.T) {
+	for name, in := range map[string]string{
+		"long line":      "data: " + strings.Repeat("x", 100) + "\n\n",
+		"long event":     strings.Repeat("data: xxxxxxxxxx\n", 20) + "\n",
+		"no newline":     strings.Repeat("x", 1000),
+		"long kept line": "data: a\n\n" + strings.Repeat("x", 65),
+	} {
+		for _, size := range []int{1, 7, len(in)} {
+			t.Run(fmt.Sprintf("%s/%d", name, size), func(t *testing.T) {
+				d := NewDecoder(nil)
+				d.SetLimit(64)
+				var err error
+				for p := []byte(in); len(p) > 0 && err == nil; p = p[min(size, len(p)):] {
+					_, err = d.AppendEvents(nil, p[:min(size, len(p))])
+				}
+				if !errors.Is(err, ErrTooLarge) {
+					t.Fatalf("got %v, want ErrTooLarge", err)
+				}
+				if _, err := d.AppendEvents(nil, []byte("data: x\n\n")); !errors.Is(err, ErrTooLarge) {
+					t.Fatalf("error not sticky: %v", err)
+				}
+			})
+		}
+	}
+	if _, err := NewDecoder(strings.NewReader("")).AppendEvents(nil, []byte("data: x\n\n")); err == nil {
+		t.Error("AppendEvents on a Decoder with a Reader succeeded")
 	}
 }

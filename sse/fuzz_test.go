@@ -26,6 +26,12 @@ func FuzzDecoder(f *testing.F) {
 		if whole.err != nil {
 			t.Fatalf("unexpected error %v", whole.err)
 		}
+		for _, sizes := range [][]int{nil, {1}} {
+			if fed := feedAll(in, sizes); !sameDecoded(fed, whole) {
+				t.Fatalf("AppendEvents in pieces of %v differs from Next:\n got %q %q %v %v\nwant %q %q %v",
+					sizes, fed.events, fed.lastID, fed.retry, fed.err, whole.events, whole.lastID, whole.retry)
+			}
+		}
 		ref := reference(in)
 		if !equalEvents(whole.events, ref.events) || whole.lastID != ref.lastID || whole.retry != ref.retry {
 			t.Fatalf("decoder and reference differ:\n got %q %q %v\nwant %q %q %v",
@@ -46,6 +52,31 @@ func FuzzDecoder(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Fed to AppendEvents in any pieces, a stream decodes exactly as Next
+// decodes it: the same events, last event ID and retry.
+func FuzzAppendEvents(f *testing.F) {
+	for _, tt := range decodeTests {
+		f.Add([]byte(tt.in), []byte{3, 1, 7})
+	}
+	f.Add([]byte("\xEF\xBB\xBFid: 1\r\n\r\nevent: x\rdata: a\r\n\r"), []byte{1, 2, 1, 5})
+	f.Add([]byte("\xEF\xBB\xBF\xEF\xBB\xBF\ndata: x\r\r\ndata: y\n\n"), []byte{2, 2, 3})
+	f.Fuzz(func(t *testing.T, in, cuts []byte) {
+		sizes := make([]int, len(cuts))
+		for i, c := range cuts {
+			sizes[i] = int(c)
+		}
+		want := decodeAll(bytes.NewReader(in))
+		if got := feedAll(in, sizes); !sameDecoded(got, want) {
+			t.Fatalf("AppendEvents in pieces of %v differs from Next:\n got %q %q %v %v\nwant %q %q %v %v",
+				sizes, got.events, got.lastID, got.retry, got.err, want.events, want.lastID, want.retry, want.err)
+		}
+	})
+}
+
+func sameDecoded(a, b decoded) bool {
+	return equalEvents(a.events, b.events) && a.lastID == b.lastID && a.retry == b.retry && a.err == b.err
 }
 
 func FuzzRoundTrip(f *testing.F) {

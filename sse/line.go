@@ -30,6 +30,11 @@ func (d *Decoder) readLine() ([]byte, error) {
 			}
 			if i := lineEnd(d.buf[d.start+scanned : d.end]); i >= 0 {
 				i += d.start + scanned
+				if i-d.start > d.limit {
+					// Only AppendEvents, which parses lines where they lie
+					// in its input, gets here: fill never holds a longer one.
+					return nil, ErrTooLarge
+				}
 				line := d.buf[d.start:i]
 				d.skipLF = d.buf[i] == '\r'
 				d.start = i + 1
@@ -43,6 +48,9 @@ func (d *Decoder) readLine() ([]byte, error) {
 		if d.rerr != nil {
 			// At the end of the stream a pending line is discarded.
 			return nil, d.rerr
+		}
+		if d.r == nil {
+			return nil, errNeedInput
 		}
 		d.fill()
 	}
