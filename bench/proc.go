@@ -8,7 +8,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -140,14 +139,4 @@ func metricsUsage(ctx context.Context, c *http.Client, url string) (usage, error
 		return u, fmt.Errorf("%s has no process_resident_memory_bytes and process_cpu_seconds_total", url)
 	}
 	return u, nil
-}
-
-// selfCPU returns this process's user+system CPU seconds.
-func selfCPU() float64 {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
-		return 0
-	}
-	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
-	return tv(ru.Utime) + tv(ru.Stime)
 }
