@@ -3,7 +3,6 @@ package bench
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -19,16 +18,20 @@ import (
 	"github.com/herald-hub/herald/sse"
 )
 
-// A fleet is the bench's N subscribers. Each is one goroutine reading a raw
-// HTTP/1.1 connection with the sse decoder: no http.Transport (which costs two
-// more goroutines and their buffers per connection) and no channel hand-off
-// per event, so the load generator leaves the CPU to the server it measures.
+// A fleet is the bench's N subscribers. Each is a raw HTTP/1.1 connection,
+// with no http.Transport (which costs two more goroutines and their buffers
+// per connection), dialled by its own goroutine, which reconnects it too. Once
+// the response headers are in, the reader delivers its events: on Linux a few
+// epoll loops read all the streams (see reader_linux.go), elsewhere each
+// stream's goroutine reads it. The load generator leaves the CPU to the server
+// it measures.
 type fleet struct {
 	streams []*stream
 	dialer  net.Dialer
 	network string
 	header  string // extra request header lines, each ending in CRLF
 	sem     chan struct{}
+	reader  reader
 
 	rec  atomic.Pointer[recorder]
 	gate atomic.Pointer[chan struct{}] // closed while reconnecting is allowed
@@ -37,14 +40,15 @@ type fleet struct {
 }
 
 // stream is one subscriber. Counters are atomics because the coordinator
-// reads them while the stream runs; the rest belongs to the stream's goroutine.
+// reads them while the stream runs; the rest belongs to the stream's goroutine,
+// or to the reader while it reads the stream.
 type stream struct {
 	topic int
 	url   *url.URL
 	src   net.IP
 
-	mu sync.Mutex
-	nc net.Conn // the live connection, closed by dropAll
+	mu     sync.Mutex
+	hangup func() // ends the live connection; nil when there is none
 
 	lastID string
 	last   uint64 // highest sequence number seen
@@ -106,6 +110,10 @@ func newFleet(cfg fleetConfig) (*fleet, error) {
 	open := make(chan struct{})
 	close(open)
 	f.gate.Store(&open)
+	var err error
+	if f.reader, err = newReader(); err != nil {
+		return nil, fmt.Errorf("stream reader: %w", err)
+	}
 	return f, nil
 }
 
@@ -127,8 +135,12 @@ func (f *fleet) start(ctx context.Context, results chan<- connectResult) {
 	}
 }
 
-// wait returns once every stream's goroutine has ended.
-func (f *fleet) wait() { f.wg.Wait() }
+// wait returns once every stream's goroutine has ended, and stops the
+// reader.
+func (f *fleet) wait() {
+	f.wg.Wait()
+	f.reader.close()
+}
 
 // run connects s and reads it, reconnecting with its last event id like a
 // browser would, until ctx ends. It reports the first connection on results,
@@ -186,9 +198,9 @@ func (f *fleet) run(ctx context.Context, s *stream, results chan<- connectResult
 	}
 }
 
-// connect makes one connection and reads it until it ends. It calls onUp with
-// the time to the response headers once the server answers with a stream, and
-// reports whether it did.
+// connect makes one connection and has the reader read it until it ends. It
+// calls onUp with the time to the response headers once the server answers
+// with a stream, and reports whether it did.
 func (f *fleet) connect(ctx context.Context, s *stream, retry *time.Duration, onUp func(time.Duration)) (up bool, err error) {
 	select {
 	case f.sem <- struct{}{}:
@@ -213,11 +225,12 @@ func (f *fleet) connect(ctx context.Context, s *stream, retry *time.Duration, on
 		return false, err
 	}
 	defer nc.Close()
+	// Until the reader takes the stream over, the end of ctx and a drop
+	// close the connection.
 	stop := context.AfterFunc(ctx, func() { nc.Close() })
 	defer stop()
-	s.mu.Lock()
-	s.nc = nc
-	s.mu.Unlock()
+	s.setHangup(func() { nc.Close() })
+	defer s.setHangup(nil)
 
 	var req strings.Builder
 	req.WriteString("GET " + s.url.RequestURI() + " HTTP/1.1\r\nHost: " + s.url.Host +
@@ -235,7 +248,8 @@ func (f *fleet) connect(ctx context.Context, s *stream, retry *time.Duration, on
 	if err != nil {
 		return false, err
 	}
-	defer resp.Body.Close()
+	// The body is never closed: that would read a stream to its end. The
+	// connection is closed instead.
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return false, fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
@@ -243,29 +257,22 @@ func (f *fleet) connect(ctx context.Context, s *stream, retry *time.Duration, on
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "text/event-stream" {
 		return false, fmt.Errorf("Content-Type %q is not text/event-stream", resp.Header.Get("Content-Type"))
 	}
+	if !stop() {
+		return false, ctx.Err() // ctx ended: the connection is closed
+	}
 	release()
 	onUp(time.Since(start))
 	s.connects.Add(1)
 	s.up.Store(true)
 	defer s.up.Store(false)
+	return true, f.reader.read(ctx, f, s, &conn{nc: nc, br: br, resp: resp, retry: retry})
+}
 
-	dec := sse.NewDecoder(resp.Body)
-	for {
-		ev, ok, err := dec.NextBlock()
-		if r, set := dec.Retry(); set {
-			*retry = max(r, 10*time.Millisecond)
-		}
-		if err != nil {
-			if errors.Is(err, io.EOF) || ctx.Err() != nil {
-				err = nil
-			}
-			return true, err
-		}
-		s.lastID = dec.LastEventID()
-		if ok {
-			f.deliver(s, ev)
-		}
-	}
+// setHangup sets how dropAll ends s's connection.
+func (s *stream) setHangup(hangup func()) {
+	s.mu.Lock()
+	s.hangup = hangup
+	s.mu.Unlock()
 }
 
 // deliver accounts for one event received by s.
@@ -303,12 +310,12 @@ func (f *fleet) releaseReconnects() {
 	close(*f.gate.Load())
 }
 
-// dropAll closes every live connection at once.
+// dropAll ends every live connection at once.
 func (f *fleet) dropAll() {
 	for _, s := range f.streams {
 		s.mu.Lock()
-		if s.nc != nil {
-			s.nc.Close()
+		if s.hangup != nil {
+			s.hangup()
 		}
 		s.mu.Unlock()
 	}

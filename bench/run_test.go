@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,17 +20,20 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // fakeHub is a minimal SSE server that misbehaves on purpose: it never
 // delivers the events whose sequence number is in drop and delivers those in
-// repeat twice.
+// repeat twice. Events are numbered per topic, and a stream that sends
+// Last-Event-ID first gets every event after that one.
 type fakeHub struct {
 	drop, repeat map[uint64]bool
 
-	mu     sync.Mutex
-	subs   map[string]map[chan string]bool
-	latest map[string]string // topic -> last payload published, for /state
+	mu      sync.Mutex
+	subs    map[string]map[chan string]bool
+	latest  map[string]string   // topic -> last payload published, for /state
+	history map[string][]string // topic -> every event published, framed
 }
 
 func newFakeHub(drop, repeat []uint64) *fakeHub {
-	h := &fakeHub{drop: map[uint64]bool{}, repeat: map[uint64]bool{}, subs: map[string]map[chan string]bool{}, latest: map[string]string{}}
+	h := &fakeHub{drop: map[uint64]bool{}, repeat: map[uint64]bool{}, subs: map[string]map[chan string]bool{},
+		latest: map[string]string{}, history: map[string][]string{}}
 	for _, s := range drop {
 		h.drop[s] = true
 	}
@@ -56,9 +61,11 @@ func (h *fakeHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.mu.Lock()
 		h.latest[topic] = string(b)
+		ev := fmt.Sprintf("id: %d\nevent: bench\ndata: %s\n\n", len(h.history[topic])+1, b)
+		h.history[topic] = append(h.history[topic], ev)
 		for c := range h.subs[topic] {
 			for range times {
-				c <- string(b)
+				c <- ev
 			}
 		}
 		h.mu.Unlock()
@@ -73,11 +80,16 @@ func (h *fakeHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, v)
 	case "/sse":
 		c := make(chan string, 1000)
+		var replay []string
 		h.mu.Lock()
 		if h.subs[topic] == nil {
 			h.subs[topic] = map[chan string]bool{}
 		}
 		h.subs[topic][c] = true
+		if id := r.Header.Get("Last-Event-ID"); id != "" {
+			n, _ := strconv.Atoi(id)
+			replay = slices.Clone(h.history[topic][min(n, len(h.history[topic])):])
+		}
 		h.mu.Unlock()
 		defer func() {
 			h.mu.Lock()
@@ -87,11 +99,12 @@ func (h *fakeHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.WriteHeader(http.StatusOK)
 		fmt.Fprint(w, ": hello\n\n")
+		fmt.Fprint(w, strings.Join(replay, ""))
 		w.(http.Flusher).Flush()
 		for {
 			select {
-			case data := <-c:
-				fmt.Fprintf(w, "event: bench\ndata: %s\n\n", data)
+			case ev := <-c:
+				fmt.Fprint(w, ev)
 				w.(http.Flusher).Flush()
 			case <-r.Context().Done():
 				return
@@ -213,5 +226,36 @@ func TestComparePollingNeedsAnEndpoint(t *testing.T) {
 	_, err := Run(context.Background(), Config{URL: "http://127.0.0.1:1", Compare: "polling"})
 	if err == nil || !strings.Contains(err.Error(), "poll URL template") {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// A storm drops every stream; each comes back with its last event id and gets
+// what it missed, once.
+func TestStorm(t *testing.T) {
+	srv := httptest.NewServer(newFakeHub(nil, nil))
+	defer srv.Close()
+	l, _ := ParseLayout("rooms:5")
+	res, err := Run(context.Background(), Config{
+		SubscribeTemplate: srv.URL + "/sse?topic={topic}",
+		Publish:           &HTTPTemplate{URL: srv.URL + "/pub?topic={topic}", Body: "{data}"},
+		Connections:       20,
+		Layout:            l,
+		Rate:              40,
+		Duration:          500 * time.Millisecond,
+		Settle:            time.Millisecond,
+		Drain:             300 * time.Millisecond,
+		Storm:             true,
+		StormMissed:       30,
+		StormLimit:        5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := res.Storm
+	if res.Lost != 0 || st == nil || st.Connections != 20 || st.Published != 4*30 || st.Expected != 20*30 {
+		t.Fatalf("lost %d; storm %+v", res.Lost, st)
+	}
+	if !st.Recovered || st.Lost != 0 || st.Duplicates != 0 {
+		t.Errorf("storm %+v", st)
 	}
 }
