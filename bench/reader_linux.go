@@ -80,7 +80,7 @@ func (r *epollReader) read(ctx context.Context, f *fleet, s *stream, c *conn) er
 	if err != nil {
 		return err
 	}
-	sb := &sub{push: newPush(f, s, c.resp), rc: rc, done: make(chan struct{})}
+	sb := &sub{push: newPush(f, s, c.resp), fd: -1, done: make(chan struct{})}
 	// The bytes that came with the headers go first, from this goroutine:
 	// the stream is not the loop's yet.
 	pre, _ := c.br.Peek(c.br.Buffered())
@@ -88,10 +88,20 @@ func (r *epollReader) read(ctx context.Context, f *fleet, s *stream, c *conn) er
 		return sb.ended(ctx, c, err)
 	}
 	l := r.loops[int(r.next.Add(1)-1)%len(r.loops)]
-	// Adding and setting the hangup under s.mu: dropAll either closes the
-	// connection before the loop has it, which makes the loop's add fail, or
-	// asks the loop to remove it.
+	// The loop reads a duplicate of the socket, and the connection is closed,
+	// which takes the socket out of Go's poller: otherwise every event would
+	// also wake the runtime's poller (at 10,000 streams, an epoll_pwait per
+	// few events and a context switch for nothing). Only the loop reads and
+	// closes the duplicate, so its number cannot be reused under it.
+	//
+	// Under s.mu, with the hangup: dropAll either closed the connection
+	// before, which makes the duplication fail, or asks the loop to remove it.
 	s.mu.Lock()
+	if err := sb.dup(rc); err != nil {
+		s.mu.Unlock()
+		return sb.ended(ctx, c, err)
+	}
+	c.nc.Close()
 	l.request(sb, true)
 	s.hangup = func() { l.request(sb, false) }
 	s.mu.Unlock()
@@ -110,7 +120,7 @@ func (r *epollReader) read(ctx context.Context, f *fleet, s *stream, c *conn) er
 // touches.
 type sub struct {
 	*push
-	rc   syscall.RawConn
+	fd   int           // the loop's duplicate of the socket, closed by the loop
 	done chan struct{} // closed by the loop once it has let go of the stream
 	err  error         // why the stream ended, set before done is closed
 
@@ -143,9 +153,7 @@ type loop struct {
 	subs   []*sub // by slot
 	free   []int32
 	gen    int32
-	readFn func(fd uintptr) bool // one read(2) into buf, to n and errno
 	n      int
-	errno  error
 
 	mu      sync.Mutex
 	reqs    []request
@@ -183,10 +191,6 @@ func newLoop() (*loop, error) {
 		l.ep.Close()
 		return nil, err
 	}
-	l.readFn = func(fd uintptr) bool {
-		l.n, l.errno = syscall.Read(int(fd), l.buf)
-		return true // never wait in Go's poller: epoll says when to read
-	}
 	l.waitFn = func(fd uintptr) bool {
 		l.nev, l.werr = syscall.EpollWait(int(fd), l.events, 0)
 		return l.nev > 0 || l.werr != nil // else park until the epoll fd is readable
@@ -200,6 +204,7 @@ func (l *loop) request(sb *sub, add bool) {
 	defer l.mu.Unlock()
 	if l.closed {
 		if add {
+			sb.close()
 			sb.finish(errReaderClosed)
 		}
 		return
@@ -258,11 +263,8 @@ func (l *loop) run() {
 // read reads sb once and delivers what came. Level-triggered epoll reports
 // the stream again if more is waiting.
 func (l *loop) read(sb *sub) {
-	l.n, l.errno = 0, nil
-	err := sb.rc.Read(l.readFn)
-	if err == nil {
-		err = l.errno
-	}
+	var err error
+	l.n, err = syscall.Read(sb.fd, l.buf)
 	switch {
 	case err == syscall.EAGAIN || err == syscall.EINTR:
 	case err != nil:
@@ -314,14 +316,9 @@ func (l *loop) register(sb *sub) {
 	l.gen++
 	sb.gen = l.gen
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: sb.slot, Pad: sb.gen}
-	var err error
-	if cerr := sb.rc.Control(func(fd uintptr) {
-		err = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
-	}); cerr != nil {
-		err = cerr // closed by a drop before the loop had it
-	}
-	if err != nil {
+	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, sb.fd, &ev); err != nil {
 		l.free = append(l.free, sb.slot)
+		sb.close()
 		sb.finish(err)
 		return
 	}
@@ -331,9 +328,8 @@ func (l *loop) register(sb *sub) {
 
 // end takes sb out of the epoll set and hands the stream back.
 func (l *loop) end(sb *sub, err error) {
-	sb.rc.Control(func(fd uintptr) {
-		syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
-	})
+	syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, sb.fd, nil)
+	sb.close()
 	l.subs[sb.slot] = nil
 	l.free = append(l.free, sb.slot)
 	sb.live = false
@@ -356,12 +352,39 @@ func (l *loop) shut() {
 	l.closed = true
 	for _, r := range l.reqs {
 		if r.add {
+			r.sub.close()
 			r.sub.finish(errReaderClosed)
 		}
 	}
 	l.reqs = nil
 	syscall.Close(l.wakefd)
 	l.ep.Close()
+}
+
+// dup takes a duplicate of the connection's socket; it fails once the
+// connection is closed.
+func (sb *sub) dup(rc syscall.RawConn) error {
+	var errno syscall.Errno
+	err := rc.Control(func(fd uintptr) {
+		var r uintptr
+		r, _, errno = syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_DUPFD_CLOEXEC, 0)
+		sb.fd = int(r)
+	})
+	if err == nil && errno != 0 {
+		err = errno
+	}
+	if err != nil {
+		sb.fd = -1
+	}
+	return err
+}
+
+// close closes the stream's socket.
+func (sb *sub) close() {
+	if sb.fd >= 0 {
+		syscall.Close(sb.fd)
+		sb.fd = -1
+	}
 }
 
 func (sb *sub) finish(err error) {
