@@ -3,12 +3,14 @@ package hub
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/herald-hub/herald/engine"
 	"github.com/herald-hub/herald/sse"
 )
 
@@ -153,5 +155,85 @@ func TestFanOutIsNotHeldUpByAFullSocket(t *testing.T) {
 	defer cancel()
 	if err := h.Shutdown(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A hole before a live event (fan-out lost an event) is filled from history,
+// but not on a fan-out's shared goroutine, where the engine read would hold up
+// the streams after it: the stream moves to its own writer, which fills it.
+func TestHoleInAFanOutIsFilledByTheStreamsOwnWriter(t *testing.T) {
+	eng := openEngine(t)
+	h := New(eng, Options{})
+	w := newSocketWriter(-1)
+	sub, err := h.Subscribe(context.Background(), []string{"t"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Start(w); err != nil {
+		t.Fatal(err)
+	}
+	sub.Live()
+	appendN(t, eng, "t", 1, `{"n":0}`)
+	waitUntil(t, "the first event", func() bool { return len(w.events(t)) == 1 })
+
+	// The fan-out loses the next event: the stream is out of the topic's
+	// interest while it is published.
+	h.mu.Lock()
+	ts := h.topics["t"]
+	h.mu.Unlock()
+	ts.mu.Lock()
+	delete(ts.subs, sub)
+	ts.mu.Unlock()
+	appendN(t, eng, "t", 1, `{"n":1}`)
+	ts.mu.Lock()
+	ts.subs[sub] = 0
+	ts.mu.Unlock()
+	appendN(t, eng, "t", 1, `{"n":2}`)
+
+	waitUntil(t, "all three events", func() bool { return len(w.events(t)) >= 3 })
+	time.Sleep(20 * time.Millisecond) // duplicates would arrive now
+	evs := w.events(t)
+	if len(evs) != 3 {
+		t.Fatalf("%d events, want 3", len(evs))
+	}
+	for n, ev := range evs {
+		if want := fmt.Sprintf(`{"n":%d}`, n); ev.Data != want {
+			t.Fatalf("event %d is %q, want %s", n, ev.Data, want)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// For a fan-out's batch, deliver stops at a hole without reading history and
+// reports the events before it as handled, so only the rest is put back.
+func TestDeliverForABatchStopsAtAHole(t *testing.T) {
+	eng := openEngine(t)
+	h := New(eng, Options{})
+	appendN(t, eng, "t", 3, "x")
+	sub, err := h.Subscribe(context.Background(), []string{"t"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	head := sub.pos[0]
+	sub.w = newSocketWriter(-1)
+	sub.tw = sub.w.(TryWriter)
+	at := func(off uint64) queued {
+		p := head
+		p.Offset = off
+		return queued{0, newMessage(engine.Event{Topic: "t", Pos: p, Data: []byte("y")})}
+	}
+	q := []queued{at(head.Offset), at(head.Offset + 1), at(head.Offset + 3)}
+	sub.try = true
+	n, err := sub.deliver(q)
+	if !errors.Is(err, errHandOff) || n != 2 {
+		t.Fatalf("deliver = %d, %v; want 2, errHandOff", n, err)
+	}
+	if sub.pos[0].Offset != head.Offset+1 {
+		t.Fatalf("cursor at %d, want %d", sub.pos[0].Offset, head.Offset+1)
 	}
 }

@@ -164,7 +164,7 @@ func BenchmarkDeliver(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				s.pos[0] = before // the same event is new to the stream again
-				if err := s.deliver(q); err != nil {
+				if _, err := s.deliver(q); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -30,7 +30,8 @@ type TryWriter interface {
 	Writer
 	// TryWrite takes all of p: it writes what the connection accepts at once
 	// and keeps the rest, reporting pending. Flush then writes the rest, and
-	// Write writes it before p.
+	// Write writes it before p. The hub does not call TryWrite while a rest
+	// is pending.
 	TryWrite(p []byte) (pending bool, err error)
 }
 
@@ -54,8 +55,11 @@ var ErrBroken = errors.New("hub: stream broken by an earlier write error")
 // for it (a published event, its heartbeat or lifetime timer, shutdown, the
 // client leaving) records the work under mu and, unless the stream already has an
 // owner, becomes the owner and runs it: run writes everything due, then gives
-// ownership up. Only the owner touches the write side (w, buf, pos), so writing
-// needs no lock, and a client slow to read blocks only the goroutine writing to it.
+// ownership up. Only the owner touches the write side (the fields under "The
+// owner's side"), so writing needs no lock. A published event's fan-out runs
+// its streams from a few shared goroutines that never wait on a client
+// (runTry); a stream that would make them wait moves to a goroutine of its
+// own, so a client slow to read blocks only the goroutine writing to it.
 type Subscriber struct {
 	hub    *Hub
 	topics []string
@@ -78,6 +82,7 @@ type Subscriber struct {
 	spare    []queued          // the previous queue, reused as the next one
 	deadline time.Time         // write deadline last set by flush
 	broken   bool              // a write failed: nothing more may be written
+	werr     error             // the failed write of a fan-out's batch, for the stream's own writer to end it
 
 	lastWrite atomic.Int64 // unix nanoseconds of the last write, read by the heartbeat timer
 	cut       atomic.Bool  // overflowed: the next or current write fails at once
@@ -343,9 +348,9 @@ func (s *Subscriber) run() {
 
 // runTry is run for a share of a fan-out (Hub.runBatch): it writes the queued
 // events without waiting. Anything else due, a socket that cannot take all of
-// a write, or an error hands the stream to a writer goroutine of its own, which
-// sends what is pending and re-runs the queue; events already sent are skipped
-// there by their position.
+// a write, a hole to fill from history or a failed write hands the stream to
+// a writer goroutine of its own, with the events not yet handled put back at
+// the head of its queue; that writer sends what is pending first.
 func (s *Subscriber) runTry() {
 	for {
 		s.mu.Lock()
@@ -363,21 +368,23 @@ func (s *Subscriber) runTry() {
 		s.queue, s.spare = s.spare[:0], nil
 		s.mu.Unlock()
 		s.try = true
-		err := s.deliver(q)
+		n, err := s.deliver(q)
 		s.try = false
-		switch {
-		case err == nil:
+		if err == nil {
 			s.recycle(q)
-		case s.broken:
-			s.finish(err) // nothing more may be written, not even a goodbye
-			return
-		default:
-			s.mu.Lock()
-			s.queue = append(q, s.queue...)
-			s.mu.Unlock()
-			s.hub.runSoon(s)
-			return
+			continue
 		}
+		if s.broken {
+			// Ending it closes the connection, which waits for its
+			// reader goroutine: not on a shared goroutine.
+			s.werr = err
+		}
+		clear(q[:n])
+		s.mu.Lock()
+		s.queue = append(q[n:], s.queue...)
+		s.mu.Unlock()
+		s.hub.runSoon(s)
+		return
 	}
 }
 
@@ -391,7 +398,7 @@ func (s *Subscriber) take() (q []queued, over bool, d due, idle bool) {
 	}
 	over, d = s.overflow, s.due
 	s.due = 0
-	if q == nil && !over && d == 0 {
+	if q == nil && !over && d == 0 && !s.pending && s.werr == nil {
 		s.owned = false
 		return nil, false, 0, true
 	}
@@ -417,6 +424,8 @@ func (s *Subscriber) work(q []queued, over bool, d due) (end bool, err error) {
 		return true, ErrClientGone
 	case over:
 		return true, s.fail(ErrSlow)
+	case s.werr != nil:
+		return true, s.werr // a write for a fan-out's batch failed
 	}
 	if s.pending {
 		if err := s.flush(); err != nil {
@@ -424,7 +433,7 @@ func (s *Subscriber) work(q []queued, over bool, d due) (end bool, err error) {
 		}
 	}
 	if len(q) > 0 {
-		err := s.deliver(q)
+		_, err := s.deliver(q)
 		switch {
 		case errors.Is(err, errEnding):
 			d |= s.takeDue()

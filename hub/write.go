@@ -43,8 +43,14 @@ func (s *Subscriber) open(w Writer) error {
 // deliver writes queued live events in one write and one flush. Events at or
 // before the cursor were already sent by replay; a hole before an event is filled
 // from history first, so the stream stays gap-free even if fan-out lost something.
-func (s *Subscriber) deliver(q []queued) error {
-	for _, e := range q {
+// It returns how many events of q it has handled: put in the buffer (and taken
+// by the writer, when a flush stopped with errWouldBlock) or skipped.
+//
+// For a fan-out's batch (s.try) a hole is not filled there: an engine read would
+// hold up every stream after this one. deliver stops with errHandOff, and the
+// stream's own writer goroutine fills it.
+func (s *Subscriber) deliver(q []queued) (handled int, err error) {
+	for i, e := range q {
 		cur := s.pos[e.topic]
 		p := e.m.pos
 		switch {
@@ -61,19 +67,21 @@ func (s *Subscriber) deliver(q []queued) error {
 			s.hub.Stats.Delivered.Add(1)
 			if len(s.buf) >= flushAt {
 				if err := s.flush(); err != nil {
-					return err
+					return i + 1, err
 				}
 			}
+		case s.try:
+			return i, errHandOff
 		default:
 			if err := s.fill(e.topic, p.Offset); err != nil {
-				return err
+				return i, err
 			}
 			if s.pos[e.topic].Epoch != p.Epoch || s.pos[e.topic].Offset < p.Offset {
-				return fmt.Errorf("history of %q does not reach live event %s", s.topics[e.topic], p)
+				return i, fmt.Errorf("history of %q does not reach live event %s", s.topics[e.topic], p)
 			}
 		}
 	}
-	return s.flush()
+	return len(q), s.flush()
 }
 
 // flushAt bounds the write buffer: a queue of large events goes out in several
@@ -148,11 +156,15 @@ func (s *Subscriber) appendGap(b []byte, topics []string) []byte {
 }
 
 // errWouldBlock stops a write for a fan-out's batch (Subscriber.try): the
-// connection took part of it and keeps the rest.
+// writer sent part of it and keeps the rest.
 var errWouldBlock = errors.New("hub: connection full")
 
-// flush writes the buffer, and whatever an earlier TryWrite left pending, with
-// one write and one flush; for a fan-out's batch, without waiting.
+// errHandOff stops a fan-out's batch from doing work that may wait (reading
+// history) on a goroutine shared with other streams.
+var errHandOff = errors.New("hub: stream needs its own writer")
+
+// flush writes the buffer, after whatever an earlier TryWrite left pending;
+// for a fan-out's batch, without waiting.
 func (s *Subscriber) flush() error {
 	if len(s.buf) == 0 && !s.pending {
 		return nil

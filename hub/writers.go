@@ -7,23 +7,24 @@ import (
 	"time"
 )
 
-// writerIdle is how long the writer goroutines may wait without any stream to
-// run before they exit.
+// writerIdle is the pool's sizing interval: every writerIdle it retires the
+// idle writers beyond the most that were busy at once during the interval.
 const writerIdle = 100 * time.Millisecond
 
 // writers runs claimed streams on a pool of goroutines. An idle writer waits
 // on one channel receive, the cheapest park and wake-up the runtime has (a
 // two-case select with a per-writer idle timer cost ~15 % of a broadcast's
-// CPU). Writers outlive a fan-out so the next one reuses their goroutines and
+// CPU). Writers outlive a job so the next one reuses their goroutines and
 // grown stacks (spawning a writer and growing its stack cost a quarter of a
-// broadcast's CPU), while a hub with nothing to write keeps none: one timer for
-// the whole pool retires the idle writers once nothing has been handed over for
-// writerIdle. A writer blocked on a client slow to read holds only itself: the
-// next job finds another writer or starts one.
+// broadcast's CPU), while one timer for the whole pool keeps it to the size
+// recent work needed, and a hub with nothing to write keeps none. A writer
+// blocked on a client slow to read holds only itself: the next job finds
+// another writer or starts one.
 type writers struct {
 	work    chan job     // the zero job tells an idle writer to exit
-	last    atomic.Int64 // unix nanoseconds of the last hand-over
 	running atomic.Int64 // writer goroutines alive, busy or idle
+	busy    atomic.Int64 // writers running a job
+	peak    atomic.Int64 // most writers busy at once since the last tick
 
 	mu    sync.Mutex
 	reap  *time.Timer
@@ -48,10 +49,11 @@ const minShare = 256
 // millisecond of writes.
 const yieldEvery = 256
 
-// runBatch runs the streams a fan-out claimed. A stream whose writer can write
-// without waiting is written from a share of the batch, one share per CPU: a
-// fan-out to 10,000 streams wakes two goroutines rather than 10,000. The
-// others each get a writer goroutine of their own, since they may block.
+// runBatch runs the streams a fan-out claimed. The streams whose writer can
+// write without waiting are split into shares of at least minShare streams,
+// at most one per CPU, each written by one writer goroutine: a fan-out to
+// 10,000 streams wakes two goroutines rather than 10,000. The others each get
+// a writer goroutine of their own, since they may block.
 func (h *Hub) runBatch(b []*Subscriber) {
 	n := 0
 	for _, s := range b {
@@ -78,7 +80,6 @@ func (h *Hub) runBatch(b []*Subscriber) {
 
 // hand gives j to an idle writer goroutine, or to a new one when none is idle.
 func (w *writers) hand(j job) {
-	w.last.Store(time.Now().UnixNano())
 	select {
 	case w.work <- j:
 	default:
@@ -90,30 +91,33 @@ func (w *writers) hand(j job) {
 
 func (w *writers) writer(j job) {
 	defer w.running.Add(-1)
-	for {
-		switch {
-		case j.one != nil:
-			j.one.run()
-		case j.many != nil:
-			for i, s := range j.many {
-				s.runTry()
-				j.many[i] = nil
-				if i%yieldEvery == yieldEvery-1 {
-					// A share of a large fan-out runs for tens of
-					// milliseconds: let a publish request or the
-					// engine's goroutines run in between, or they
-					// wait for the whole fan-out (publish p50 75 ms).
-					runtime.Gosched()
-				}
+	for j.one != nil || j.many != nil {
+		b := w.busy.Add(1)
+		for p := w.peak.Load(); b > p; p = w.peak.Load() {
+			if w.peak.CompareAndSwap(p, b) {
+				break
 			}
-		default:
-			return
 		}
+		if j.one != nil {
+			j.one.run()
+		}
+		for i, s := range j.many {
+			s.runTry()
+			j.many[i] = nil
+			if i%yieldEvery == yieldEvery-1 {
+				// A share of a large fan-out runs for tens of
+				// milliseconds: let a publish request or the
+				// engine's goroutines run in between, or they
+				// wait for the whole fan-out (publish p50 75 ms).
+				runtime.Gosched()
+			}
+		}
+		w.busy.Add(-1)
 		j = <-w.work
 	}
 }
 
-// arm starts the reaping timer unless it is running.
+// arm starts the sizing timer unless it is running.
 func (w *writers) arm() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -128,18 +132,15 @@ func (w *writers) arm() {
 	}
 }
 
-// retire runs on the reaping timer: once nothing was handed over for
-// writerIdle it tells every idle writer to exit, and it keeps checking while
-// writers are left (busy ones become idle later).
+// retire runs on the sizing timer while writers are alive: it tells the idle
+// writers beyond the interval's peak to exit.
 func (w *writers) retire() {
-	since := time.Duration(time.Now().UnixNano() - w.last.Load())
-	if since >= writerIdle {
-		for sent := true; sent; {
-			select {
-			case w.work <- job{}:
-			default:
-				sent = false
-			}
+	excess := w.running.Load() - w.peak.Swap(w.busy.Load())
+	for ; excess > 0; excess-- {
+		select {
+		case w.work <- job{}:
+		default:
+			excess = 0 // none idle
 		}
 	}
 	w.mu.Lock()
@@ -148,5 +149,5 @@ func (w *writers) retire() {
 		w.armed = false
 		return
 	}
-	w.reap.Reset(max(writerIdle-since, writerIdle/10))
+	w.reap.Reset(writerIdle)
 }

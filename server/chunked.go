@@ -10,8 +10,9 @@ import (
 )
 
 // chunkedWriter frames each Write as one HTTP/1.1 chunk, sent with one write
-// from a pooled buffer: a copy of a few hundred bytes costs less than the
-// vectored write it saves, and an idle stream keeps no buffer.
+// (after what a TryWrite left pending, if anything) from a pooled buffer: a
+// copy of a few hundred bytes costs less than the vectored write it saves, and
+// an idle stream keeps no buffer.
 //
 // After a failed write it writes nothing more: the failed chunk may have gone
 // out in part, and any later bytes, the last chunk included, would be read as

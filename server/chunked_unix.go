@@ -17,10 +17,13 @@ type tryChunkedWriter struct {
 	rc syscall.RawConn
 }
 
+// newChunkedWriter returns a writer that can write without waiting for a
+// plain TCP connection. Only for that type: a wrapper (TLS) still offering
+// SyscallConn would be written around.
 func newChunkedWriter(conn net.Conn) hub.Writer {
 	cw := &chunkedWriter{conn: conn}
-	if sc, ok := conn.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
+	if tc, ok := conn.(*net.TCPConn); ok {
+		if rc, err := tc.SyscallConn(); err == nil {
 			return &tryChunkedWriter{cw, rc}
 		}
 	}

@@ -63,7 +63,7 @@ func NewDecoder(r io.Reader) *Decoder {
 
 // SetLimit sets the largest line and the largest event data, in bytes, the
 // Decoder accepts before failing with ErrTooLarge. Set it before the first
-// call to Next.
+// call to Next, NextBlock or AppendEvents.
 func (d *Decoder) SetLimit(n int) {
 	d.limit = max(n, 1)
 }
