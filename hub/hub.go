@@ -108,9 +108,12 @@ type topicState struct {
 func (ts *topicState) dispatch(ev engine.Event) {
 	m := newMessage(ev)
 	ts.mu.RLock()
-	claimed := make([]*Subscriber, 0, len(ts.subs))
+	var claimed []*Subscriber // streams that were idle: most of them, in a broadcast
 	for s, i := range ts.subs {
 		if s.push(i, m) {
+			if claimed == nil {
+				claimed = make([]*Subscriber, 0, len(ts.subs))
+			}
 			claimed = append(claimed, s)
 		}
 	}
