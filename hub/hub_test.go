@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -177,3 +178,54 @@ type discardWriter struct{}
 func (discardWriter) Write(p []byte) (int, error)      { return io.Discard.Write(p) }
 func (discardWriter) Flush() error                     { return nil }
 func (discardWriter) SetWriteDeadline(time.Time) error { return nil }
+
+// discardTryWriter is a connection that always has room.
+type discardTryWriter struct{ discardWriter }
+
+func (discardTryWriter) TryWrite([]byte) (bool, error) { return false, nil }
+
+// BenchmarkFanOut measures a broadcast end to end in the hub: one event
+// dispatched to N live streams, queued, run in shares by writer goroutines
+// and written (to connections that always have room), per event.
+func BenchmarkFanOut(b *testing.B) {
+	for _, n := range []int{100, 10_000} {
+		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
+			h := New(openEngine(b), Options{})
+			for range n {
+				s, err := h.Subscribe(context.Background(), []string{"t"}, "")
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := s.Start(discardTryWriter{}); err != nil {
+					b.Fatal(err)
+				}
+				s.Live()
+			}
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				h.Shutdown(ctx)
+			}()
+			h.mu.Lock()
+			ts := h.topics["t"]
+			h.mu.Unlock()
+			ev := engine.Event{Topic: "t", Type: "update", Data: []byte(`{"phase":"night","round":3}`)}
+			head, err := h.eng.Head(context.Background(), "t")
+			if err != nil {
+				b.Fatal(err)
+			}
+			ev.Pos = head
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				ev.Pos.Offset++
+				ts.dispatch(ev)
+				want := uint64(i+1) * uint64(n)
+				for h.Stats.Delivered.Load() < want {
+					runtime.Gosched()
+				}
+			}
+			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "deliveries/s")
+		})
+	}
+}
