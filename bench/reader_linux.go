@@ -153,7 +153,6 @@ type loop struct {
 	subs   []*sub // by slot
 	free   []int32
 	gen    int32
-	n      int
 
 	mu      sync.Mutex
 	reqs    []request
@@ -263,17 +262,16 @@ func (l *loop) run() {
 // read reads sb once and delivers what came. Level-triggered epoll reports
 // the stream again if more is waiting.
 func (l *loop) read(sb *sub) {
-	var err error
-	l.n, err = syscall.Read(sb.fd, l.buf)
+	n, err := syscall.Read(sb.fd, l.buf)
 	switch {
 	case err == syscall.EAGAIN || err == syscall.EINTR:
 	case err != nil:
 		l.end(sb, err)
-	case l.n == 0:
+	case n == 0:
 		l.end(sb, sb.body.atEOF())
 	default:
-		sb.s.bytes.Add(int64(l.n))
-		l.evs, err = sb.feed(l.buf[:l.n], l.evs)
+		sb.s.bytes.Add(int64(n))
+		l.evs, err = sb.feed(l.buf[:n], l.evs)
 		if err != nil {
 			l.end(sb, err)
 		}

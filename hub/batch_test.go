@@ -106,14 +106,7 @@ func TestFanOutIsNotHeldUpByAFullSocket(t *testing.T) {
 			// The preamble and a part of the first event fit, then it is full.
 			ws[i] = newSocketWriter(100)
 		}
-		sub, err := h.Subscribe(context.Background(), []string{"t"}, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := sub.Start(ws[i]); err != nil {
-			t.Fatal(err)
-		}
-		sub.Live()
+		startStream(t, h, "t", ws[i]).Live()
 	}
 	full := ws[streams/2]
 	defer full.drain()
@@ -151,11 +144,7 @@ func TestFanOutIsNotHeldUpByAFullSocket(t *testing.T) {
 			t.Fatalf("stream %d was never written without waiting: the fan-out did not use TryWrite", i)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := h.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
+	shutdown(t, h)
 }
 
 // A hole before a live event (fan-out lost an event) is filled from history,
@@ -165,13 +154,7 @@ func TestHoleInAFanOutIsFilledByTheStreamsOwnWriter(t *testing.T) {
 	eng := openEngine(t)
 	h := New(eng, Options{})
 	w := newSocketWriter(-1)
-	sub, err := h.Subscribe(context.Background(), []string{"t"}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sub.Start(w); err != nil {
-		t.Fatal(err)
-	}
+	sub := startStream(t, h, "t", w)
 	sub.Live()
 	appendN(t, eng, "t", 1, `{"n":0}`)
 	waitUntil(t, "the first event", func() bool { return len(w.events(t)) == 1 })
@@ -201,11 +184,7 @@ func TestHoleInAFanOutIsFilledByTheStreamsOwnWriter(t *testing.T) {
 			t.Fatalf("event %d is %q, want %s", n, ev.Data, want)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := h.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
+	shutdown(t, h)
 }
 
 // For a fan-out's batch, deliver stops at a hole without reading history and

@@ -49,6 +49,30 @@ func openEngine(tb testing.TB) engine.Engine {
 	return eng
 }
 
+// startStream subscribes to topic and starts a stream on w: its preamble is
+// written, and Live hands it over.
+func startStream(tb testing.TB, h *Hub, topic string, w Writer) *Subscriber {
+	tb.Helper()
+	sub, err := h.Subscribe(context.Background(), []string{topic}, "")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := sub.Start(w); err != nil {
+		tb.Fatal(err)
+	}
+	return sub
+}
+
+// shutdown shuts h down, failing if its streams do not end within 5 s.
+func shutdown(tb testing.TB, h *Hub) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.Shutdown(ctx); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 func TestShutdownRefusesNewStreamsAndClosesOpenOnesWithRetry(t *testing.T) {
 	h := New(openEngine(t), Options{Retry: time.Second})
 	sub, err := h.Subscribe(context.Background(), []string{"a"}, "")
@@ -192,20 +216,9 @@ func BenchmarkFanOut(b *testing.B) {
 		b.Run(fmt.Sprintf("subscribers=%d", n), func(b *testing.B) {
 			h := New(openEngine(b), Options{})
 			for range n {
-				s, err := h.Subscribe(context.Background(), []string{"t"}, "")
-				if err != nil {
-					b.Fatal(err)
-				}
-				if err := s.Start(discardTryWriter{}); err != nil {
-					b.Fatal(err)
-				}
-				s.Live()
+				startStream(b, h, "t", discardTryWriter{}).Live()
 			}
-			defer func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				h.Shutdown(ctx)
-			}()
+			defer shutdown(b, h)
 			h.mu.Lock()
 			ts := h.topics["t"]
 			h.mu.Unlock()

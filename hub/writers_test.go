@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"context"
 	"testing"
 	"time"
 )
@@ -18,13 +17,7 @@ func TestWriterPoolShrinksToWhatTheWorkNeeds(t *testing.T) {
 	var gates []*gateWriter
 	for range stuck {
 		w := newGateWriter()
-		sub, err := h.Subscribe(context.Background(), []string{"burst"}, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := sub.Start(w); err != nil {
-			t.Fatal(err)
-		}
+		sub := startStream(t, h, "burst", w)
 		w.arm()
 		sub.Live()
 		gates = append(gates, w)
@@ -41,14 +34,7 @@ func TestWriterPoolShrinksToWhatTheWorkNeeds(t *testing.T) {
 	}
 
 	// Steady work: one stream, an event every 10 ms, for 5 sizing intervals.
-	sub, err := h.Subscribe(context.Background(), []string{"steady"}, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sub.Start(&bufWriter{}); err != nil {
-		t.Fatal(err)
-	}
-	sub.Live()
+	startStream(t, h, "steady", &bufWriter{}).Live()
 	for end := time.Now().Add(5 * writerIdle); time.Now().Before(end); {
 		appendN(t, eng, "steady", 1, "x")
 		time.Sleep(10 * time.Millisecond)
@@ -57,10 +43,6 @@ func TestWriterPoolShrinksToWhatTheWorkNeeds(t *testing.T) {
 		t.Fatalf("%d writers kept for work that needs one", n)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := h.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
+	shutdown(t, h)
 	waitUntil(t, "every writer retired", func() bool { return h.writers.running.Load() == 0 })
 }
