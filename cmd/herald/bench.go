@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/herald-hub/herald/bench"
+	"github.com/herald-hub/herald/internal/bench"
 )
 
 const benchUsage = `Usage: herald bench [flags]

@@ -15,7 +15,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/herald-hub/herald/auth"
-	"github.com/herald-hub/herald/server"
+	"github.com/herald-hub/herald/internal/server"
 )
 
 // config is everything `herald serve` can be told. Each setting comes from a flag,

@@ -17,8 +17,8 @@ import (
 
 	"github.com/herald-hub/herald/auth"
 	"github.com/herald-hub/herald/engine/local"
-	"github.com/herald-hub/herald/hub"
-	"github.com/herald-hub/herald/server"
+	"github.com/herald-hub/herald/internal/hub"
+	"github.com/herald-hub/herald/internal/server"
 )
 
 func newLogger(cfg config, w io.Writer) *slog.Logger {

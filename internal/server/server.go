@@ -13,7 +13,7 @@ import (
 
 	"github.com/herald-hub/herald/auth"
 	"github.com/herald-hub/herald/engine"
-	"github.com/herald-hub/herald/hub"
+	"github.com/herald-hub/herald/internal/hub"
 )
 
 // Config holds the HTTP surface's limits and credentials. Zero values take the

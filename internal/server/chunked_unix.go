@@ -7,7 +7,7 @@ import (
 	"net"
 	"syscall"
 
-	"github.com/herald-hub/herald/hub"
+	"github.com/herald-hub/herald/internal/hub"
 )
 
 // tryChunkedWriter is a chunkedWriter that can also write without waiting, so

@@ -54,21 +54,45 @@ var (
 	ErrSlow = errors.New("hub: subscriber too slow, queue overflowed")
 )
 
-// Stats are the hub's counters, read by /metrics.
+// Stats is a snapshot of the hub's counters, read by /metrics.
 type Stats struct {
-	Connections   atomic.Int64 // open streams
-	Subscriptions atomic.Int64 // open (stream, topic) pairs
-	Delivered     atomic.Uint64
-	Replayed      atomic.Uint64
-	DroppedSlow   atomic.Uint64
-	Gaps          atomic.Uint64
+	Connections   int64  // open streams
+	Subscriptions int64  // open (stream, topic) pairs
+	Delivered     uint64 // events written to streams, live and replayed
+	Replayed      uint64 // events written to streams from history
+	DroppedSlow   uint64 // streams cut off because their queue overflowed
+	Gaps          uint64 // herald.gap events sent
+}
+
+// counters are the live values behind Stats.
+type counters struct {
+	connections   atomic.Int64
+	subscriptions atomic.Int64
+	delivered     atomic.Uint64
+	replayed      atomic.Uint64
+	droppedSlow   atomic.Uint64
+	gaps          atomic.Uint64
+}
+
+// Stats returns the hub's counters as they are now. Each is read atomically;
+// they are not read together as one.
+func (h *Hub) Stats() Stats {
+	c := &h.stats
+	return Stats{
+		Connections:   c.connections.Load(),
+		Subscriptions: c.subscriptions.Load(),
+		Delivered:     c.delivered.Load(),
+		Replayed:      c.replayed.Load(),
+		DroppedSlow:   c.droppedSlow.Load(),
+		Gaps:          c.gaps.Load(),
+	}
 }
 
 // Hub dispatches engine events to the streams of this node.
 type Hub struct {
 	eng   engine.Engine
 	opt   Options
-	Stats Stats
+	stats counters
 
 	mu      sync.Mutex
 	topics  map[string]*topicState
@@ -179,8 +203,8 @@ func (h *Hub) register(s *Subscriber) error {
 	s.states = added
 	h.all[s] = struct{}{}
 	h.streams.Add(1)
-	h.Stats.Connections.Add(1)
-	h.Stats.Subscriptions.Add(int64(len(added)))
+	h.stats.connections.Add(1)
+	h.stats.subscriptions.Add(int64(len(added)))
 	return nil
 }
 
@@ -189,8 +213,8 @@ func (h *Hub) unregister(s *Subscriber) {
 	h.unregisterLocked(s, s.states)
 	delete(h.all, s)
 	h.mu.Unlock()
-	h.Stats.Connections.Add(-1)
-	h.Stats.Subscriptions.Add(-int64(len(s.states)))
+	h.stats.connections.Add(-1)
+	h.stats.subscriptions.Add(-int64(len(s.states)))
 	h.streams.Done()
 }
 

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/herald-hub/herald/hub"
+	"github.com/herald-hub/herald/internal/hub"
 )
 
 // chunkedWriter frames each Write as one HTTP/1.1 chunk, sent with one write

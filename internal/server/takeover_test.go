@@ -15,7 +15,7 @@ import (
 
 	"github.com/herald-hub/herald/client"
 	"github.com/herald-hub/herald/engine/local"
-	"github.com/herald-hub/herald/hub"
+	"github.com/herald-hub/herald/internal/hub"
 )
 
 // waitFor polls cond until it holds or fails the test after within.
@@ -39,9 +39,9 @@ func TestClientLeavingIsNoticedAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(conn, "GET /v1/events?topic=a HTTP/1.1\r\nHost: x\r\n\r\n")
-	waitFor(t, 5*time.Second, "stream open", func() bool { return n.hub.Stats.Connections.Load() == 1 })
+	waitFor(t, 5*time.Second, "stream open", func() bool { return n.hub.Stats().Connections == 1 })
 	conn.Close()
-	waitFor(t, 2*time.Second, "stream closed after the client left", func() bool { return n.hub.Stats.Connections.Load() == 0 })
+	waitFor(t, 2*time.Second, "stream closed after the client left", func() bool { return n.hub.Stats().Connections == 0 })
 }
 
 // HTTP/1.1 streams are chunked: a standard client reads events and, when the node
@@ -150,7 +150,7 @@ func TestHTTP2StreamDelivers(t *testing.T) {
 		})},
 	})
 	defer s.Close()
-	waitFor(t, 5*time.Second, "stream open", func() bool { return h.Stats.Connections.Load() == 1 })
+	waitFor(t, 5*time.Second, "stream open", func() bool { return h.Stats().Connections == 1 })
 	n.publish("a", "t", "over h2")
 	if ev := next(t, s, 5*time.Second); ev.Data != "over h2" {
 		t.Fatalf("got %q", ev.Data)
@@ -180,7 +180,7 @@ func TestIdleStreamsHoldOneGoroutineEach(t *testing.T) {
 		fmt.Fprintf(c, "GET /v1/events?topic=t%d HTTP/1.1\r\nHost: x\r\n\r\n", i%7)
 		conns[i] = c
 	}
-	waitFor(t, 10*time.Second, "streams open", func() bool { return n.hub.Stats.Connections.Load() == streams })
+	waitFor(t, 10*time.Second, "streams open", func() bool { return n.hub.Stats().Connections == streams })
 	// Each stream delivers an event, then goes idle again.
 	for i := range 7 {
 		n.publish(fmt.Sprintf("t%d", i), "t", "x")

@@ -29,7 +29,7 @@ type badInputRow struct {
 // readBadInputTable parses the table under "## Bad input" in docs/security.md.
 func readBadInputTable(t *testing.T) []badInputRow {
 	t.Helper()
-	raw, err := os.ReadFile("../docs/security.md")
+	raw, err := os.ReadFile("../../docs/security.md")
 	if err != nil {
 		t.Fatal(err)
 	}

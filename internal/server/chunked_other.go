@@ -5,7 +5,7 @@ package server
 import (
 	"net"
 
-	"github.com/herald-hub/herald/hub"
+	"github.com/herald-hub/herald/internal/hub"
 )
 
 func newChunkedWriter(conn net.Conn) hub.Writer { return &chunkedWriter{conn: conn} }

@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/herald-hub/herald/hub"
+	"github.com/herald-hub/herald/internal/hub"
 )
 
 // serveStream sends the response headers and streams sub: through net/http

@@ -315,7 +315,7 @@ func (s *Subscriber) push(i int, m *message) (claimed bool) {
 		w := s.w
 		claimed := s.claimLocked()
 		s.mu.Unlock()
-		s.hub.Stats.DroppedSlow.Add(1)
+		s.hub.stats.droppedSlow.Add(1)
 		// A client this far behind is likely not reading at all: end a write
 		// blocked on it now rather than after the write timeout.
 		s.cut.Store(true)

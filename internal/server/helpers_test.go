@@ -15,7 +15,7 @@ import (
 
 	"github.com/herald-hub/herald/client"
 	"github.com/herald-hub/herald/engine/local"
-	"github.com/herald-hub/herald/hub"
+	"github.com/herald-hub/herald/internal/hub"
 )
 
 const testKey = "test-publish-key"

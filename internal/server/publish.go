@@ -14,7 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/herald-hub/herald/engine"
-	"github.com/herald-hub/herald/hub"
+	"github.com/herald-hub/herald/internal/hub"
 	"github.com/herald-hub/herald/sse"
 )
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-hub/herald/hub"
+	"github.com/herald-hub/herald/internal/hub"
 )
 
 // A TryWrite to a socket whose buffers are full takes the whole chunk anyway,

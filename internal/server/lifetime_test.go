@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/herald-hub/herald/hub"
+	"github.com/herald-hub/herald/internal/hub"
 )
 
 // An idle stream gets heartbeat comments, so proxies do not cut it.
@@ -40,7 +40,7 @@ func TestIdleStreamGetsHeartbeats(t *testing.T) {
 func TestMaxLifetimeClosesStreamsAndClientsResume(t *testing.T) {
 	n := newTestNode(t, nodeOptions{hub: hub.Options{MaxLifetime: 100 * time.Millisecond, Retry: 10 * time.Millisecond}})
 	s := n.dial("", "a")
-	waitFor(t, 5*time.Second, "stream open", func() bool { return n.hub.Stats.Connections.Load() == 1 })
+	waitFor(t, 5*time.Second, "stream open", func() bool { return n.hub.Stats().Connections == 1 })
 	const total = 60
 	go func() {
 		for i := range total {

@@ -5,7 +5,7 @@ import (
 	"net/http"
 
 	"github.com/herald-hub/herald/engine"
-	"github.com/herald-hub/herald/hub"
+	"github.com/herald-hub/herald/internal/hub"
 )
 
 // handleEvents serves GET /v1/events?topic=a&topic=b as an SSE stream, resuming

@@ -124,7 +124,7 @@ func TestCollidingTopicsCannotShareAStream(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Topics != [2]string{a, b} {
 		t.Fatalf("Subscribe(%q, %q) = %v, want a CollisionError", a, b, err)
 	}
-	if h.Stats.Connections.Load() != 0 {
+	if h.stats.connections.Load() != 0 {
 		t.Fatal("a refused stream was registered")
 	}
 }

@@ -15,7 +15,7 @@ import (
 
 	"github.com/herald-hub/herald/client"
 	"github.com/herald-hub/herald/engine"
-	"github.com/herald-hub/herald/hub"
+	"github.com/herald-hub/herald/internal/hub"
 	"github.com/herald-hub/herald/sse"
 )
 
@@ -38,9 +38,9 @@ func TestPublishedEventReachesSubscriber(t *testing.T) {
 func waitConnected(t *testing.T, n *testNode, want int64) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for n.hub.Stats.Connections.Load() < want {
+	for n.hub.Stats().Connections < want {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d streams connected, want %d", n.hub.Stats.Connections.Load(), want)
+			t.Fatalf("%d streams connected, want %d", n.hub.Stats().Connections, want)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -291,7 +291,7 @@ func TestSlowClientIsCutOffWithoutSlowingOthers(t *testing.T) {
 			t.Fatalf("fast client got event %.10q, want %d", ev.Data, i)
 		}
 	}
-	if n.hub.Stats.DroppedSlow.Load() == 0 {
+	if n.hub.Stats().DroppedSlow == 0 {
 		t.Fatal("the slow client was never cut off")
 	}
 	if worst > 2*time.Second {
@@ -300,7 +300,7 @@ func TestSlowClientIsCutOffWithoutSlowingOthers(t *testing.T) {
 	// Cut off means closed within moments (its goodbye gets 100ms), not at the
 	// next heartbeat or write timeout.
 	start := time.Now()
-	waitFor(t, time.Second, "slow stream closed", func() bool { return n.hub.Stats.Connections.Load() == 1 })
+	waitFor(t, time.Second, "slow stream closed", func() bool { return n.hub.Stats().Connections == 1 })
 	t.Logf("slow stream closed %v after the last publish", time.Since(start))
 
 	// Now read what the slow client was sent, as a browser would.

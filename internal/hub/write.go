@@ -64,7 +64,7 @@ func (s *Subscriber) deliver(q []queued) (handled int, err error) {
 				s.buf = s.appendID(s.buf)
 			}
 			s.buf = append(s.buf, e.m.body...)
-			s.hub.Stats.Delivered.Add(1)
+			s.hub.stats.delivered.Add(1)
 			if len(s.buf) >= flushAt {
 				if err := s.flush(); err != nil {
 					return i + 1, err
@@ -115,8 +115,8 @@ func (s *Subscriber) fill(i int, upTo uint64) error {
 			s.pos[i] = ev.Pos
 			s.buf = s.appendID(s.buf)
 			s.buf = appendEvent(s.buf, ev)
-			h.Stats.Replayed.Add(1)
-			h.Stats.Delivered.Add(1)
+			h.stats.replayed.Add(1)
+			h.stats.delivered.Add(1)
 			if len(s.buf) >= flushAt {
 				if err := s.flush(); err != nil {
 					return err
@@ -148,7 +148,7 @@ func (s *Subscriber) appendID(b []byte) []byte {
 // appendGap writes a herald.gap event naming topics, carrying the cursor from
 // which retained history resumes.
 func (s *Subscriber) appendGap(b []byte, topics []string) []byte {
-	s.hub.Stats.Gaps.Add(1)
+	s.hub.stats.gaps.Add(1)
 	b = s.appendID(b)
 	b = sse.AppendType(b, GapType)
 	b = sse.AppendData(b, []byte(`{"topics":["`+strings.Join(topics, `","`)+`"]}`))

@@ -96,7 +96,7 @@ func TestShutdownRefusesNewStreamsAndClosesOpenOnesWithRetry(t *testing.T) {
 	if _, err := h.Subscribe(context.Background(), []string{"a"}, ""); err != ErrClosing {
 		t.Fatalf("subscribe after shutdown: %v, want ErrClosing", err)
 	}
-	if c := h.Stats.Connections.Load(); c != 0 {
+	if c := h.stats.connections.Load(); c != 0 {
 		t.Fatalf("%d connections after shutdown", c)
 	}
 }
@@ -123,8 +123,8 @@ func TestLastSubscriberLeavingCancelsEngineInterest(t *testing.T) {
 	h.mu.Lock()
 	n = len(h.topics)
 	h.mu.Unlock()
-	if n != 0 || h.Stats.Subscriptions.Load() != 0 {
-		t.Fatalf("%d topics and %d subscriptions left after every stream ended", n, h.Stats.Subscriptions.Load())
+	if n != 0 || h.stats.subscriptions.Load() != 0 {
+		t.Fatalf("%d topics and %d subscriptions left after every stream ended", n, h.stats.subscriptions.Load())
 	}
 }
 
@@ -234,7 +234,7 @@ func BenchmarkFanOut(b *testing.B) {
 				ev.Pos.Offset++
 				ts.dispatch(ev)
 				want := uint64(i+1) * uint64(n)
-				for h.Stats.Delivered.Load() < want {
+				for h.stats.delivered.Load() < want {
 					runtime.Gosched()
 				}
 			}

@@ -17,7 +17,7 @@ import (
 	"github.com/herald-hub/herald/auth"
 	"github.com/herald-hub/herald/client"
 	"github.com/herald-hub/herald/engine"
-	"github.com/herald-hub/herald/hub"
+	"github.com/herald-hub/herald/internal/hub"
 )
 
 var testSecret = []byte("server-test-secret-0123456789abcdef")

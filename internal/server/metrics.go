@@ -5,7 +5,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/herald-hub/herald/auth"
-	"github.com/herald-hub/herald/hub"
+	"github.com/herald-hub/herald/internal/hub"
 )
 
 type metrics struct {
@@ -44,7 +44,6 @@ func newMetrics(reg *prometheus.Registry, h *hub.Hub, tokens *auth.Verifier) *me
 	for _, l := range limitNames {
 		m.limited.WithLabelValues(l) // every limit shows from the start, at 0
 	}
-	st := &h.Stats
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
@@ -53,12 +52,12 @@ func newMetrics(reg *prometheus.Registry, h *hub.Hub, tokens *auth.Verifier) *me
 	}
 	reg.MustRegister(
 		m.published, m.publishErrors, m.appendLatency, m.rejected, m.limited,
-		gauge("herald_connections", "Open SSE streams.", func() float64 { return float64(st.Connections.Load()) }),
-		gauge("herald_subscriptions", "Open (stream, topic) subscriptions.", func() float64 { return float64(st.Subscriptions.Load()) }),
-		counter("herald_delivered_events_total", "Events written to streams, live and replayed.", func() float64 { return float64(st.Delivered.Load()) }),
-		counter("herald_replayed_events_total", "Events written to streams from history.", func() float64 { return float64(st.Replayed.Load()) }),
-		counter("herald_dropped_slow_total", "Streams cut off because their queue overflowed.", func() float64 { return float64(st.DroppedSlow.Load()) }),
-		counter("herald_gaps_total", "herald.gap events sent: history could not cover a cursor.", func() float64 { return float64(st.Gaps.Load()) }),
+		gauge("herald_connections", "Open SSE streams.", func() float64 { return float64(h.Stats().Connections) }),
+		gauge("herald_subscriptions", "Open (stream, topic) subscriptions.", func() float64 { return float64(h.Stats().Subscriptions) }),
+		counter("herald_delivered_events_total", "Events written to streams, live and replayed.", func() float64 { return float64(h.Stats().Delivered) }),
+		counter("herald_replayed_events_total", "Events written to streams from history.", func() float64 { return float64(h.Stats().Replayed) }),
+		counter("herald_dropped_slow_total", "Streams cut off because their queue overflowed.", func() float64 { return float64(h.Stats().DroppedSlow) }),
+		counter("herald_gaps_total", "herald.gap events sent: history could not cover a cursor.", func() float64 { return float64(h.Stats().Gaps) }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
