@@ -53,6 +53,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -63,6 +64,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/herald-hub/herald/engine"
+	"github.com/herald-hub/herald/internal/ratelog"
 )
 
 // Defaults applied by Open to zero Options fields.
@@ -70,6 +72,11 @@ const (
 	DefaultMaxLen   = 10_000
 	DefaultMaxAge   = 24 * time.Hour
 	DefaultMaxBatch = 1024
+	// DefaultReserve is the room kept back for a full disk (see Options.Reserve).
+	DefaultReserve = 64 << 20
+	// DefaultSpaceCheckInterval is how often a store that refuses writes looks
+	// for free space again.
+	DefaultSpaceCheckInterval = time.Second
 )
 
 // NoAgeLimit as Options.MaxAge keeps events regardless of age.
@@ -96,6 +103,16 @@ type Options struct {
 	Logger *slog.Logger
 	// MaxBatch is the most events written by one group commit. 0 means DefaultMaxBatch.
 	MaxBatch int
+	// Reserve is the room, in bytes, kept in a file in the store's directory
+	// and given back to the store when the disk fills up, so that the write
+	// that met the full disk still completes and nothing acknowledged is lost.
+	// Appends are then refused until the disk has room for the reserve twice
+	// over. 0 means DefaultReserve. It should hold a few memtables (4 MiB
+	// each): reopening a store writes out what its log holds.
+	Reserve int64
+	// SpaceCheckInterval is how often a store that refuses writes checks the
+	// free space. 0 means DefaultSpaceCheckInterval.
+	SpaceCheckInterval time.Duration
 }
 
 // Engine is the local engine. Create it with Open.
@@ -103,10 +120,26 @@ type Engine struct {
 	dir   string
 	opt   Options
 	log   *slog.Logger
-	db    *pebble.DB
 	lock  *pebble.Lock
+	fs    vfs.FS // the store's file system: a full disk releases the reserve
+	rsv   *reserve
 	epoch string
 	now   func() time.Time
+
+	// db is the store. Only the committer replaces it (to reopen the store),
+	// holding dbMu for writing; everyone else reads it holding dbMu for
+	// reading. It is nil when a reopen could not even open it read-only.
+	dbMu sync.RWMutex
+	db   *pebble.DB
+
+	// Why appends are refused, when they are. full: the disk filled up and the
+	// reserve was spent. broken: the store is read-only or its log failed, and
+	// the committer must reopen it before writing. cause describes the latest.
+	full                 atomic.Bool
+	broken               atomic.Bool
+	cause                atomic.Pointer[string]
+	wake                 chan struct{} // asks the watcher to look at once
+	watchStop, watchDone chan struct{}
 
 	// mu guards closed. Everything that sends on reqs or touches db outside the
 	// committer holds it for reading, so Close (writer) knows they are done.
@@ -163,6 +196,8 @@ type request struct {
 	trimTopic  string // age trim: drop events of trimTopic before trimBefore
 	trimBefore uint64
 
+	reopen bool // from the watcher: reopen the store for writing
+
 	err  error
 	done chan struct{}
 }
@@ -181,11 +216,20 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 	if opt.MaxLen == 0 {
 		opt.MaxLen = DefaultMaxLen
 	}
+	if opt.Reserve < 0 {
+		return nil, fmt.Errorf("local: Reserve %d is negative", opt.Reserve)
+	}
 	if opt.MaxAge == 0 {
 		opt.MaxAge = DefaultMaxAge
 	}
 	if opt.MaxBatch <= 0 {
 		opt.MaxBatch = DefaultMaxBatch
+	}
+	if opt.Reserve == 0 {
+		opt.Reserve = DefaultReserve
+	}
+	if opt.SpaceCheckInterval <= 0 {
+		opt.SpaceCheckInterval = DefaultSpaceCheckInterval
 	}
 	if opt.SweepInterval <= 0 && opt.MaxAge > 0 {
 		opt.SweepInterval = min(max(opt.MaxAge/10, time.Second), time.Minute)
@@ -199,15 +243,13 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 	}
 	lock, err := pebble.LockDirectory(dir, vfs.Default)
 	if err != nil {
-		return nil, fmt.Errorf("local: data dir %s is in use by another engine (a running herald, or an Engine of this process not yet closed): %w", dir, err)
-	}
-	db, err := pebble.Open(dir, &pebble.Options{Lock: lock, Logger: pebbleLogger{log}})
-	if err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("local: open store in %s: %w", dir, err)
+		return nil, lockError(dir, err)
 	}
 	e := &Engine{
-		dir: dir, opt: opt, log: log, db: db, lock: lock, now: now,
+		dir: dir, opt: opt, log: log, lock: lock, now: now,
+		wake:          make(chan struct{}, 1),
+		watchStop:     make(chan struct{}),
+		watchDone:     make(chan struct{}),
 		reqs:          make(chan *request, 4*opt.MaxBatch),
 		committerDone: make(chan struct{}),
 		syncs:         make(chan *commitJob, 2),
@@ -220,10 +262,31 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 		topics:        map[string]topicState{},
 		subs:          map[string][]*subscription{},
 	}
-	if e.epoch, err = e.loadEpoch(); err != nil {
-		db.Close()
+	e.rsv = &reserve{path: filepath.Join(dir, reserveName), size: opt.Reserve}
+	e.fs = logWatchFS{FS: vfs.OnDiskFull(vfs.Default, e.onDiskFull), onError: e.onLogError}
+	// The reserve is written before the store is opened for writing: on a disk
+	// with no room for it, a writable store could not even flush what it
+	// replays, so it opens read-only and waits for room.
+	writable := true
+	if err := e.rsv.ensure(); err != nil {
+		if !isNoSpace(err) {
+			lock.Close()
+			return nil, err
+		}
+		writable = false
+		e.refuse(&e.broken, "out of disk space at start: "+err.Error())
+	}
+	if e.db, err = e.openDB(writable); err != nil {
 		lock.Close()
 		return nil, err
+	}
+	if e.epoch, err = e.loadEpoch(writable); err != nil {
+		e.db.Close()
+		lock.Close()
+		return nil, err
+	}
+	if !writable {
+		log.Error("the disk is full: serving streams and history, refusing appends until there is room", "reserve_bytes", opt.Reserve)
 	}
 	go e.committer()
 	go e.syncer()
@@ -233,6 +296,7 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 	} else {
 		close(e.sweepDone)
 	}
+	go e.watcher()
 	log.Debug("opened", "epoch", e.epoch)
 	return e, nil
 }
@@ -243,8 +307,9 @@ func (e *Engine) Epoch() string { return e.epoch }
 var epochKey, formatKey = []byte("sepoch"), []byte("sformat")
 
 // loadEpoch reads the store's epoch, creating it (and the format marker) in a
-// new, empty store. A store that holds keys but no epoch is not ours.
-func (e *Engine) loadEpoch() (string, error) {
+// new, empty store when it may write. A store that holds keys but no epoch is
+// not ours.
+func (e *Engine) loadEpoch(writable bool) (string, error) {
 	format, err := e.get(formatKey)
 	if err != nil {
 		return "", fmt.Errorf("local: read store format in %s: %w", e.dir, err)
@@ -272,6 +337,9 @@ func (e *Engine) loadEpoch() (string, error) {
 	}
 	if nonEmpty {
 		return "", fmt.Errorf("local: %s holds a Pebble store that is not a herald log (no epoch)", e.dir)
+	}
+	if !writable {
+		return "", fmt.Errorf("local: no room to create a store in %s: free some space on its disk", e.dir)
 	}
 	var raw [8]byte
 	rand.Read(raw[:])
@@ -464,14 +532,41 @@ func (e *Engine) committer() {
 				break drain
 			}
 		}
-		e.commit(batch)
+		e.commitOrRefuse(batch)
 		clear(batch)
+	}
+}
+
+// commitOrRefuse commits a group of requests, or refuses its appends while the
+// store refuses writes; a reopen request in the group is carried out after.
+func (e *Engine) commitOrRefuse(batch []*request) {
+	var reopen []*request
+	batch = slices.DeleteFunc(batch, func(r *request) bool {
+		if r.reopen {
+			reopen = append(reopen, r)
+		}
+		return r.reopen
+	})
+	if len(batch) > 0 {
+		if err := e.CanWrite(); err != nil {
+			for _, r := range batch {
+				r.err = err
+				close(r.done)
+			}
+		} else {
+			e.commit(batch)
+		}
+	}
+	for _, r := range reopen {
+		r.err = e.reopenDB()
+		close(r.done)
 	}
 }
 
 // commitJob is one group commit between the committer, which applies it, and
 // the syncer, which waits for its fsync and answers it.
 type commitJob struct {
+	barrier   chan struct{} // closed by the syncer: every job before it is finished
 	b         *pebble.Batch
 	sync      bool       // wait for the WAL fsync
 	err       error      // the apply failed
@@ -584,6 +679,10 @@ func (e *Engine) syncer() {
 }
 
 func (e *Engine) finish(job *commitJob) {
+	if job.barrier != nil {
+		close(job.barrier)
+		return
+	}
 	defer func() {
 		for _, r := range job.reqs {
 			close(r.done)
@@ -598,6 +697,9 @@ func (e *Engine) finish(job *commitJob) {
 		return
 	}
 	if err != nil {
+		// The log may refuse every record from now on: stop writing and
+		// reopen the store. Whatever this group wrote is not acknowledged.
+		e.refuse(&e.broken, "commit failed: "+err.Error())
 		e.log.Error("commit failed", "err", err, "requests", len(job.live))
 		for _, r := range job.live {
 			r.pos, r.err = nil, fmt.Errorf("%w: local: commit: %v", engine.ErrUnavailable, err)
@@ -720,11 +822,15 @@ func (e *Engine) Read(ctx context.Context, topic string, after engine.Position, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	if e.closed {
-		return nil, engine.ErrClosed
-	}
+	var out []engine.Event
+	err := e.readLocked(func() (err error) {
+		out, err = e.read(ctx, topic, after, limit)
+		return err
+	})
+	return out, err
+}
+
+func (e *Engine) read(ctx context.Context, topic string, after engine.Position, limit int) ([]engine.Event, error) {
 	st, err := e.state(topic)
 	if err != nil {
 		return nil, err
@@ -806,12 +912,11 @@ func (e *Engine) Head(ctx context.Context, topic string) (engine.Position, error
 	if err := ctx.Err(); err != nil {
 		return engine.Position{}, err
 	}
-	e.mu.RLock()
-	defer e.mu.RUnlock()
-	if e.closed {
-		return engine.Position{}, engine.ErrClosed
-	}
-	st, err := e.state(topic)
+	var st topicState
+	err := e.readLocked(func() (err error) {
+		st, err = e.state(topic)
+		return err
+	})
 	if err != nil {
 		return engine.Position{}, err
 	}
@@ -827,11 +932,16 @@ func (e *Engine) Close() error {
 		close(e.reqs) // no sender left: they all hold mu for reading
 		e.mu.Unlock()
 		close(e.sweepStop)
+		close(e.watchStop)
 		<-e.sweepDone
+		<-e.watchDone     // it waits for its reopen request, answered by the committer
 		<-e.committerDone // it closes syncs
 		<-e.syncerDone    // it closes deliveries
 		<-e.deliverDone
-		err := e.db.Close()
+		var err error
+		if e.db != nil {
+			err = e.db.Close()
+		}
 		if lerr := e.lock.Close(); err == nil {
 			err = lerr
 		}
@@ -863,8 +973,8 @@ func (e *Engine) sweeper() {
 // topics it trimmed. It reads the store directly and sends the trims through the
 // committer, so they are ordered with appends.
 func (e *Engine) sweep() (trimmed int, err error) {
-	if e.opt.MaxAge <= 0 {
-		return 0, nil
+	if e.opt.MaxAge <= 0 || e.CanWrite() != nil {
+		return 0, nil // a trim is a write too; the next sweep does it
 	}
 	cutoff := e.now().Add(-e.opt.MaxAge)
 	var topics []string
@@ -925,28 +1035,49 @@ func (e *Engine) sweep() (trimmed int, err error) {
 	return trimmed, nil
 }
 
-// readLocked runs fn while the store is open, or returns ErrClosed.
+// readLocked runs fn while the store is open and not being reopened, or
+// returns ErrClosed, or ErrUnavailable while a failed reopen left no store.
 func (e *Engine) readLocked(fn func() error) error {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.closed {
 		return engine.ErrClosed
 	}
+	e.dbMu.RLock()
+	defer e.dbMu.RUnlock()
+	if e.db == nil {
+		return fmt.Errorf("%w: local: the store in %s could not be reopened: %s", engine.ErrUnavailable, e.dir, e.why())
+	}
 	return fn()
 }
 
-// pebbleLogger sends Pebble's messages to slog: its chatty info at Debug.
-type pebbleLogger struct{ log *slog.Logger }
+// pebbleLogger sends Pebble's messages to slog: its chatty info at Debug, and
+// its errors at most once per format every few seconds, since a failing disk
+// makes it repeat the same error many times a second.
+type pebbleLogger struct {
+	log   *slog.Logger
+	once  sync.Once
+	limit *ratelog.Limiter
+}
 
-func (l pebbleLogger) Infof(format string, args ...any) {
+func (l *pebbleLogger) Infof(format string, args ...any) {
 	l.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
 }
 
-func (l pebbleLogger) Errorf(format string, args ...any) {
+func (l *pebbleLogger) Errorf(format string, args ...any) {
+	l.once.Do(func() { l.limit = ratelog.NewLimiter(0) })
+	held, ok := l.limit.Allow(format)
+	if !ok {
+		return
+	}
+	if held > 0 {
+		l.log.Error(fmt.Sprintf(format, args...), "component", "pebble", "suppressed", held)
+		return
+	}
 	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
 }
 
-func (l pebbleLogger) Fatalf(format string, args ...any) {
+func (l *pebbleLogger) Fatalf(format string, args ...any) {
 	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble", "fatal", true)
 	os.Exit(1)
 }

@@ -265,7 +265,7 @@ func TestOpenRejectsUnknownData(t *testing.T) {
 	})
 	t.Run("foreign pebble store", func(t *testing.T) {
 		dir := t.TempDir()
-		db, err := pebble.Open(dir, &pebble.Options{Logger: pebbleLogger{quiet}})
+		db, err := pebble.Open(dir, &pebble.Options{Logger: &pebbleLogger{log: quiet}})
 		if err != nil {
 			t.Fatal(err)
 		}

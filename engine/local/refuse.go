@@ -1,0 +1,186 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/herald-hub/herald/engine"
+)
+
+// When appends are refused and how they resume: see space.go for the reserve.
+
+// CanWrite reports whether an Append would be accepted now: nil, or an error
+// matching engine.ErrUnavailable that says why not (the disk is full, or the
+// store waits to be reopened), or engine.ErrClosed.
+func (e *Engine) CanWrite() error {
+	if e.full.Load() || e.broken.Load() {
+		return fmt.Errorf("%w: local: %s refuses writes (%s); they resume by themselves once the disk has room", engine.ErrUnavailable, e.dir, e.why())
+	}
+	e.mu.RLock()
+	closed := e.closed
+	e.mu.RUnlock()
+	if closed {
+		return engine.ErrClosed
+	}
+	return nil
+}
+
+func (e *Engine) why() string {
+	if p := e.cause.Load(); p != nil {
+		return *p
+	}
+	return "unknown cause"
+}
+
+// refuse sets flag with its cause and wakes the watcher.
+func (e *Engine) refuse(flag *atomic.Bool, cause string) {
+	e.cause.Store(&cause)
+	if !flag.Swap(true) {
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// onDiskFull runs inside the Pebble write that met a full disk, with every
+// other write of the store paused: it gives the reserve back so that write can
+// be retried, and refuses appends from now on.
+func (e *Engine) onDiskFull() {
+	released := e.rsv.release()
+	if e.full.Load() {
+		return
+	}
+	e.refuse(&e.full, "out of disk space")
+	e.log.Error("the disk is full: refusing appends until there is room; streams and history are still served",
+		"reserve_released", released, "reserve_bytes", e.opt.Reserve)
+}
+
+// onLogError runs in Pebble's log writer when a write or sync of the log
+// failed: the log is broken until the store is reopened.
+func (e *Engine) onLogError(err error) {
+	e.refuse(&e.broken, "the write-ahead log failed: "+err.Error())
+}
+
+// openDB opens the store, read-only when it may not write.
+func (e *Engine) openDB(writable bool) (*pebble.DB, error) {
+	db, err := pebble.Open(e.dir, &pebble.Options{
+		FS:       e.fs,
+		Lock:     e.lock,
+		ReadOnly: !writable,
+		Logger:   &pebbleLogger{log: e.log},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("local: open store in %s: %w", e.dir, err)
+	}
+	return db, nil
+}
+
+// roomToResume is the free space after which writes resume: the reserve, and
+// as much again for the store to grow into. Less would risk reopening a store
+// with no room to write out what its log holds, which Pebble waits for forever.
+func (e *Engine) roomToResume() uint64 { return 2 * uint64(e.rsv.size) }
+
+// watcher is the Engine's goroutine (stopped by Close) that resumes writes:
+// every SpaceCheckInterval while appends are refused, it checks for room,
+// writes the reserve back and has the committer reopen the store if needed.
+func (e *Engine) watcher() {
+	defer close(e.watchDone)
+	t := time.NewTicker(e.opt.SpaceCheckInterval)
+	defer t.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-e.watchStop
+		cancel()
+	}()
+	for {
+		select {
+		case <-e.watchStop:
+			return
+		case <-t.C:
+		case <-e.wake:
+		}
+		if !e.full.Load() && !e.broken.Load() {
+			continue
+		}
+		if err := e.resume(ctx); err != nil && ctx.Err() == nil {
+			e.log.Debug("writes not resumed yet", "err", err)
+		}
+	}
+}
+
+// resume makes the store writable again once the disk has room.
+func (e *Engine) resume(ctx context.Context) error {
+	free, err := diskFree(e.dir)
+	if err != nil {
+		return err
+	}
+	if need := e.roomToResume(); free < need {
+		return fmt.Errorf("%d bytes free, waiting for %d", free, need)
+	}
+	if err := e.rsv.ensure(); err != nil {
+		return err
+	}
+	if e.broken.Load() {
+		r := &request{ctx: ctx, reopen: true, done: make(chan struct{})}
+		if err := e.send(ctx, r); err != nil {
+			return err
+		}
+		<-r.done
+		if r.err != nil {
+			return r.err
+		}
+	}
+	e.full.Store(false)
+	e.log.Info("the disk has room again: appends resume", "free_bytes", free)
+	return nil
+}
+
+// reopenDB runs on the committer: once every group in flight is finished, it
+// closes the store and opens it again for writing. The topic state is read
+// back from the store, the truth after a failed write. On failure the store
+// stays (or is opened) read-only, so streams and history are still served.
+func (e *Engine) reopenDB() error {
+	barrier := make(chan struct{})
+	e.syncs <- &commitJob{barrier: barrier}
+	<-barrier
+
+	e.dbMu.Lock()
+	defer e.dbMu.Unlock()
+	if e.db != nil {
+		if err := e.db.Close(); err != nil {
+			e.log.Debug("closing the broken store", "err", err)
+		}
+		e.db = nil
+	}
+	db, err := e.openDB(true)
+	if err == nil {
+		e.db = db
+		var epoch string
+		if epoch, err = e.loadEpoch(true); err == nil && epoch != e.epoch {
+			err = fmt.Errorf("local: the store in %s changed its epoch from %s to %s while open", e.dir, e.epoch, epoch)
+		}
+		if err != nil {
+			db.Close()
+			e.db = nil
+		}
+	}
+	if err != nil {
+		if ro, rerr := e.openDB(false); rerr == nil {
+			e.db = ro
+		}
+		return err
+	}
+	e.stMu.Lock()
+	clear(e.topics)
+	e.stMu.Unlock()
+	clear(e.assigned)
+	e.broken.Store(false)
+	e.log.Info("reopened the store for writing")
+	return nil
+}

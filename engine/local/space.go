@@ -1,0 +1,177 @@
+package local
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// A full disk is survived with a reserve: a file of Options.Reserve bytes kept
+// in the data dir. When the store first meets "no space left on device", the
+// reserve is deleted from inside the failing write (vfs.OnDiskFull), the write
+// is retried into the room it leaves and succeeds, and the engine refuses
+// appends from then on. The store itself never sees the error, so nothing it
+// acknowledged is lost and it needs no repair. A watcher goroutine checks the
+// free space every SpaceCheckInterval; once there is room for the reserve and as
+// much again, it writes the reserve back and appends resume.
+//
+// Should a write of the log fail anyway (the reserve was too small, or the
+// disk failed otherwise), Pebble's write-ahead log stays broken until the store
+// is closed: the engine refuses appends at once and the committer reopens the
+// store once there is room. A store that cannot get its reserve at start (the
+// disk is full) opens read-only: streams and history are served, appends are
+// refused, and the same reopen makes it writable.
+
+// reserveName is the reserve's file in the store's directory; Pebble ignores it.
+const reserveName = "herald.reserve"
+
+// reserve is the file of spare room. Its methods are safe for concurrent use:
+// release runs on whatever Pebble goroutine met the full disk.
+type reserve struct {
+	path string
+	size int64
+
+	mu sync.Mutex
+}
+
+// ensure creates the reserve when it is missing or short. It fails with an
+// error matching errNoSpace when the disk has no room for it.
+func (r *reserve) ensure() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if fi, err := os.Stat(r.path); err == nil && fi.Size() >= r.size {
+		return nil
+	}
+	tmp := r.path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("local: create reserve: %w", err)
+	}
+	allocated, err := allocate(f, r.size)
+	if err == nil && !allocated {
+		// Random bytes, not zeros: a compressing or deduplicating file
+		// system would store zeros in no room at all.
+		chunk := make([]byte, min(r.size, 1<<20))
+		rand.Read(chunk)
+		for n := int64(0); n < r.size && err == nil; {
+			w := min(int64(len(chunk)), r.size-n)
+			_, err = f.Write(chunk[:w])
+			n += w
+		}
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, r.path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("local: write reserve of %d bytes: %w", r.size, err)
+	}
+	return nil
+}
+
+// release deletes the reserve and reports whether it was there.
+func (r *reserve) release() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return os.Remove(r.path) == nil
+}
+
+// errNoSpace matches the errors of a full disk or quota.
+var errNoSpace = errors.New("local: no space left on device")
+
+func isNoSpace(err error) bool {
+	return errors.Is(err, errNoSpace) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// diskFree is the space available to this process on dir's file system.
+func diskFree(dir string) (uint64, error) {
+	u, err := vfs.Default.GetDiskUsage(dir)
+	if err != nil {
+		return 0, err
+	}
+	return u.AvailBytes, nil
+}
+
+// logWatchFS tells the engine at once when a write of Pebble's write-ahead log
+// fails, before Pebble can record the failure: after one, the log refuses
+// every record (and Pebble panics on the next), so the committer must stop
+// writing before that and reopen the store instead.
+type logWatchFS struct {
+	vfs.FS
+	onError func(error)
+}
+
+func isLog(name string) bool { return strings.HasSuffix(name, ".log") }
+
+func (w logWatchFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := w.FS.Create(name, c)
+	return w.wrap(name, f, err)
+}
+
+func (w logWatchFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := w.FS.ReuseForWrite(oldname, newname, c)
+	return w.wrap(newname, f, err)
+}
+
+func (w logWatchFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
+	if err != nil || !isLog(filepath.Base(name)) {
+		return f, err
+	}
+	return &logFile{File: f, onError: w.onError}, nil
+}
+
+type logFile struct {
+	vfs.File
+	onError func(error)
+}
+
+func (f *logFile) check(err error) error {
+	if err != nil {
+		f.onError(err)
+	}
+	return err
+}
+
+func (f *logFile) Write(p []byte) (int, error) {
+	n, err := f.File.Write(p)
+	return n, f.check(err)
+}
+
+func (f *logFile) WriteAt(p []byte, off int64) (int, error) {
+	n, err := f.File.WriteAt(p, off)
+	return n, f.check(err)
+}
+
+func (f *logFile) Sync() error     { return f.check(f.File.Sync()) }
+func (f *logFile) SyncData() error { return f.check(f.File.SyncData()) }
+
+func (f *logFile) SyncTo(length int64) (bool, error) {
+	full, err := f.File.SyncTo(length)
+	return full, f.check(err)
+}
+
+// lockError says why the data dir could not be locked: only a lock held by
+// someone else means "in use"; a directory that cannot be written is named as such.
+func lockError(dir string, err error) error {
+	if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EWOULDBLOCK) || strings.Contains(err.Error(), "lock held by current process") {
+		return fmt.Errorf("local: data dir %s is in use by another engine (a running herald, or an Engine of this process not yet closed): %w", dir, err)
+	}
+	if errors.Is(err, fs.ErrPermission) || errors.Is(err, syscall.EROFS) {
+		return fmt.Errorf("local: data dir %s is not writable (check its owner, permissions and mount): %w", dir, err)
+	}
+	return fmt.Errorf("local: lock data dir %s: %w", dir, err)
+}

@@ -1,0 +1,251 @@
+package local
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/herald-hub/herald/engine"
+)
+
+// mountSmallDisk mounts a tmpfs of size bytes on a new directory, so a test
+// can fill a disk for real. It needs root; without it the test is skipped and
+// says why.
+func mountSmallDisk(t *testing.T, size int) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
+		t.Skipf("full-disk test needs to mount a tmpfs (run as root): %v", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, 0); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	return dir
+}
+
+// fillDisk writes path until the disk is full.
+func fillDisk(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := bytes.Repeat([]byte{'f'}, 4096)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+}
+
+// appendUntilRefused appends 16 KiB events until the engine refuses one, and
+// returns the data of every event it acknowledged, by offset.
+func appendUntilRefused(t *testing.T, e *Engine, topic string) map[uint64]string {
+	t.Helper()
+	acked := map[uint64]string{}
+	for i := 0; ; i++ {
+		if i > 10_000 {
+			t.Fatal("the disk never filled")
+		}
+		data := fmt.Sprintf("%06d", i) + strings.Repeat("x", 16<<10)
+		pos, err := e.Append(context.Background(), []engine.Event{{Topic: topic, Type: "t", Data: []byte(data)}})
+		if err != nil {
+			if !errors.Is(err, engine.ErrUnavailable) {
+				t.Fatalf("append on a full disk: %v, want ErrUnavailable", err)
+			}
+			t.Logf("refused after %d events: %v", len(acked), err)
+			return acked
+		}
+		acked[pos[0].Offset] = data
+	}
+}
+
+// checkAll reads topic from its start and checks every acknowledged event is there.
+func checkAll(t *testing.T, e *Engine, topic string, acked map[uint64]string) {
+	t.Helper()
+	found := 0
+	after := engine.Position{}
+	for {
+		evs, err := e.Read(context.Background(), topic, after, 100)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		if len(evs) == 0 {
+			break
+		}
+		for _, ev := range evs {
+			if want, ok := acked[ev.Pos.Offset]; ok {
+				if string(ev.Data) != want {
+					t.Fatalf("event %d holds other data", ev.Pos.Offset)
+				}
+				found++
+			}
+		}
+		after = evs[len(evs)-1].Pos
+	}
+	if found != len(acked) {
+		t.Fatalf("%d of %d acknowledged events read back", found, len(acked))
+	}
+}
+
+// waitWritable appends until one is accepted, for at most d.
+func waitWritable(t *testing.T, e *Engine, topic string, d time.Duration) engine.Position {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		pos, err := e.Append(context.Background(), []engine.Event{{Topic: topic, Type: "t", Data: []byte("after")}})
+		if err == nil {
+			if cerr := e.CanWrite(); cerr != nil {
+				t.Fatalf("an append was accepted but CanWrite says %v", cerr)
+			}
+			return pos[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("appends did not resume within %v of freeing space: %v", d, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// lockedBuffer is a log sink written by the engine's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func diskOptions() Options {
+	return Options{Reserve: 4 << 20, SpaceCheckInterval: 20 * time.Millisecond, MaxLen: 1 << 20, MaxAge: NoAgeLimit}
+}
+
+func TestAFullDiskRefusesAppendsAndResumesOnceSpaceIsFreed(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		dropReserve bool
+	}{
+		{"the reserve takes the write that filled the disk", false},
+		{"without the reserve the log breaks and the store is reopened", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			disk := mountSmallDisk(t, 40<<20)
+			filler := filepath.Join(disk, "filler")
+			if err := os.WriteFile(filler, make([]byte, 16<<20), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			dir := filepath.Join(disk, "log")
+			e := openT(t, dir, diskOptions())
+			if tc.dropReserve {
+				os.Remove(filepath.Join(dir, reserveName))
+			}
+			acked := appendUntilRefused(t, e, "t/full")
+			if len(acked) == 0 {
+				t.Fatal("nothing was accepted before the disk filled")
+			}
+			if err := e.CanWrite(); !errors.Is(err, engine.ErrUnavailable) {
+				t.Fatalf("CanWrite on a full disk: %v, want ErrUnavailable", err)
+			}
+			// Refused again, at once, without touching the disk.
+			if _, err := e.Append(context.Background(), []engine.Event{{Topic: "t/full", Type: "t", Data: []byte("x")}}); !errors.Is(err, engine.ErrUnavailable) {
+				t.Fatalf("append while full: %v", err)
+			}
+			checkAll(t, e, "t/full", acked) // history is still served
+
+			if err := os.Remove(filler); err != nil {
+				t.Fatal(err)
+			}
+			pos := waitWritable(t, e, "t/full", 5*time.Second)
+			acked[pos.Offset] = "after"
+			checkAll(t, e, "t/full", acked)
+
+			// Everything acknowledged is durable.
+			e.Close()
+			e = openT(t, dir, diskOptions())
+			checkAll(t, e, "t/full", acked)
+		})
+	}
+}
+
+func TestAStoreOpenedOnAFullDiskServesHistoryAndResumesWrites(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		keepReserve bool
+	}{
+		{"reserve in place", true},
+		{"no room for the reserve: opened read-only", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			disk := mountSmallDisk(t, 32<<20)
+			dir := filepath.Join(disk, "log")
+			e := openT(t, dir, diskOptions())
+			acked := map[uint64]string{}
+			for i := range 20 {
+				data := fmt.Sprint("event ", i)
+				pos, err := e.Append(context.Background(), []engine.Event{{Topic: "t/restart", Type: "t", Data: []byte(data)}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				acked[pos[0].Offset] = data
+			}
+			e.Close()
+			if !tc.keepReserve {
+				os.Remove(filepath.Join(dir, reserveName))
+			}
+			filler := filepath.Join(disk, "filler")
+			fillDisk(t, filler)
+
+			var logs lockedBuffer
+			opt := diskOptions()
+			opt.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			start := time.Now()
+			e = openT(t, dir, opt)
+			if d := time.Since(start); d > 5*time.Second {
+				t.Fatalf("opening on a full disk took %v", d)
+			}
+			checkAll(t, e, "t/restart", acked)
+			if _, err := e.Append(context.Background(), []engine.Event{{Topic: "t/restart", Type: "t", Data: []byte("x")}}); !errors.Is(err, engine.ErrUnavailable) {
+				t.Fatalf("append on a full disk: %v, want ErrUnavailable", err)
+			}
+			if err := e.CanWrite(); err == nil {
+				t.Fatal("CanWrite is nil on a full disk")
+			}
+			time.Sleep(300 * time.Millisecond) // some checks of the watcher
+			if n := strings.Count(logs.String(), "\n"); n > 20 {
+				t.Fatalf("%d log lines in 300 ms on a full disk:\n%s", n, logs.String())
+			}
+
+			os.Remove(filler)
+			pos := waitWritable(t, e, "t/restart", 5*time.Second)
+			acked[pos.Offset] = "after"
+			checkAll(t, e, "t/restart", acked)
+			if pos.Offset != 21 {
+				t.Fatalf("first event after the full disk has offset %d, want 21", pos.Offset)
+			}
+		})
+	}
+}
