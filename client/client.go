@@ -13,6 +13,11 @@ import (
 // Event is one event received from the stream.
 type Event = sse.Event
 
+// ConnectedType is the type of the event that opens every Herald stream. It
+// carries the starting cursor, which the Stream keeps as its LastEventID; it
+// is not delivered on Events.
+const ConnectedType = "herald.connected"
+
 // Config configures a Stream. Only URL is required.
 type Config struct {
 	// URL is the full events URL, e.g.

@@ -59,10 +59,11 @@ func Dial(ctx context.Context, cfg Config) *Stream {
 func (s *Stream) Events() <-chan Event { return s.events }
 
 // LastEventID returns the id to resume from: that of the last event received
-// from Events, or a newer one set by an id-only block (which Herald sends on
-// connect). While the Stream runs it already holds the id of an event being
-// handed over on Events; once Close returns, an event that was read but never
-// received is not counted, so resuming from LastEventID loses nothing.
+// from Events, or a newer one set by the herald.connected event that opens
+// every stream (or by an id-only block). While the Stream runs it already
+// holds the id of an event being handed over on Events; once Close returns, an
+// event that was read but never received is not counted, so resuming from
+// LastEventID loses nothing.
 func (s *Stream) LastEventID() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -205,7 +206,11 @@ func (s *Stream) connect(ctx context.Context) (connected bool, retryAfter time.D
 			return true, 0, err
 		}
 		if !ok {
-			s.setLastID(dec.LastEventID()) // an id-only block
+			s.setLastID(dec.LastEventID()) // an id-only block (Herald's opening block before herald.connected)
+			continue
+		}
+		if ev.Type == ConnectedType {
+			s.setLastID(ev.ID) // the opening block: a cursor, not an event
 			continue
 		}
 		// Set the id before the hand-over so that a reader of the event sees

@@ -73,6 +73,8 @@ func hello(retry time.Duration, cursor string) []byte {
 	b := sse.AppendRetry(nil, retry)
 	b = sse.AppendComment(b, "herald")
 	b = sse.AppendID(b, cursor)
+	b = sse.AppendType(b, ConnectedType)
+	b = sse.AppendData(b, []byte("{}"))
 	return append(b, '\n')
 }
 
@@ -161,7 +163,7 @@ func TestReconnectResumes(t *testing.T) {
 	}
 }
 
-func TestIDOnlyBlockUpdatesLastEventID(t *testing.T) {
+func TestOpeningBlockUpdatesLastEventID(t *testing.T) {
 	srv := newServer(t, func(srv *server, n int, w http.ResponseWriter, r *http.Request) {
 		if n == 0 {
 			// The starting cursor, then a drop before any event.
@@ -198,6 +200,28 @@ func TestIDOnlyBlockUpdatesLastEventID(t *testing.T) {
 	defer mu.Unlock()
 	if got := fmt.Sprint(states); got != "[connecting connected disconnected connecting connected stopped]" {
 		t.Fatalf("states %s", got)
+	}
+}
+
+// Herald before the herald.connected event opened streams with an id-only
+// block; it sets the cursor as well.
+func TestIDOnlyBlockUpdatesLastEventID(t *testing.T) {
+	srv := newServer(t, func(srv *server, n int, w http.ResponseWriter, r *http.Request) {
+		if n == 0 {
+			stream(w, []byte("retry: 1\n: herald\nid: cursor-1\n\n"))
+			time.Sleep(50 * time.Millisecond)
+			return
+		}
+		stream(w, event("cursor-2", "x"))
+		srv.hang(r)
+	})
+	s := dial(t, srv, Config{})
+	if ev := next(t, s); ev.ID != "cursor-2" {
+		t.Fatalf("got %+v", ev)
+	}
+	ids, _ := srv.requests()
+	if fmt.Sprint(ids) != "[ cursor-1]" {
+		t.Fatalf("Last-Event-ID of each request: %q", ids)
 	}
 }
 

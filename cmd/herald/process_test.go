@@ -128,7 +128,7 @@ func TestProcessKilledAndRestartedLosesNothing(t *testing.T) {
 	const topic = "rooms/7"
 	s := client.Dial(context.Background(), client.Config{URL: p.url("/v1/events?topic=" + topic), MaxBackoff: 100 * time.Millisecond})
 	defer s.Close()
-	// The first id-only block proves the stream is live before publishing.
+	// The opening herald.connected event proves the stream is live before publishing.
 	waitFor(t, func() bool { return s.LastEventID() != "" })
 	for i := range 50 {
 		p.publish(topic, fmt.Sprint("before-", i))

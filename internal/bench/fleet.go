@@ -277,6 +277,9 @@ func (s *stream) setHangup(hangup func()) {
 
 // deliver accounts for one event received by s.
 func (f *fleet) deliver(s *stream, ev sse.Event) {
+	if ev.Type == "herald.connected" {
+		return // the stream's opening block: a cursor, not an event
+	}
 	now := time.Now()
 	s.received.Add(1)
 	s.lastRecvNS.Store(now.UnixNano())

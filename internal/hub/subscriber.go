@@ -14,6 +14,14 @@ import (
 // GapType is the SSE event type announcing history that could not be replayed.
 const GapType = "herald.gap"
 
+// ConnectedType is the SSE event type of the block that opens every stream. It
+// carries the starting cursor as its id and {} as its data: a named event with
+// data is the one block that every client library stores the id of (some drop
+// an id-only block), and handlers of unnamed messages never see it (while
+// fetch-event-source, which hands every event to onmessage, gets JSON that
+// parses).
+const ConnectedType = "herald.connected"
+
 // Writer is the stream's transport: a socket taken over from net/http, an
 // http.ResponseController-backed response, or a buffer in tests. Writes come
 // from one goroutine at a time, though not always the same one.

@@ -14,14 +14,17 @@ import (
 // What a stream writes. Everything here runs on the stream's owner (see
 // Subscriber), so it uses the write side without locking.
 
-// open writes retry:, a comment and the starting cursor (an id-only block: the
-// browser's last event id is set before any event), announces unreadable cursors,
-// then replays history after the cursor, topic by topic.
+// open writes retry:, a comment and the starting cursor as a herald.connected
+// event (so that a client's last event id is set before any event, and a client
+// that drops at once still resumes from where it connected), announces
+// unreadable cursors, then replays history after the cursor, topic by topic.
 func (s *Subscriber) open(w Writer) error {
 	h := s.hub
 	s.buf = sse.AppendRetry(s.buf[:0], h.opt.Retry)
 	s.buf = sse.AppendComment(s.buf, "herald")
 	s.buf = s.appendID(s.buf)
+	s.buf = sse.AppendType(s.buf, ConnectedType)
+	s.buf = sse.AppendData(s.buf, []byte("{}"))
 	s.buf = append(s.buf, '\n')
 	if len(s.gaps) > 0 {
 		s.buf = s.appendGap(s.buf, s.gaps)
