@@ -6,7 +6,7 @@
 // request on a channel and wait; one committer goroutine takes everything pending
 // (up to -maxbatch), writes it in one transaction/batch, syncs once, answers all.
 //
-//	cd docs/decisions/0001-bench && go run . -dir /work/tmp -d 5s
+//	cd docs/decisions/0001-bench && go run . -dir /var/tmp -d 5s
 package main
 
 import (
