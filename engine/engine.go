@@ -80,6 +80,15 @@ type Engine interface {
 	Close() error
 }
 
+// WriteChecker is implemented by an engine that knows, without appending,
+// when it refuses appends (a full disk, a store opened read-only), so that
+// readiness can turn a load balancer's publishes away before they fail.
+type WriteChecker interface {
+	// CanWrite returns nil while appends are accepted, else an error matching
+	// ErrUnavailable that says why, or ErrClosed.
+	CanWrite() error
+}
+
 var (
 	// ErrGap reports that events after a position are no longer retained.
 	ErrGap = errors.New("engine: history gap")

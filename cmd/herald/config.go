@@ -29,6 +29,7 @@ type config struct {
 	MaxLifetime     time.Duration
 	RetentionCount  int
 	RetentionAge    time.Duration
+	ReservedSpace   int
 	QueueSize       int
 	MaxTopics       int
 	MaxEventSize    int
@@ -86,6 +87,14 @@ var settings = []setting{
 	{"max-lifetime", "0s", "close streams after this long so clients rebalance (0: never)", durationTo(func(c *config) *time.Duration { return &c.MaxLifetime })},
 	{"retention-count", "10000", "events kept per topic", intTo(func(c *config) *int { return &c.RetentionCount })},
 	{"retention-age", "24h", "how long events are kept (0: no age limit)", durationTo(func(c *config) *time.Duration { return &c.RetentionAge })},
+	{"reserved-space", "67108864", "bytes kept in reserve on the data dir's disk: when the disk fills up they take the last write, and publishing pauses (503) until there is room for them twice over (at least 4194304)", func(c *config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < minReservedSpace {
+			return fmt.Errorf("want a number of bytes of at least %d, got %q", minReservedSpace, v)
+		}
+		c.ReservedSpace = n
+		return nil
+	}},
 	{"queue-size", "1024", "events queued per stream before a slow client is cut off", intTo(func(c *config) *int { return &c.QueueSize })},
 	{"max-topics", "64", "topics per stream", intTo(func(c *config) *int { return &c.MaxTopics })},
 	{"max-event-size", "65536", "bytes of data per event", intTo(func(c *config) *int { return &c.MaxEventSize })},
@@ -195,6 +204,10 @@ func floatTo(field func(*config) *float64) func(*config, string) error {
 		return nil
 	}
 }
+
+// minReservedSpace holds a memtable of the store: reopening a store writes out
+// what its log holds.
+const minReservedSpace = 4 << 20
 
 func intTo(field func(*config) *int) func(*config, string) error {
 	return func(c *config, v string) error {

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,7 +34,7 @@ type process struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	addr string
-	logs *bytes.Buffer
+	logs *logBuffer
 	done chan struct{} // closed when the process has exited; then err is set
 	err  error
 }
@@ -52,7 +53,7 @@ func startProcess(t *testing.T, dataDir string, extra ...string) *process {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &process{t: t, cmd: cmd, logs: new(bytes.Buffer), done: make(chan struct{})}
+	p := &process{t: t, cmd: cmd, logs: new(logBuffer), done: make(chan struct{})}
 	addrc := make(chan string, 1)
 	go func() {
 		re := regexp.MustCompile(`msg=listening addr=(\S+)`)
@@ -76,6 +77,24 @@ func startProcess(t *testing.T, dataDir string, extra ...string) *process {
 		t.Fatalf("herald did not listen within 20s\n%s", p.logs)
 	}
 	return p
+}
+
+// logBuffer holds a process's log lines, read while the process writes them.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) WriteString(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.WriteString(s)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func (p *process) url(path string) string { return "http://" + p.addr + path }

@@ -18,6 +18,7 @@ import (
 	"github.com/herald-hub/herald/auth"
 	"github.com/herald-hub/herald/engine/local"
 	"github.com/herald-hub/herald/internal/hub"
+	"github.com/herald-hub/herald/internal/ratelog"
 	"github.com/herald-hub/herald/internal/server"
 )
 
@@ -25,10 +26,13 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(w, opts)
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	// A repeating warning or error (every publish failing on a full disk) is
+	// logged once every few seconds, with the count of the lines held back.
+	return slog.New(ratelog.New(h, 0))
 }
 
 // serve runs one node until ctx is cancelled, then stops gracefully: new streams
@@ -36,6 +40,13 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 // and the store is flushed.
 func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	log := newLogger(cfg, logOut)
+	// Listen first: a busy port must leave nothing behind, neither a data dir
+	// nor a key nor a store.
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -61,9 +72,10 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	}
 	logAccess(log, cfg, tokens, ring)
 	eng, err := local.Open(filepath.Join(cfg.DataDir, "log"), local.Options{
-		MaxLen: cfg.RetentionCount,
-		MaxAge: cfg.RetentionAge,
-		Logger: log,
+		MaxLen:  cfg.RetentionCount,
+		MaxAge:  cfg.RetentionAge,
+		Reserve: int64(cfg.ReservedSpace),
+		Logger:  log,
 	})
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
@@ -106,11 +118,6 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	srv.Protocols.SetHTTP1(true)
 	srv.Protocols.SetUnencryptedHTTP2(true)
 
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		eng.Close()
-		return err
-	}
 	if cfg.DebugAddr != "" {
 		stopDebug, err := startDebug(cfg.DebugAddr, log)
 		if err != nil {

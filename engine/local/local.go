@@ -247,7 +247,6 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 	}
 	e := &Engine{
 		dir: dir, opt: opt, log: log, lock: lock, now: now,
-		wake:          make(chan struct{}, 1),
 		watchStop:     make(chan struct{}),
 		watchDone:     make(chan struct{}),
 		reqs:          make(chan *request, 4*opt.MaxBatch),
@@ -275,6 +274,10 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 		}
 		writable = false
 		e.refuse(&e.broken, "out of disk space at start: "+err.Error())
+	} else if free, err := diskFree(dir); err == nil && free < uint64(opt.Reserve) {
+		// Less room than the reserve: the disk filled while the store was
+		// closed. Refuse appends until there is room, as if it filled now.
+		e.refuse(&e.full, fmt.Sprintf("out of disk space at start: %d bytes free", free))
 	}
 	if e.db, err = e.openDB(writable); err != nil {
 		lock.Close()
@@ -285,7 +288,7 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 		lock.Close()
 		return nil, err
 	}
-	if !writable {
+	if !writable || e.full.Load() {
 		log.Error("the disk is full: serving streams and history, refusing appends until there is room", "reserve_bytes", opt.Reserve)
 	}
 	go e.committer()

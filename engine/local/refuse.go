@@ -36,15 +36,11 @@ func (e *Engine) why() string {
 	return "unknown cause"
 }
 
-// refuse sets flag with its cause and wakes the watcher.
+// refuse sets flag with its cause. The watcher notices at its next check:
+// right after a refusal there is no room to resume into anyway.
 func (e *Engine) refuse(flag *atomic.Bool, cause string) {
 	e.cause.Store(&cause)
-	if !flag.Swap(true) {
-		select {
-		case e.wake <- struct{}{}:
-		default:
-		}
-	}
+	flag.Store(true)
 }
 
 // onDiskFull runs inside the Pebble write that met a full disk, with every
@@ -103,7 +99,6 @@ func (e *Engine) watcher() {
 		case <-e.watchStop:
 			return
 		case <-t.C:
-		case <-e.wake:
 		}
 		if !e.full.Load() && !e.broken.Load() {
 			continue

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net/http"
 	"time"
+
+	"github.com/herald-hub/herald/engine"
 )
 
 // handleHealthz answers while the process serves HTTP at all.
@@ -11,14 +13,22 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// handleReadyz answers 200 when the engine answers, so a load balancer sends
-// streams only to nodes that can serve them.
+// handleReadyz answers 200 when the engine answers and accepts appends, so a
+// load balancer sends streams and publishes only to nodes that can serve them.
+// A node whose store refuses writes (a full disk) is not ready: its streams
+// stay open, but new work goes elsewhere until it recovers by itself.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if _, err := s.eng.Head(ctx, "herald/readyz"); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "engine_unavailable", "engine does not answer: "+err.Error())
 		return
+	}
+	if wc, ok := s.eng.(engine.WriteChecker); ok {
+		if err := wc.CanWrite(); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "engine_read_only", "engine refuses appends: "+err.Error())
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
