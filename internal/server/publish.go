@@ -84,7 +84,7 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 	// accepted whole or not at all.
 	for i, ev := range events {
 		if !p.CanPublish(ev.Topic) {
-			e := forbidden(p, "publish to", ev.Topic)
+			e := forbidden("publish to", ev.Topic)
 			if batch {
 				e.message = fmt.Sprintf("event %d: %s", i, e.message)
 			}
