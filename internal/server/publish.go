@@ -161,7 +161,7 @@ func (s *Server) parsePublish(w http.ResponseWriter, r *http.Request) ([]engine.
 			reqs = []publishRequest{one}
 		}
 		if len(reqs) > s.cfg.MaxBatch {
-			return nil, false, tooManyEvents(len(reqs), s.cfg.MaxBatch)
+			return nil, false, &apiError{http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("%d events in one request, at most %d", len(reqs), s.cfg.MaxBatch)}
 		}
 		inputs = make([]eventInput, len(reqs))
 		for i, req := range reqs {
@@ -179,9 +179,6 @@ func (s *Server) parsePublish(w http.ResponseWriter, r *http.Request) ([]engine.
 	}
 	if len(inputs) == 0 {
 		return nil, false, badRequest("empty_batch", "the batch holds no events")
-	}
-	if len(inputs) > s.cfg.MaxBatch {
-		return nil, false, tooManyEvents(len(inputs), s.cfg.MaxBatch)
 	}
 	events := make([]engine.Event, len(inputs))
 	for i, in := range inputs {
@@ -207,10 +204,6 @@ func strictUnmarshal(b []byte, v any) error {
 		return errors.New("trailing data after the JSON value")
 	}
 	return nil
-}
-
-func tooManyEvents(n, max int) *apiError {
-	return &apiError{http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("%d events in one request, at most %d", n, max)}
 }
 
 // reservedTypes are the types a publisher may not use. EventSource fires
@@ -262,7 +255,7 @@ func (req publishRequest) input() (eventInput, *apiError) {
 }
 
 var (
-	errNotText   = errors.New("must be UTF-8 text without lone surrogate escapes (\\uD800-\\uDFFF unpaired)")
+	errNotText   = errors.New("must be UTF-8 text, without unpaired surrogate escapes (\\uD800-\\uDFFF)")
 	errNotString = errors.New("must be a JSON string")
 )
 
