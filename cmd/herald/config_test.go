@@ -214,8 +214,7 @@ func TestZeroLiftsALimitOrIsRefused(t *testing.T) {
 				t.Errorf("-%s %s accepted", s.name, neg)
 			}
 		}
-		zero := "0"
-		c, err := loadConfig([]string{"-" + s.name, zero}, none, io.Discard)
+		_, err := loadConfig([]string{"-" + s.name, "0"}, none, io.Discard)
 		if refuses[s.name] {
 			if err == nil || !strings.Contains(err.Error(), s.name) {
 				t.Errorf("-%s 0: %v, want an error naming it", s.name, err)
@@ -228,7 +227,6 @@ func TestZeroLiftsALimitOrIsRefused(t *testing.T) {
 		if !strings.Contains(s.usage, "(0: no limit)") && !strings.Contains(s.usage, "(0: none)") {
 			t.Errorf("-%s: help %q does not say what 0 means", s.name, s.usage)
 		}
-		_ = c
 	}
 	// The engine reads a zero age as its 24h default: 0 must reach it as
 	// "no age limit".
@@ -262,7 +260,7 @@ func TestHelpShowsEachFlagsType(t *testing.T) {
 			t.Errorf("serve -h lacks -%s %s", s.name, s.typ)
 		}
 	}
-	if strings.Contains(serve, " string\n") && strings.Contains(serve, "-heartbeat string") || strings.Contains(serve, " value\n") {
+	if strings.Contains(serve, " value\n") {
 		t.Errorf("serve -h shows untyped flags:\n%s", serve)
 	}
 	token := help("token", "-h")
