@@ -23,6 +23,8 @@ timestamped events at a rate and reports connect time, deliveries per second,
 latency, loss, duplicates and the server's memory and CPU. Without -url it
 starts its own herald serve on a free loopback port. See docs/bench.md.
 
+Exit status: 0 after a run; 1 when the run fails; 2 on a bad command line.
+
 Flags:
 `
 
@@ -60,26 +62,26 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	fs.StringVar(&cfg.PollTemplate, "poll-url-template", "", "URL answering a topic's latest event, {topic} replaced (for -compare polling)")
 	fs.DurationVar(&cfg.PollInterval, "poll-interval", 500*time.Millisecond, "poll interval of -compare polling")
 	fs.StringVar(&cfg.SubscribeTemplate, "subscribe-url-template", "", "stream URL of any SSE server, {topic} replaced (needs -publish-template)")
-	fs.Var(&headers, "header", "header sent with every stream request, Name: value (repeatable)")
+	fs.Var(&headers, "header", "`header` sent with every stream request, Name: value (repeatable)")
 	publishTmpl := fs.String("publish-template", "", "publish to another hub: 'METHOD URL' with {topic} {data} (body: -publish-body, headers: -publish-header)")
 	publishBody := fs.String("publish-body", "", "body template of -publish-template: {topic} {data} {topic_json} {data_json}")
-	fs.Var(&pubHeader, "publish-header", "header of -publish-template, Name: value, {topic} {data} allowed (repeatable)")
+	fs.Var(&pubHeader, "publish-header", "`header` of -publish-template, Name: value, {topic} {data} allowed (repeatable)")
 	cpuProfile := fs.String("cpuprofile", "", "write the bench's own CPU profile (the load generator, not the server) to this file")
 	fs.StringVar(&cfg.MetricsURL, "metrics-url", "", "Prometheus endpoint for the server's RSS and CPU when -pid is not given")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return exitOK
 		}
-		return 2
+		return exitBadConfig
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "herald bench: unexpected arguments %q\n", fs.Args())
-		return 2
+		return exitBadConfig
 	}
 	l, err := bench.ParseLayout(*layout)
 	if err != nil {
 		fmt.Fprintln(stderr, "herald bench:", err)
-		return 2
+		return exitBadConfig
 	}
 	cfg.Layout = l
 	if cfg.Sources == 0 {
@@ -90,7 +92,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 		for _, h := range headers {
 			if err := bench.ParseHeader(cfg.Header, h); err != nil {
 				fmt.Fprintln(stderr, "herald bench:", err)
-				return 2
+				return exitBadConfig
 			}
 		}
 	}
@@ -103,7 +105,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 		for _, h := range pubHeader {
 			if err := bench.ParseHeader(cfg.Publish.Header, h); err != nil {
 				fmt.Fprintln(stderr, "herald bench:", err)
-				return 2
+				return exitBadConfig
 			}
 		}
 	}
@@ -111,22 +113,26 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 		exe, err := os.Executable()
 		if err != nil {
 			fmt.Fprintln(stderr, "herald bench: cannot find the herald executable to start:", err)
-			return 1
+			return exitFailure
 		}
 		cfg.Exe = exe
 		cfg.ExeEnv = benchChildEnv
+	}
+	if err := checkBench(cfg); err != nil {
+		fmt.Fprintln(stderr, "herald bench:", err)
+		return exitBadConfig
 	}
 	cfg.Progress = stderr
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
 			fmt.Fprintln(stderr, "herald bench:", err)
-			return 1
+			return exitFailure
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
 			fmt.Fprintln(stderr, "herald bench:", err)
-			return 1
+			return exitFailure
 		}
 		defer pprof.StopCPUProfile()
 	}
@@ -134,24 +140,56 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	res, err := bench.Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, "herald bench:", err)
-		return 1
+		return exitFailure
 	}
 	if *svg != "" {
 		if err := writeSVG(*svg, res); err != nil {
 			fmt.Fprintln(stderr, "herald bench:", err)
-			return 1
+			return exitFailure
 		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(res); err != nil {
-			return 1
+			return exitFailure
 		}
 	} else if err := bench.WriteTable(stdout, res); err != nil {
-		return 1
+		return exitFailure
 	}
-	return 0
+	return exitOK
+}
+
+// checkBench refuses what bench.Run would refuse, and zero counts and
+// durations (which it would silently replace by defaults), before anything
+// starts: a bad command line exits 2 like every other bad configuration.
+func checkBench(cfg bench.Config) error {
+	for name, n := range map[string]int{"connections": cfg.Connections, "connect-concurrency": cfg.ConnectConcurrency,
+		"publishers": cfg.Publishers, "storm-missed": cfg.StormMissed} {
+		if n < 1 {
+			return fmt.Errorf("-%s %d: want at least 1", name, n)
+		}
+	}
+	for name, d := range map[string]time.Duration{"duration": cfg.Duration, "drain": cfg.Drain, "poll-interval": cfg.PollInterval} {
+		if d <= 0 {
+			return fmt.Errorf("-%s %v: want a positive duration", name, d)
+		}
+	}
+	switch {
+	case cfg.Rate < 0:
+		return fmt.Errorf("-rate %v: want 0 or more", cfg.Rate)
+	case cfg.Pad < 0:
+		return fmt.Errorf("-payload %d: want 0 or more", cfg.Pad)
+	case cfg.Sources != -1 && (cfg.Sources < 1 || cfg.Sources > 254):
+		return fmt.Errorf("-sources %d: want 0 (the kernel picks) or 1..254", cfg.Sources)
+	case cfg.SubscribeTemplate != "" && cfg.Publish == nil:
+		return errors.New("-subscribe-url-template needs -publish-template")
+	case cfg.Compare != "" && cfg.Compare != "polling":
+		return fmt.Errorf("-compare %q: only polling is supported", cfg.Compare)
+	case cfg.Compare == "polling" && cfg.PollTemplate == "":
+		return errors.New("-compare polling needs -poll-url-template")
+	}
+	return nil
 }
 
 // benchChildEnv is added to the environment of the herald serve the bench

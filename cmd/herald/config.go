@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/herald-hub/herald/auth"
+	"github.com/herald-hub/herald/engine/local"
 	"github.com/herald-hub/herald/internal/server"
 )
 
@@ -28,7 +30,7 @@ type config struct {
 	Retry           time.Duration
 	MaxLifetime     time.Duration
 	RetentionCount  int
-	RetentionAge    time.Duration
+	RetentionAge    time.Duration // local.NoAgeLimit when set to 0
 	ReservedSpace   int
 	QueueSize       int
 	MaxTopics       int
@@ -64,11 +66,15 @@ type config struct {
 	MaxHeaderBytes    int
 }
 
-// setting describes one knob: its flag name (also its key in the file), its
-// environment variable, its default and where it lands in config.
+// setting describes one knob: its flag name (also its key in the file), the
+// kind of value it takes, its environment variable, its default and where it
+// lands in config.
+//
+// Zero is never a stand-in for the default: a limit that can be lifted is
+// lifted by 0 (its usage says "0: no limit"), one that cannot refuses 0.
 type setting struct {
-	name, def, usage string
-	set              func(c *config, v string) error
+	name, typ, def, usage string // typ is what -h shows after the flag
+	set                   func(c *config, v string) error
 }
 
 func (s setting) env() string {
@@ -76,38 +82,61 @@ func (s setting) env() string {
 }
 
 var settings = []setting{
-	{"addr", ":8080", "listen address", func(c *config, v string) error { c.Addr = v; return nil }},
-	{"data-dir", "./data", "directory of the embedded store and generated keys", func(c *config, v string) error { c.DataDir = v; return nil }},
-	{"publish-key", "", "comma-separated publish keys (generated into the data dir when empty)", func(c *config, v string) error {
+	{"addr", "address", ":8080", "listen address", func(c *config, v string) error { c.Addr = v; return nil }},
+	{"data-dir", "dir", "./data", "directory of the embedded store and generated keys", func(c *config, v string) error { c.DataDir = v; return nil }},
+	{"publish-key", "list", "", "comma-separated publish keys, bare or name=KEY, 16 bytes at least (generated into the data dir when empty)", func(c *config, v string) error {
 		c.PublishKeys = splitList(v)
+		if len(c.PublishKeys) > 0 {
+			if _, err := auth.ParseKeyRing(c.PublishKeys); err != nil {
+				return err
+			}
+		}
 		return nil
 	}},
-	{"heartbeat", "15s", "interval of heartbeat comments on idle streams", durationTo(func(c *config) *time.Duration { return &c.Heartbeat })},
-	{"retry", "2s", "reconnection delay announced to clients with retry:", durationTo(func(c *config) *time.Duration { return &c.Retry })},
-	{"max-lifetime", "0s", "close streams after this long so clients rebalance (0: never)", durationTo(func(c *config) *time.Duration { return &c.MaxLifetime })},
-	{"retention-count", "10000", "events kept per topic", intTo(func(c *config) *int { return &c.RetentionCount })},
-	{"retention-age", "24h", "how long events are kept (0: no age limit)", durationTo(func(c *config) *time.Duration { return &c.RetentionAge })},
-	{"reserved-space", "67108864", "bytes kept in reserve on the data dir's disk: when the disk fills up they take the last write, and publishing pauses (503) until there is room for them twice over (at least 4194304)", func(c *config, v string) error {
+	{"heartbeat", "duration", "15s", "interval of heartbeat comments on idle streams (above 0)", positiveDurationTo(func(c *config) *time.Duration { return &c.Heartbeat })},
+	{"retry", "duration", "2s", "reconnection delay announced to clients with retry: (above 0)", positiveDurationTo(func(c *config) *time.Duration { return &c.Retry })},
+	{"max-lifetime", "duration", "0s", "close streams after this long so clients rebalance (0: no limit)", durationTo(func(c *config) *time.Duration { return &c.MaxLifetime })},
+	{"retention-count", "int", "10000", "events kept per topic (at least 1)", positiveIntTo(func(c *config) *int { return &c.RetentionCount })},
+	{"retention-age", "duration", "24h", "how long events are kept (0: no limit)", func(c *config, v string) error {
+		if err := durationTo(func(c *config) *time.Duration { return &c.RetentionAge })(c, v); err != nil {
+			return err
+		}
+		if c.RetentionAge == 0 {
+			c.RetentionAge = local.NoAgeLimit // the engine reads 0 as its default
+		}
+		return nil
+	}},
+	{"reserved-space", "int", "67108864", "bytes kept in reserve on the data dir's disk: when the disk fills up they take the last write, and publishing pauses (503) until there is room for them twice over (at least 4194304)", func(c *config, v string) error {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < minReservedSpace {
-			return fmt.Errorf("want a number of bytes of at least %d, got %q", minReservedSpace, v)
+			return fmt.Errorf("want a number of bytes of at least %d (this limit cannot be lifted), got %q", minReservedSpace, v)
 		}
 		c.ReservedSpace = n
 		return nil
 	}},
-	{"queue-size", "1024", "events queued per stream before a slow client is cut off", intTo(func(c *config) *int { return &c.QueueSize })},
-	{"max-topics", "64", "topics per stream", intTo(func(c *config) *int { return &c.MaxTopics })},
-	{"max-event-size", "65536", "bytes of data per event", intTo(func(c *config) *int { return &c.MaxEventSize })},
-	{"max-body-size", "1048576", "bytes of a publish request body", intTo(func(c *config) *int { return &c.MaxBodySize })},
-	{"jwt-secret", "", "HS256 secret for tokens, at least 32 bytes", func(c *config, v string) error {
+	{"queue-size", "int", "1024", "events queued per stream before a slow client is cut off (at least 1)", positiveIntTo(func(c *config) *int { return &c.QueueSize })},
+	{"max-topics", "int", "64", "topics per stream (at least 1)", positiveIntTo(func(c *config) *int { return &c.MaxTopics })},
+	{"max-event-size", "int", "65536", "bytes of data per event (at least 1)", positiveIntTo(func(c *config) *int { return &c.MaxEventSize })},
+	{"max-body-size", "int", "1048576", "bytes of a publish request body (at least 1)", positiveIntTo(func(c *config) *int { return &c.MaxBodySize })},
+	{"jwt-secret", "string", "", "HS256 secret for tokens, at least 32 bytes", func(c *config, v string) error {
 		if v != "" && len(v) < auth.MinSecretLen {
 			return fmt.Errorf("%d bytes, at least %d needed", len(v), auth.MinSecretLen)
 		}
 		c.JWTSecret = v
 		return nil
 	}},
-	{"jwt-public-key", "", "PEM file of public keys for RS256, ES256 or EdDSA tokens", func(c *config, v string) error { c.JWTPublicKey = v; return nil }},
-	{"jwt-jwks-url", "", "JWKS URL of the token issuer's keys, refreshed in the background", func(c *config, v string) error {
+	{"jwt-public-key", "file", "", "PEM file of public keys for RS256, ES256 or EdDSA tokens", func(c *config, v string) error {
+		// Read and checked here so a bad file is a configuration error; serve
+		// reads it again when it builds the verifier.
+		if v != "" {
+			if err := checkPublicKeyFile(v); err != nil {
+				return err
+			}
+		}
+		c.JWTPublicKey = v
+		return nil
+	}},
+	{"jwt-jwks-url", "url", "", "JWKS URL of the token issuer's keys, refreshed in the background", func(c *config, v string) error {
 		if v != "" {
 			u, err := url.Parse(v)
 			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -117,18 +146,18 @@ var settings = []setting{
 		c.JWTJWKSURL = v
 		return nil
 	}},
-	{"jwt-jwks-refresh", "5m", "how often the JWKS is fetched again", positiveDurationTo(func(c *config) *time.Duration { return &c.JWTJWKSRefresh })},
-	{"jwt-audience", "", "when set, tokens must hold this aud", func(c *config, v string) error { c.JWTAudience = v; return nil }},
-	{"jwt-issuer", "", "when set, tokens must have this iss", func(c *config, v string) error { c.JWTIssuer = v; return nil }},
-	{"jwt-leeway", "30s", "clock skew allowed on exp, nbf and iat", durationTo(func(c *config) *time.Duration { return &c.JWTLeeway })},
-	{"token-cookie", "herald_token", "cookie a stream's token is read from", func(c *config, v string) error {
+	{"jwt-jwks-refresh", "duration", "5m", "how often the JWKS is fetched again", positiveDurationTo(func(c *config) *time.Duration { return &c.JWTJWKSRefresh })},
+	{"jwt-audience", "string", "", "when set, tokens must hold this aud", func(c *config, v string) error { c.JWTAudience = v; return nil }},
+	{"jwt-issuer", "string", "", "when set, tokens must have this iss", func(c *config, v string) error { c.JWTIssuer = v; return nil }},
+	{"jwt-leeway", "duration", "30s", "clock skew allowed on exp, nbf and iat (0: none)", durationTo(func(c *config) *time.Duration { return &c.JWTLeeway })},
+	{"token-cookie", "name", "herald_token", "cookie a stream's token is read from", func(c *config, v string) error {
 		if v == "" || strings.ContainsAny(v, " \t;,=\"") {
 			return errors.New("want a cookie name")
 		}
 		c.TokenCookie = v
 		return nil
 	}},
-	{"anonymous-subscribe", "", "comma-separated topic patterns anonymous clients may subscribe to once a JWT key is set", func(c *config, v string) error {
+	{"anonymous-subscribe", "list", "", "comma-separated topic patterns anonymous clients may subscribe to once a JWT key is set", func(c *config, v string) error {
 		ps, err := auth.ParsePatterns(splitList(v))
 		if err == nil {
 			err = auth.CheckAnonymous(ps)
@@ -136,33 +165,39 @@ var settings = []setting{
 		c.AnonymousSubscribe = ps
 		return err
 	}},
-	{"cors-origins", "", "comma-separated origins allowed to call Herald from a browser, or *", func(c *config, v string) (err error) {
+	{"cors-origins", "list", "", "comma-separated origins allowed to call Herald from a browser, or *", func(c *config, v string) (err error) {
 		c.CORSOrigins, err = server.ParseOrigins(splitList(v))
 		return err
 	}},
-	{"trusted-proxies", "", "comma-separated proxy addresses or CIDRs whose X-Forwarded-For names the client", func(c *config, v string) (err error) {
+	{"trusted-proxies", "list", "", "comma-separated proxy addresses or CIDRs whose X-Forwarded-For names the client", func(c *config, v string) (err error) {
 		c.TrustedProxies, err = server.ParsePrefixes(splitList(v))
 		return err
 	}},
-	{"max-connections-per-ip", "1000", "open streams per client address (0: no limit)", intTo(func(c *config) *int { return &c.MaxConnsPerIP })},
-	{"max-connections-per-user", "32", "open streams per token subject (0: no limit)", intTo(func(c *config) *int { return &c.MaxConnsPerUser })},
-	{"publish-rate", "20", "publish requests per second per token subject (0: no limit)", floatTo(func(c *config) *float64 { return &c.PublishRate })},
-	{"publish-burst", "40", "publish requests a token subject may make at once", intTo(func(c *config) *int { return &c.PublishBurst })},
-	{"publish-key-rate", "0", "publish requests per second per publish key (0: no limit)", floatTo(func(c *config) *float64 { return &c.PublishKeyRate })},
-	{"publish-key-burst", "0", "publish requests a publish key may make at once (0: one second's worth)", intTo(func(c *config) *int { return &c.PublishKeyBurst })},
-	{"debug-addr", "", "address of a profiling listener (net/http/pprof), e.g. 127.0.0.1:6060; empty: off", func(c *config, v string) error { c.DebugAddr = v; return nil }},
-	{"read-header-timeout", "10s", "time allowed to send request headers (slowloris)", positiveDurationTo(func(c *config) *time.Duration { return &c.ReadHeaderTimeout })},
-	{"idle-timeout", "2m", "how long an idle keep-alive connection is kept", positiveDurationTo(func(c *config) *time.Duration { return &c.IdleTimeout })},
-	{"max-header-bytes", "65536", "bytes of request headers", intTo(func(c *config) *int { return &c.MaxHeaderBytes })},
-	{"shutdown-timeout", "10s", "how long a graceful stop waits for streams and appends", durationTo(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
-	{"log-format", "text", "log format: text or json", func(c *config, v string) error {
+	{"max-connections-per-ip", "int", "1000", "open streams per client address (0: no limit)", intTo(func(c *config) *int { return &c.MaxConnsPerIP })},
+	{"max-connections-per-user", "int", "32", "open streams per token subject (0: no limit)", intTo(func(c *config) *int { return &c.MaxConnsPerUser })},
+	{"publish-rate", "float", "20", "publish requests per second per token subject (0: no limit)", floatTo(func(c *config) *float64 { return &c.PublishRate })},
+	{"publish-burst", "int", "40", "publish requests a token subject may make at once (at least 1)", positiveIntTo(func(c *config) *int { return &c.PublishBurst })},
+	{"publish-key-rate", "float", "0", "publish requests per second per publish key (0: no limit)", floatTo(func(c *config) *float64 { return &c.PublishKeyRate })},
+	{"publish-key-burst", "int", "", "publish requests a publish key may make at once (at least 1; unset: one second's worth of -publish-key-rate)", func(c *config, v string) error {
+		if v == "" {
+			c.PublishKeyBurst = 0 // the server derives it from the rate
+			return nil
+		}
+		return positiveIntTo(func(c *config) *int { return &c.PublishKeyBurst })(c, v)
+	}},
+	{"debug-addr", "address", "", "address of a profiling listener (net/http/pprof), e.g. 127.0.0.1:6060; empty: off", func(c *config, v string) error { c.DebugAddr = v; return nil }},
+	{"read-header-timeout", "duration", "10s", "time allowed to send request headers (slowloris)", positiveDurationTo(func(c *config) *time.Duration { return &c.ReadHeaderTimeout })},
+	{"idle-timeout", "duration", "2m", "how long an idle keep-alive connection is kept", positiveDurationTo(func(c *config) *time.Duration { return &c.IdleTimeout })},
+	{"max-header-bytes", "int", "65536", "bytes of request line and headers (at least 1; Go allows 4096 more)", positiveIntTo(func(c *config) *int { return &c.MaxHeaderBytes })},
+	{"shutdown-timeout", "duration", "10s", "how long a graceful stop waits for streams and appends (above 0)", positiveDurationTo(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
+	{"log-format", "string", "text", "log format: text or json", func(c *config, v string) error {
 		if v != "text" && v != "json" {
 			return errors.New("want text or json")
 		}
 		c.LogFormat = v
 		return nil
 	}},
-	{"log-level", "info", "log level: debug, info, warn or error", func(c *config, v string) error {
+	{"log-level", "string", "info", "log level: debug, info, warn or error", func(c *config, v string) error {
 		switch v {
 		case "debug", "info", "warn", "error":
 			c.LogLevel = v
@@ -209,6 +244,35 @@ func floatTo(field func(*config) *float64) func(*config, string) error {
 // what its log holds.
 const minReservedSpace = 4 << 20
 
+func positiveIntTo(field func(*config) *int) func(*config, string) error {
+	return func(c *config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("want a positive integer (this limit cannot be lifted), got %q", v)
+		}
+		*field(c) = n
+		return nil
+	}
+}
+
+// checkPublicKeyFile reads a PEM file of public keys and checks each would
+// verify tokens.
+func checkPublicKeyFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	keys, err := auth.ParsePublicKeys(b)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	v, err := auth.NewVerifier(auth.Options{PublicKeys: keys})
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return v.Close()
+}
+
 func intTo(field func(*config) *int) func(*config, string) error {
 	return func(c *config, v string) error {
 		n, err := strconv.Atoi(v)
@@ -239,6 +303,7 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		flags[s.name] = fs.String(s.name, s.def, s.usage+" ($"+s.env()+")")
 	}
 	file := fs.String("config", "", "TOML config file with the same keys as the flags ($HERALD_CONFIG)")
+	fs.Usage = func() { printServeUsage(fs.Output()) }
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -273,6 +338,40 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 		}
 	}
 	return c, nil
+}
+
+const serveUsage = `Usage: herald serve [flags]
+
+Runs a Herald node. Every flag can also be set with its HERALD_* environment
+variable or as a key of the TOML file given with -config; flags win over the
+environment, which wins over the file.
+
+A limit that can be lifted is lifted by 0 (its help says "0: no limit"); one
+that cannot refuses 0. Zero never stands for the default.
+
+Exit status: 0 after a graceful stop; 1 when the node fails while running
+(cannot listen, cannot open its store); 2 on a bad command line or a bad
+configuration (a value, the config file, a key file).
+
+Flags:
+`
+
+// printServeUsage is flag.PrintDefaults with each flag's real kind of value:
+// the settings are read as strings (to apply flag > env > file), which
+// PrintDefaults would show as "string".
+func printServeUsage(w io.Writer) {
+	fmt.Fprint(w, serveUsage)
+	line := func(name, typ, usage, def, env string) {
+		fmt.Fprintf(w, "  -%s %s\n    \t%s", name, typ, usage)
+		if def != "" {
+			fmt.Fprintf(w, " (default %s)", def)
+		}
+		fmt.Fprintf(w, " ($%s)\n", env)
+	}
+	line("config", "file", "TOML config file with the same keys as the flags", "", "HERALD_CONFIG")
+	for _, s := range settings {
+		line(s.name, s.typ, s.usage, s.def, s.env())
+	}
 }
 
 // readConfigFile reads a TOML file of `key = value` lines using the flag names

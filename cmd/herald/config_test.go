@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,11 +12,12 @@ import (
 	"time"
 
 	"github.com/herald-hub/herald/auth"
+	"github.com/herald-hub/herald/engine/local"
 )
 
 func TestConfigPrecedenceFlagsThenEnvThenFile(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "herald.toml")
-	os.WriteFile(file, []byte("addr = \":7000\"\nheartbeat = \"5s\"\nqueue_size = 7\npublish-key = [\"k1\", \"k2\"]\n"), 0o600)
+	os.WriteFile(file, []byte("addr = \":7000\"\nheartbeat = \"5s\"\nqueue_size = 7\npublish-key = [\"k1=0123456789abcdef\", \"k2=fedcba9876543210\"]\n"), 0o600)
 	env := map[string]string{"HERALD_CONFIG": file, "HERALD_ADDR": ":7001", "HERALD_HEARTBEAT": "6s"}
 	c, err := loadConfig([]string{"-heartbeat", "9s"}, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
@@ -26,7 +29,7 @@ func TestConfigPrecedenceFlagsThenEnvThenFile(t *testing.T) {
 	if c.Heartbeat != 9*time.Second { // flag beats env and file
 		t.Errorf("heartbeat %v", c.Heartbeat)
 	}
-	if c.QueueSize != 7 || strings.Join(c.PublishKeys, ",") != "k1,k2" { // file beats default
+	if c.QueueSize != 7 || strings.Join(c.PublishKeys, ",") != "k1=0123456789abcdef,k2=fedcba9876543210" { // file beats default
 		t.Errorf("queue %d keys %v", c.QueueSize, c.PublishKeys)
 	}
 	if c.DataDir != "./data" || c.MaxTopics != 64 { // defaults
@@ -162,8 +165,9 @@ func TestServeAppliesSecuritySettings(t *testing.T) {
 		t.Fatalf("own topic: %d %v", own.StatusCode, own.Header)
 	}
 	for path, want := range map[string]int{
-		"/v1/events?topic=users/8":                       403,
-		"/v1/events?topic=rooms/1":                       403,
+		"/v1/events?topic=users/8":                       401, // anonymous: a token could grant it
+		"/v1/events?topic=rooms/1":                       401,
+		"/v1/events?topic=users/8&access_token=" + tok:   403, // a token that does not grant it
 		"/v1/events?topic=public/news":                   200,
 		"/v1/events?topic=users/7&access_token=" + tok:   429, // one stream per user
 		"/v1/events?topic=rooms/1&access_token=bad.to.k": 401,
@@ -176,5 +180,159 @@ func TestServeAppliesSecuritySettings(t *testing.T) {
 	raw, _ := io.ReadAll(metrics.Body)
 	if !strings.Contains(string(raw), `herald_limit_exceeded_total{limit="connections_per_user"} 1`) {
 		t.Fatal("connections_per_user not counted in /metrics")
+	}
+}
+
+// A zero lifts a limit where Herald can run without it, and is refused where
+// it cannot; it never quietly means the default. Every numeric setting is in
+// one list or the other, so a new one must be decided too.
+func TestZeroLiftsALimitOrIsRefused(t *testing.T) {
+	lifts := map[string]bool{
+		"max-lifetime": true, "retention-age": true, "jwt-leeway": true,
+		"max-connections-per-ip": true, "max-connections-per-user": true,
+		"publish-rate": true, "publish-key-rate": true,
+	}
+	refuses := map[string]bool{
+		"heartbeat": true, "retry": true, "retention-count": true, "queue-size": true,
+		"max-topics": true, "max-event-size": true, "max-body-size": true, "jwt-jwks-refresh": true,
+		"publish-burst": true, "publish-key-burst": true, "read-header-timeout": true,
+		"idle-timeout": true, "max-header-bytes": true, "shutdown-timeout": true,
+		"reserved-space": true,
+	}
+	none := func(string) string { return "" }
+	for _, s := range settings {
+		switch s.typ {
+		case "int", "float", "duration":
+		default:
+			continue
+		}
+		if lifts[s.name] == refuses[s.name] {
+			t.Errorf("-%s: decide what 0 means", s.name)
+			continue
+		}
+		for _, neg := range []string{"-1", "-1s"} {
+			if _, err := loadConfig([]string{"-" + s.name, neg}, none, io.Discard); err == nil {
+				t.Errorf("-%s %s accepted", s.name, neg)
+			}
+		}
+		_, err := loadConfig([]string{"-" + s.name, "0"}, none, io.Discard)
+		if refuses[s.name] {
+			if err == nil || !strings.Contains(err.Error(), s.name) {
+				t.Errorf("-%s 0: %v, want an error naming it", s.name, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("-%s 0: %v", s.name, err)
+		}
+		if !strings.Contains(s.usage, "(0: no limit)") && !strings.Contains(s.usage, "(0: none)") {
+			t.Errorf("-%s: help %q does not say what 0 means", s.name, s.usage)
+		}
+	}
+	// The engine reads a zero age as its 24h default: 0 must reach it as
+	// "no age limit".
+	c, err := loadConfig([]string{"-retention-age", "0"}, none, io.Discard)
+	if err != nil || c.RetentionAge != local.NoAgeLimit {
+		t.Fatalf("retention-age 0: %v %v, want local.NoAgeLimit", c.RetentionAge, err)
+	}
+	// Unset, the publish key burst is derived from the key rate.
+	if c.PublishKeyBurst != 0 {
+		t.Fatalf("publish-key-burst unset: %d", c.PublishKeyBurst)
+	}
+}
+
+// -h shows each flag's kind of value, not "string" or "value".
+func TestHelpShowsEachFlagsType(t *testing.T) {
+	help := func(args ...string) string {
+		var out, errb strings.Builder
+		if code := run(t.Context(), args, func(string) string { return "" }, &out, &errb); code != 0 {
+			t.Fatalf("%v: exit %d", args, code)
+		}
+		return errb.String()
+	}
+	serve := help("serve", "-h")
+	for _, want := range []string{"-heartbeat duration\n", "-max-topics int\n", "-cors-origins list\n", "-publish-rate float\n", "-jwt-public-key file\n", "-config file\n", "Exit status"} {
+		if !strings.Contains(serve, want) {
+			t.Errorf("serve -h lacks %q", want)
+		}
+	}
+	for _, s := range settings {
+		if !strings.Contains(serve, "-"+s.name+" "+s.typ+"\n") {
+			t.Errorf("serve -h lacks -%s %s", s.name, s.typ)
+		}
+	}
+	if strings.Contains(serve, " value\n") {
+		t.Errorf("serve -h shows untyped flags:\n%s", serve)
+	}
+	token := help("token", "-h")
+	for _, want := range []string{"-ttl duration\n", "-subscribe pattern\n", "-publish pattern\n", "Exit status"} {
+		if !strings.Contains(token, want) {
+			t.Errorf("token -h lacks %q:\n%s", want, token)
+		}
+	}
+	bench := help("bench", "-h")
+	if strings.Contains(bench, " value\n") || !strings.Contains(bench, "-header header\n") {
+		t.Errorf("bench -h:\n%s", bench)
+	}
+}
+
+// Every bad command line or configuration exits 2, whichever command and
+// wherever the problem is found; a failure while running exits 1.
+func TestBadConfigurationExitsTwo(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.pem")
+	os.WriteFile(garbage, []byte("not a key"), 0o600)
+	secret := strings.Repeat("s", 32)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // anything that wrongly starts stops at once
+	serve := func(args ...string) []string {
+		return append([]string{"serve", "-addr", "127.0.0.1:0", "-data-dir", filepath.Join(dir, "data")}, args...)
+	}
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{nil, nil, "Usage"},
+		{[]string{"nope"}, nil, "unknown command"},
+		{serve("-nope"), nil, "not defined"},
+		{serve("extra"), nil, "unexpected argument"},
+		{serve("-max-topics", "0"), nil, "max-topics"},
+		{serve("-heartbeat", "soon"), nil, "heartbeat"},
+		{serve(), map[string]string{"HERALD_QUEUE_SIZE": "0"}, "HERALD_QUEUE_SIZE"},
+		{serve("-config", filepath.Join(dir, "missing.toml")), nil, "missing.toml"},
+		{serve("-publish-key", "short"), nil, "publish-key"},
+		{serve("-jwt-public-key", filepath.Join(dir, "missing.pem")), nil, "jwt-public-key"},
+		{serve("-jwt-public-key", garbage), nil, "jwt-public-key"},
+		{[]string{"token", "-nope"}, nil, "not defined"},
+		{[]string{"token", "-sub", "42"}, nil, "HERALD_JWT_SECRET"},
+		{[]string{"token", "-sub", "42", "-ttl", "0"}, map[string]string{"HERALD_JWT_SECRET": secret}, "-ttl"},
+		{[]string{"token", "-sub", "42", "-ttl", "-1h"}, map[string]string{"HERALD_JWT_SECRET": secret}, "-ttl"},
+		{[]string{"token", "-sub", "42", "-subscribe", "a/**/b"}, map[string]string{"HERALD_JWT_SECRET": secret}, "a/**/b"},
+		{[]string{"token", "-sub", "42"}, map[string]string{"HERALD_JWT_SECRET": secret, "HERALD_JWT_PUBLIC_KEY": garbage}, "jwt-public-key"},
+		{[]string{"bench", "-nope"}, nil, "not defined"},
+		{[]string{"bench", "-rate", "-1"}, nil, "-rate"},
+		{[]string{"bench", "-connections", "0"}, nil, "-connections"},
+		{[]string{"bench", "-duration", "0s"}, nil, "-duration"},
+		{[]string{"bench", "-sources", "300"}, nil, "-sources"},
+		{[]string{"bench", "-compare", "websockets"}, nil, "-compare"},
+		{[]string{"bench", "-subscribe-url-template", "http://x/{topic}"}, nil, "-publish-template"},
+	} {
+		var out, errb strings.Builder
+		code := run(ctx, c.args, func(k string) string { return c.env[k] }, &out, &errb)
+		if code != 2 || !strings.Contains(errb.String(), c.want) {
+			t.Errorf("%v %v: exit %d, want 2 and %q in:\n%s", c.args, c.env, code, c.want, errb.String())
+		}
+	}
+
+	// A failure while running is not a configuration error.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var errb strings.Builder
+	if code := run(ctx, []string{"serve", "-addr", ln.Addr().String(), "-data-dir", filepath.Join(dir, "data2")}, func(string) string { return "" }, io.Discard, &errb); code != 1 {
+		t.Errorf("serve on a busy port: exit %d, want 1:\n%s", code, errb.String())
 	}
 }

@@ -25,7 +25,18 @@ Usage:
   herald bench [flags]   measure a server under load (herald bench -h)
   herald token [flags]   mint a token for development (herald token -h)
   herald version         print the version
+
+Exit status: 0 on success; 1 when a command fails while running; 2 on a bad
+command line or a bad configuration (a flag, an environment variable, the
+config file, a key file), for every command.
 `
+
+// Exit codes, the same for every command.
+const (
+	exitOK        = 0
+	exitFailure   = 1 // failed while running
+	exitBadConfig = 2 // bad command line or configuration; nothing was started
+)
 
 func main() {
 	os.Exit(runAsMain())
@@ -41,36 +52,36 @@ func runAsMain() int {
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return 2
+		return exitBadConfig
 	}
 	switch args[0] {
 	case "serve":
 		cfg, err := loadConfig(args[1:], getenv, stderr)
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return exitOK
 		}
 		if err != nil {
 			fmt.Fprintln(stderr, "herald serve:", err)
-			return 2
+			return exitBadConfig
 		}
 		if err := serve(ctx, cfg, stderr); err != nil {
 			fmt.Fprintln(stderr, "herald serve:", err)
-			return 1
+			return exitFailure
 		}
-		return 0
+		return exitOK
 	case "bench":
 		return benchCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "token":
 		return tokenCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "herald", buildVersion())
-		return 0
+		return exitOK
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
-		return 0
+		return exitOK
 	default:
 		fmt.Fprintf(stderr, "herald: unknown command %q\n\n%s", args[0], usage)
-		return 2
+		return exitBadConfig
 	}
 }
 

@@ -7,10 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/textproto"
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -225,4 +228,77 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// Requests that Go's HTTP/1 parser refuses never reach Herald's handler, and
+// http.Server has no hook for them: they are answered with a plain-text body,
+// as docs/api.md says. This pins what exactly they get.
+func TestHTTPLayerErrorsArePlainText(t *testing.T) {
+	p := startProcess(t, t.TempDir(), "-max-header-bytes", "4096")
+	big := strings.Repeat("a", 10<<10)
+	for _, c := range []struct{ name, req, status, body string }{
+		{"headers over the limit", "GET /healthz HTTP/1.1\r\nHost: h\r\nX-Big: " + big + "\r\n\r\n",
+			"431 Request Header Fields Too Large", "431 Request Header Fields Too Large"},
+		{"bad header name", "GET /healthz HTTP/1.1\r\nHost: h\r\nBad\x01Name: v\r\n\r\n",
+			"400 Bad Request", "400 Bad Request"},
+		{"bad header value", "GET /healthz HTTP/1.1\r\nHost: h\r\nX: a\x00b\r\n\r\n",
+			"400 Bad Request", "400 Bad Request"},
+		{"bad Content-Length", "POST /v1/publish HTTP/1.1\r\nHost: h\r\nContent-Length: ten\r\n\r\n", "400 Bad Request", "400 Bad Request"},
+		{"bad method", "G(T /healthz HTTP/1.1\r\nHost: h\r\n\r\n", "400 Bad Request", "400 Bad Request"},
+		{"no Host", "GET /healthz HTTP/1.1\r\n\r\n",
+			"400 Bad Request: missing required Host header", "400 Bad Request: missing required Host header"},
+		{"malformed Host", "GET /healthz HTTP/1.1\r\nHost: a b\r\n\r\n",
+			"400 Bad Request: malformed Host header", "400 Bad Request: malformed Host header"},
+		// At least 24 bytes: with h2c on, the server first reads that much to
+		// compare with the HTTP/2 preface.
+		{"malformed request line", "THIS IS NOT AN HTTP REQUEST\r\n\r\n", "400 Bad Request", "400 Bad Request"},
+		{"unknown transfer coding", "POST /v1/publish HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: zip\r\n\r\n",
+			"501 Not Implemented", "Unsupported transfer encoding"},
+		{"HTTP/3 on HTTP/1", "GET /healthz HTTP/3.0\r\nHost: h\r\n\r\n",
+			"505 HTTP Version Not Supported: unsupported protocol version", "505 HTTP Version Not Supported: unsupported protocol version"},
+	} {
+		status, header, body := rawRequest(t, p.addr, c.req)
+		if status != "HTTP/1.1 "+c.status || body != c.body || header.Get("Content-Type") != "text/plain; charset=utf-8" || header.Get("Connection") != "close" {
+			t.Errorf("%s: %q %v %q, want %q with a plain-text body %q", c.name, status, header, body, c.status, c.body)
+		}
+	}
+	// Go allows 4096 bytes of headers beyond -max-header-bytes.
+	if status, _, _ := rawRequest(t, p.addr, "GET /healthz HTTP/1.1\r\nHost: h\r\nConnection: close\r\nX-Big: "+big[:7000]+"\r\n\r\n"); status != "HTTP/1.1 200 OK" {
+		t.Errorf("7000 bytes of headers with -max-header-bytes 4096: %q", status)
+	}
+}
+
+// rawRequest writes req on a new connection and reads the answer until the
+// server closes it.
+func rawRequest(t *testing.T, addr, req string) (status string, header http.Header, body string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	line, err := br.ReadString('\n')
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	tp := textproto.NewReader(br)
+	mh, err := tp.ReadMIMEHeader()
+	if err != nil {
+		t.Fatalf("headers: %v", err)
+	}
+	rest, _ := io.ReadAll(br)
+	if mh.Get("Content-Length") != "" { // a real answer: its body only
+		rest = rest[:min(len(rest), atoi(mh.Get("Content-Length")))]
+	}
+	return strings.TrimRight(line, "\r\n"), http.Header(mh), string(rest)
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }

@@ -30,9 +30,9 @@ func tokenCmd(ctx context.Context, args []string, getenv func(string) string, st
 	fs.SetOutput(stderr)
 	sub := fs.String("sub", "", "the token's subject (user id); it may read users/<sub> (required)")
 	var subscribe, publish listFlag
-	fs.Var(&subscribe, "subscribe", "topic pattern the token may subscribe to (repeat or comma-separate), e.g. 'rooms/*'")
-	fs.Var(&publish, "publish", "topic pattern the token may publish to (repeat or comma-separate), e.g. 'rooms/7'")
-	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
+	fs.Var(&subscribe, "subscribe", "topic `pattern` the token may subscribe to (repeat or comma-separate), e.g. 'rooms/*'")
+	fs.Var(&publish, "publish", "topic `pattern` the token may publish to (repeat or comma-separate), e.g. 'rooms/7'")
+	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid (above 0)")
 	file := fs.String("config", "", "TOML config file of herald serve, for jwt-secret, jwt-audience and jwt-issuer ($HERALD_CONFIG)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: herald token -sub ID [-subscribe PATTERN]... [-publish PATTERN]... [-ttl 1h]
@@ -40,22 +40,30 @@ func tokenCmd(ctx context.Context, args []string, getenv func(string) string, st
 Prints a token signed with the server's HS256 secret (HERALD_JWT_SECRET or
 jwt-secret in the config file), with its audience and issuer when set.
 
+Exit status: 0 when the token is printed; 2 on a bad command line or a bad
+configuration (no secret, a bad flag or setting).
+
+Flags:
 `)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			return exitOK
 		}
-		return 2
+		return exitBadConfig
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "herald token: unexpected argument %q\n", fs.Arg(0))
-		return 2
+		return exitBadConfig
 	}
 	if *sub == "" {
 		fmt.Fprintln(stderr, "herald token: -sub is required")
-		return 2
+		return exitBadConfig
+	}
+	if *ttl <= 0 {
+		fmt.Fprintf(stderr, "herald token: -ttl %v: want a positive duration like 1h (a token that is already expired is of no use)\n", *ttl)
+		return exitBadConfig
 	}
 	var cfgArgs []string
 	if *file != "" {
@@ -64,11 +72,11 @@ jwt-secret in the config file), with its audience and issuer when set.
 	cfg, err := loadConfig(cfgArgs, getenv, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "herald token:", err)
-		return 2
+		return exitBadConfig
 	}
 	if cfg.JWTSecret == "" {
 		fmt.Fprintln(stderr, "herald token: no secret: set HERALD_JWT_SECRET (at least 32 bytes) or jwt-secret in the config file, and give the server the same")
-		return 2
+		return exitBadConfig
 	}
 	tok, err := auth.Mint([]byte(cfg.JWTSecret), auth.Grants{Subscribe: subscribe, Publish: publish}, auth.MintOptions{
 		Subject:  *sub,
@@ -78,8 +86,8 @@ jwt-secret in the config file), with its audience and issuer when set.
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "herald token:", err)
-		return 2
+		return exitBadConfig
 	}
 	fmt.Fprintln(stdout, tok)
-	return 0
+	return exitOK
 }

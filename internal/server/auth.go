@@ -100,10 +100,7 @@ func unauthorized(code, message string) *apiError {
 	return &apiError{status: http.StatusUnauthorized, code: code, message: message}
 }
 
-func forbidden(p *auth.Principal, action, topic string) *apiError {
-	msg := fmt.Sprintf("not allowed to %s topic %s", action, topic)
-	if p.Kind == auth.Anonymous {
-		msg += ": it needs a token that grants it"
-	}
-	return &apiError{status: http.StatusForbidden, code: "forbidden_topic", message: msg}
+// forbidden refuses a topic to a credential that does not grant it.
+func forbidden(action, topic string) *apiError {
+	return &apiError{status: http.StatusForbidden, code: "forbidden_topic", message: fmt.Sprintf("not allowed to %s topic %s", action, topic)}
 }

@@ -119,7 +119,11 @@ func TestUserCannotReadAnotherUsersTopic(t *testing.T) {
 		{users, []string{"users/bob"}},
 		{"", []string{"users/bob"}},
 	} {
-		e := wantError(t, n.get(q(c.topics...), bearerH(c.tok)...), 403, "forbidden_topic")
+		status, code := 403, "forbidden_topic"
+		if c.tok == "" {
+			status, code = 401, "missing_credentials" // a token could grant it
+		}
+		e := wantError(t, n.get(q(c.topics...), bearerH(c.tok)...), status, code)
 		if !strings.Contains(e.Error.Message, "users/bob") {
 			t.Errorf("message %q does not name the topic", e.Error.Message)
 		}
@@ -185,4 +189,37 @@ func readUntil(t *testing.T, body io.Reader, want string) string {
 		t.Fatalf("no %q within 5s", want)
 	}
 	return buf.String()
+}
+
+// A refused anonymous subscription asks for a credential (401 with a Bearer
+// challenge): a token could grant the topic. A token that does not grant it
+// gets 403, since another attempt with the same credential is pointless.
+func TestAnonymousRefusalAsksForACredential(t *testing.T) {
+	dev := newTestNode(t, nodeOptions{})
+	prod := newTestNode(t, nodeOptions{server: Config{Tokens: verifier(t, auth.Options{}), AnonymousSubscribe: []auth.Pattern{auth.MustParsePattern("public/**")}}})
+	for _, c := range []struct {
+		n     *testNode
+		query string
+		topic string
+	}{
+		{dev, q("users/42"), "users/42"},
+		{dev, q("rooms/7", "users/42/inbox"), "users/42/inbox"},
+		{prod, q("users/42"), "users/42"},
+		{prod, q("public/news", "rooms/7"), "rooms/7"},
+	} {
+		resp := c.n.get(c.query)
+		if got := resp.Header.Get("WWW-Authenticate"); got != `Bearer realm="herald"` {
+			t.Errorf("%s: WWW-Authenticate %q", c.query, got)
+		}
+		e := wantError(t, resp, 401, "missing_credentials")
+		if !strings.Contains(e.Error.Message, c.topic) {
+			t.Errorf("%s: message %q does not name %s", c.query, e.Error.Message, c.topic)
+		}
+	}
+	bob := token(t, "bob", nil, nil)
+	resp := prod.get(q("users/42"), bearerH(bob)...)
+	if got := resp.Header.Get("WWW-Authenticate"); got != "" {
+		t.Errorf("403 with WWW-Authenticate %q", got)
+	}
+	wantError(t, resp, 403, "forbidden_topic")
 }

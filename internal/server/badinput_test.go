@@ -145,6 +145,7 @@ func TestBadInputTableOfSecurityDoc(t *testing.T) {
 		"{big-data}":         `{"topic":"a","data":"` + strings.Repeat("x", 65537) + `"}`,
 		"{big-body}":         `{"topic":"a","data":"` + strings.Repeat("x", 2<<20) + `"}`,
 		"{1001-events}":      "[" + strings.Join(events, ",") + "]",
+		"{xFF}":              "\xff",
 	}
 	expand := func(s string) string {
 		for k, v := range placeholders {

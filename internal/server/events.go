@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/herald-hub/herald/auth"
 	"github.com/herald-hub/herald/engine"
 	"github.com/herald-hub/herald/internal/hub"
 )
@@ -32,10 +33,16 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	// streams only the topics of the subscription, so a topic refused here can
 	// reach the stream neither live nor through a cursor.
 	for _, t := range topics {
-		if !p.CanSubscribe(t) {
-			s.refuse(w, forbidden(p, "subscribe to", t))
+		if p.CanSubscribe(t) {
+			continue
+		}
+		if p.Kind == auth.Anonymous {
+			// 401, not 403: a credential could grant it (RFC 9110 15.5.2).
+			s.refuse(w, unauthorized("missing_credentials", "subscribing to topic "+t+" needs a credential that grants it: send a token (Authorization: Bearer, the token cookie, or ?access_token=)"))
 			return
 		}
+		s.refuse(w, forbidden("subscribe to", t))
+		return
 	}
 	release, aerr := s.acquireStream(r, p)
 	if aerr != nil {

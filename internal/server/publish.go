@@ -21,12 +21,22 @@ import (
 // MaxTypeLen bounds an event type.
 const MaxTypeLen = 128
 
-// publishRequest is one event as a publisher sends it. Data is any JSON value; a
-// JSON string is delivered as its text, anything else as compact JSON.
+// publishRequest is one event as a publisher sends it in JSON. The fields stay
+// raw so their text can be checked before encoding/json decodes it: the
+// decoder replaces invalid UTF-8 and lone surrogate escapes with U+FFFD
+// without a word. Data is any JSON value; a JSON string is delivered as its
+// text, anything else as compact JSON.
 type publishRequest struct {
-	Topic string          `json:"topic"`
-	Type  string          `json:"type"`
+	Topic json.RawMessage `json:"topic"`
+	Type  json.RawMessage `json:"type"`
 	Data  json.RawMessage `json:"data"`
+}
+
+// eventInput is one event's fields as text, from JSON or a form, before they
+// are validated.
+type eventInput struct {
+	topic, typ string
+	data       []byte
 }
 
 type publishResult struct {
@@ -74,7 +84,7 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 	// accepted whole or not at all.
 	for i, ev := range events {
 		if !p.CanPublish(ev.Topic) {
-			e := forbidden(p, "publish to", ev.Topic)
+			e := forbidden("publish to", ev.Topic)
 			if batch {
 				e.message = fmt.Sprintf("event %d: %s", i, e.message)
 			}
@@ -115,7 +125,7 @@ func (s *Server) parsePublish(w http.ResponseWriter, r *http.Request) ([]engine.
 		return nil, false, badRequest("bad_body", "reading the request body: %v", err)
 	}
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	var reqs []publishRequest
+	var inputs []eventInput
 	batch := false
 	if first := bytes.TrimLeft(body, " \t\r\n"); ct == "application/x-www-form-urlencoded" && len(first) > 0 && (first[0] == '{' || first[0] == '[') {
 		// `curl -d '{...}'` labels JSON as a form; no form starts with { or [.
@@ -127,13 +137,16 @@ func (s *Server) parsePublish(w http.ResponseWriter, r *http.Request) ([]engine.
 		if err != nil {
 			return nil, false, badRequest("bad_form", "malformed form body: %v", err)
 		}
-		data := form.Get("data")
-		if !utf8.ValidString(data) {
+		in := eventInput{topic: form.Get("topic"), typ: form.Get("type"), data: []byte(form.Get("data"))}
+		if !utf8.ValidString(in.typ) {
+			return nil, false, badRequest("invalid_type", "type must be UTF-8 text")
+		}
+		if !utf8.Valid(in.data) {
 			return nil, false, badRequest("invalid_data", "data must be UTF-8 text")
 		}
-		q, _ := json.Marshal(data)
-		reqs = []publishRequest{{Topic: form.Get("topic"), Type: form.Get("type"), Data: q}}
+		inputs = []eventInput{in}
 	case "", "application/json", "text/plain":
+		var reqs []publishRequest
 		trimmed := bytes.TrimLeft(body, " \t\r\n")
 		if len(trimmed) > 0 && trimmed[0] == '[' {
 			batch = true
@@ -147,18 +160,29 @@ func (s *Server) parsePublish(w http.ResponseWriter, r *http.Request) ([]engine.
 			}
 			reqs = []publishRequest{one}
 		}
+		if len(reqs) > s.cfg.MaxBatch {
+			return nil, false, &apiError{http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("%d events in one request, at most %d", len(reqs), s.cfg.MaxBatch)}
+		}
+		inputs = make([]eventInput, len(reqs))
+		for i, req := range reqs {
+			in, err := req.input()
+			if err != nil {
+				if batch {
+					err.message = fmt.Sprintf("event %d: %s", i, err.message)
+				}
+				return nil, false, err
+			}
+			inputs[i] = in
+		}
 	default:
 		return nil, false, &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "send application/json or application/x-www-form-urlencoded"}
 	}
-	if len(reqs) == 0 {
+	if len(inputs) == 0 {
 		return nil, false, badRequest("empty_batch", "the batch holds no events")
 	}
-	if len(reqs) > s.cfg.MaxBatch {
-		return nil, false, &apiError{http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("%d events in one request, at most %d", len(reqs), s.cfg.MaxBatch)}
-	}
-	events := make([]engine.Event, len(reqs))
-	for i, req := range reqs {
-		ev, err := s.toEvent(req)
+	events := make([]engine.Event, len(inputs))
+	for i, in := range inputs {
+		ev, err := s.toEvent(in)
 		if err != nil {
 			if batch {
 				err.message = fmt.Sprintf("event %d: %s", i, err.message)
@@ -182,30 +206,84 @@ func strictUnmarshal(b []byte, v any) error {
 	return nil
 }
 
-func (s *Server) toEvent(req publishRequest) (engine.Event, *apiError) {
-	if err := engine.ValidateTopic(req.Topic); err != nil {
+// reservedTypes are the types a publisher may not use. EventSource fires
+// "error" and "open" listeners for its own connection state: an event of
+// those types would reach onerror/onopen and look like a dropped or reopened
+// connection. "message" is what an event without a type is dispatched as
+// anyway, so it is allowed.
+var reservedTypes = map[string]bool{"error": true, "open": true}
+
+// reservedPrefix marks Herald's own event types, such as herald.gap.
+const reservedPrefix = "herald."
+
+func (s *Server) toEvent(in eventInput) (engine.Event, *apiError) {
+	if err := engine.ValidateTopic(in.topic); err != nil {
 		return engine.Event{}, badRequest("invalid_topic", "%v", err)
 	}
-	if err := sse.CheckField(req.Type); err != nil {
+	if err := sse.CheckField(in.typ); err != nil {
 		return engine.Event{}, badRequest("invalid_type", "type must not contain CR, LF or NUL")
 	}
-	if !utf8.ValidString(req.Type) { // JSON replaces bad bytes; a form does not
-		return engine.Event{}, badRequest("invalid_type", "type must be UTF-8 text")
+	if len(in.typ) > MaxTypeLen {
+		return engine.Event{}, badRequest("invalid_type", "type is %d bytes, at most %d", len(in.typ), MaxTypeLen)
 	}
-	if len(req.Type) > MaxTypeLen {
-		return engine.Event{}, badRequest("invalid_type", "type is %d bytes, at most %d", len(req.Type), MaxTypeLen)
+	if strings.HasPrefix(in.typ, reservedPrefix) {
+		return engine.Event{}, badRequest("invalid_type", "type %q: types starting with %q are reserved for Herald's own events", in.typ, reservedPrefix)
 	}
-	if strings.HasPrefix(req.Type, "herald.") {
-		return engine.Event{}, badRequest("invalid_type", "types starting with \"herald.\" are reserved")
+	if reservedTypes[in.typ] {
+		return engine.Event{}, badRequest("invalid_type", "type %q is reserved: browsers' EventSource fires it for its own connection state", in.typ)
 	}
-	data, err := eventData(req.Data)
-	if err != nil {
-		return engine.Event{}, badRequest("invalid_data", "%v", err)
+	if len(in.data) > s.cfg.MaxEventSize {
+		return engine.Event{}, &apiError{http.StatusRequestEntityTooLarge, "event_too_large", fmt.Sprintf("event data is %d bytes, at most %d", len(in.data), s.cfg.MaxEventSize)}
 	}
-	if len(data) > s.cfg.MaxEventSize {
-		return engine.Event{}, &apiError{http.StatusRequestEntityTooLarge, "event_too_large", fmt.Sprintf("event data is %d bytes, at most %d", len(data), s.cfg.MaxEventSize)}
+	return engine.Event{Topic: in.topic, Type: in.typ, Data: in.data}, nil
+}
+
+// input checks the raw fields' text and decodes them.
+func (req publishRequest) input() (eventInput, *apiError) {
+	var in eventInput
+	var err error
+	if in.topic, err = jsonText(req.Topic); err != nil {
+		return in, badRequest(codeOf(err, "invalid_topic"), "topic: %v", err)
 	}
-	return engine.Event{Topic: req.Topic, Type: req.Type, Data: data}, nil
+	if in.typ, err = jsonText(req.Type); err != nil {
+		return in, badRequest(codeOf(err, "invalid_type"), "type: %v", err)
+	}
+	if in.data, err = eventData(req.Data); err != nil {
+		return in, badRequest("invalid_data", "data: %v", err)
+	}
+	return in, nil
+}
+
+var (
+	errNotText   = errors.New("must be UTF-8 text, without unpaired surrogate escapes (\\uD800-\\uDFFF)")
+	errNotString = errors.New("must be a JSON string")
+)
+
+// codeOf is the error code for err on a field whose bad text has code text:
+// a field of the wrong JSON type is malformed JSON.
+func codeOf(err error, text string) string {
+	if errors.Is(err, errNotString) {
+		return "bad_json"
+	}
+	return text
+}
+
+// jsonText decodes a JSON string field; absent or null is empty.
+func jsonText(raw json.RawMessage) (string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "", nil
+	}
+	if raw[0] != '"' {
+		return "", errNotString
+	}
+	if !validText(raw) {
+		return "", errNotText
+	}
+	var str string
+	if err := json.Unmarshal(raw, &str); err != nil {
+		return "", err
+	}
+	return str, nil
 }
 
 // eventData turns the JSON data value into the bytes streamed: a string as its
@@ -214,6 +292,11 @@ func eventData(raw json.RawMessage) ([]byte, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil
+	}
+	// Every string in the value counts, object keys too: a compacted object
+	// is streamed as sent, a string is decoded.
+	if !validText(raw) {
+		return nil, errNotText
 	}
 	if raw[0] == '"' {
 		var str string
@@ -227,4 +310,65 @@ func eventData(raw json.RawMessage) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// validText reports whether the JSON text raw is UTF-8 and its \u escapes
+// name no unpaired surrogate, the two things encoding/json would silently
+// turn into U+FFFD. Backslashes occur only inside strings, so raw may be any
+// JSON value.
+func validText(raw []byte) bool {
+	if !utf8.Valid(raw) {
+		return false
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		i++ // the escaped byte
+		if i >= len(raw) || raw[i] != 'u' {
+			continue
+		}
+		r, ok := hex4(raw[i+1:])
+		if !ok {
+			continue // not an escape encoding/json accepts; it reports it
+		}
+		i += 4
+		switch {
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return false // a low surrogate with no high one before it
+		case r >= 0xD800 && r <= 0xDBFF:
+			// A high surrogate must be followed by an escaped low one.
+			if i+2 >= len(raw) || raw[i+1] != '\\' || raw[i+2] != 'u' {
+				return false
+			}
+			lo, ok := hex4(raw[i+3:])
+			if !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return false
+			}
+			i += 6
+		}
+	}
+	return true
+}
+
+// hex4 reads the four hex digits of a \u escape.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
 }

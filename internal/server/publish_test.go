@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -150,5 +151,82 @@ func TestJSONLabelledAsFormIsReadAsJSON(t *testing.T) {
 	resp, raw = n.post("application/x-www-form-urlencoded", []byte(` [{"topic":"rooms/7"}]`), testKey)
 	if resp.StatusCode != http.StatusOK || raw[0] != '[' {
 		t.Fatalf("batch: %d %s", resp.StatusCode, raw)
+	}
+}
+
+// Types EventSource gives a meaning of its own (error, open) and Herald's
+// reserved herald. prefix are refused on every publish path; message and
+// other spellings are ordinary types.
+func TestPublishRefusesReservedTypesOnEveryPath(t *testing.T) {
+	n := newTestNode(t, nodeOptions{})
+	for _, typ := range []string{"error", "open", "herald.gap", "herald.anything"} {
+		q, _ := json.Marshal(typ)
+		for path, c := range map[string]struct{ contentType, body string }{
+			"json":  {"application/json", `{"topic":"a","type":` + string(q) + `,"data":"x"}`},
+			"batch": {"application/json", `[{"topic":"a","data":"x"},{"topic":"a","type":` + string(q) + `}]`},
+			"form":  {"application/x-www-form-urlencoded", "topic=a&data=x&type=" + url.QueryEscape(typ)},
+		} {
+			resp, raw := n.post(c.contentType, []byte(c.body), testKey)
+			var e errorBody
+			_ = json.Unmarshal(raw, &e)
+			if resp.StatusCode != http.StatusBadRequest || e.Error.Code != "invalid_type" || !strings.Contains(e.Error.Message, typ) && !strings.Contains(e.Error.Message, "herald.") {
+				t.Errorf("%s type %q: %d %s, want 400 invalid_type naming it", path, typ, resp.StatusCode, raw)
+			}
+		}
+	}
+	if head := headOffset(t, n, "a"); head != 0 {
+		t.Fatalf("refused publishes appended %d events", head)
+	}
+	for _, typ := range []string{"message", "Error", "OPEN", "opened", "errors", "herald"} {
+		n.publish("a", typ, "x")
+	}
+}
+
+// encoding/json turns invalid UTF-8 and lone surrogate escapes into U+FFFD
+// without a word; Herald refuses them instead, like the form path does.
+func TestPublishRefusesTextThatIsNotUnicode(t *testing.T) {
+	n := newTestNode(t, nodeOptions{})
+	for _, c := range []struct {
+		name, contentType, body, code string
+	}{
+		{"type bytes", "application/json", "{\"topic\":\"a\",\"type\":\"t\xff\"}", "invalid_type"},
+		{"type surrogate", "application/json", `{"topic":"a","type":"t\ud800"}`, "invalid_type"},
+		{"topic bytes", "application/json", "{\"topic\":\"a\xc3\"}", "invalid_topic"},
+		{"data string bytes", "application/json", "{\"topic\":\"a\",\"data\":\"x\xff\"}", "invalid_data"},
+		{"data string overlong", "application/json", "{\"topic\":\"a\",\"data\":\"\xc0\xaf\"}", "invalid_data"},
+		{"data string lone low surrogate", "application/json", `{"topic":"a","data":"x\udc00y"}`, "invalid_data"},
+		{"data string high surrogate then text", "application/json", `{"topic":"a","data":"\ud83dx"}`, "invalid_data"},
+		{"data object bytes", "application/json", "{\"topic\":\"a\",\"data\":{\"k\":\"\xff\"}}", "invalid_data"},
+		{"data object key bytes", "application/json", "{\"topic\":\"a\",\"data\":{\"\xfe\":1}}", "invalid_data"},
+		{"data object surrogate", "application/json", `{"topic":"a","data":["\udfff"]}`, "invalid_data"},
+		{"batch data bytes", "application/json", "[{\"topic\":\"a\"},{\"topic\":\"a\",\"data\":\"\xff\"}]", "invalid_data"},
+		{"labelled as a form", "application/x-www-form-urlencoded", "{\"topic\":\"a\",\"data\":\"\xff\"}", "invalid_data"},
+		{"form type", "application/x-www-form-urlencoded", "topic=a&type=%FF", "invalid_type"},
+		{"form data", "application/x-www-form-urlencoded", "topic=a&data=%FF", "invalid_data"},
+	} {
+		resp, raw := n.post(c.contentType, []byte(c.body), testKey)
+		var e errorBody
+		_ = json.Unmarshal(raw, &e)
+		if resp.StatusCode != http.StatusBadRequest || e.Error.Code != c.code {
+			t.Errorf("%s: %d %s, want 400 %s", c.name, resp.StatusCode, raw, c.code)
+		}
+	}
+	if head := headOffset(t, n, "a"); head != 0 {
+		t.Fatalf("refused publishes appended %d events", head)
+	}
+
+	// Real text passes untouched: a U+FFFD sent on purpose, an escaped
+	// surrogate pair, an escaped backslash before a u.
+	s := n.dial("", "a")
+	waitConnected(t, n, 1)
+	resp, raw := n.post("application/json", []byte(`[{"topic":"a","type":"é","data":"\ufffd \ud83d\ude00 é"},{"topic":"a","data":{"k":"\\ud800"}},{"topic":"a","data":"\\udc00"}]`), testKey)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("valid text: %d %s", resp.StatusCode, raw)
+	}
+	for _, want := range [][2]string{{"é", "\ufffd 😀 é"}, {"message", `{"k":"\\ud800"}`}, {"message", `\udc00`}} {
+		ev := next(t, s, 5*time.Second)
+		if ev.Type != want[0] || ev.Data != want[1] {
+			t.Fatalf("got type %q data %q, want %q", ev.Type, ev.Data, want)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"path"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -116,8 +117,32 @@ func New(h *hub.Hub, cfg Config) *Server {
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	s.handler = newCORS(cfg.CORSOrigins).wrap(s.mux)
+	s.handler = newCORS(cfg.CORSOrigins).wrap(http.HandlerFunc(s.route))
 	return s
+}
+
+// route hands r to the mux unless the mux would redirect it to its cleaned
+// path (//v1/events, /v1/./events) with a text body: Herald has no such paths,
+// so they get the JSON 404 every unknown path gets.
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	if p := r.URL.EscapedPath(); r.Method != http.MethodConnect && !isCleanPath(p) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+p+" (paths are not cleaned; endpoints are /v1/events, /v1/publish, /healthz, /readyz, /metrics)")
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// isCleanPath reports whether p is what ServeMux's path cleaning leaves as it
+// is: rooted, without empty, "." or ".." segments; a trailing slash is kept.
+func isCleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	c := path.Clean(p)
+	if p[len(p)-1] == '/' && c != "/" {
+		c += "/"
+	}
+	return c == p
 }
 
 // newGuard builds the credential checks. Settings are validated by whoever

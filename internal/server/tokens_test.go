@@ -137,7 +137,7 @@ func TestAnonymousAccessDependsOnWhetherTokensAreConfigured(t *testing.T) {
 	if resp := dev.get(q("rooms/7", "users")); resp.StatusCode != 200 {
 		t.Fatalf("dev anonymous: %d", resp.StatusCode)
 	}
-	wantError(t, dev.get(q("users/1")), 403, "forbidden_topic")
+	wantError(t, dev.get(q("users/1")), 401, "missing_credentials")
 	wantError(t, dev.get(q("rooms/7"), bearerH(token(t, "alice", nil, nil))...), 401, "tokens_not_accepted")
 	// A publish key is a service credential: it may read everything.
 	if resp := dev.get(q("users/1"), bearerH(testKey)...); resp.StatusCode != 200 {
@@ -149,9 +149,9 @@ func TestAnonymousAccessDependsOnWhetherTokensAreConfigured(t *testing.T) {
 	if resp := prod.get(q("public/news")); resp.StatusCode != 200 {
 		t.Fatalf("anonymous public: %d", resp.StatusCode)
 	}
-	wantError(t, prod.get(q("public/news", "rooms/7")), 403, "forbidden_topic")
+	wantError(t, prod.get(q("public/news", "rooms/7")), 401, "missing_credentials")
 	closed := newTestNode(t, nodeOptions{server: Config{Tokens: verifier(t, auth.Options{})}})
-	wantError(t, closed.get(q("public/news")), 403, "forbidden_topic")
+	wantError(t, closed.get(q("public/news")), 401, "missing_credentials")
 }
 
 func TestPublishWithTokenIsAuthorizedPerTopic(t *testing.T) {
