@@ -24,6 +24,8 @@ Usage:
   herald serve [flags]   run a node (herald serve -h lists the flags)
   herald bench [flags]   measure a server under load (herald bench -h)
   herald token [flags]   mint a token for development (herald token -h)
+  herald backup DIR      copy the store of a running herald (herald backup -h)
+  herald restore BACKUP  put a backup in place of the store, with a new epoch
   herald version         print the version
 
 Exit status: 0 on success; 1 when a command fails while running; 2 on a bad
@@ -73,6 +75,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return benchCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "token":
 		return tokenCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "backup":
+		return backupCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "restore":
+		return restoreCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "herald", buildVersion())
 		return exitOK

@@ -344,9 +344,7 @@ func (e *Engine) loadEpoch(writable bool) (string, error) {
 	if !writable {
 		return "", fmt.Errorf("local: no room to create a store in %s: free some space on its disk", e.dir)
 	}
-	var raw [8]byte
-	rand.Read(raw[:])
-	newEpoch := strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(raw[:]))
+	newEpoch := randomEpoch()
 	b := e.db.NewBatch()
 	b.Set(formatKey, []byte(formatVersion), nil)
 	b.Set(epochKey, []byte(newEpoch), nil)
@@ -357,9 +355,20 @@ func (e *Engine) loadEpoch(writable bool) (string, error) {
 	return newEpoch, nil
 }
 
+// randomEpoch is a new store's epoch: 8 random bytes, 13 base32 characters.
+func randomEpoch() string {
+	var raw [8]byte
+	rand.Read(raw[:])
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(raw[:]))
+}
+
+var discard = slog.New(slog.DiscardHandler)
+
 // get returns a copy of key's value, nil when absent.
-func (e *Engine) get(key []byte) ([]byte, error) {
-	v, closer, err := e.db.Get(key)
+func (e *Engine) get(key []byte) ([]byte, error) { return dbGet(e.db, key) }
+
+func dbGet(db *pebble.DB, key []byte) ([]byte, error) {
+	v, closer, err := db.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, nil
 	}

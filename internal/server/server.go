@@ -106,9 +106,10 @@ func New(h *hub.Hub, cfg Config) *Server {
 	s.mux.HandleFunc("POST /v1/publish", s.handlePublish)
 	s.mux.HandleFunc("GET /healthz", s.handleHealthz)
 	s.mux.HandleFunc("GET /readyz", s.handleReadyz)
+	s.mux.HandleFunc("GET /v1/backup", s.handleBackup)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	// A known path with another method gets a JSON 405 too, not net/http's text.
-	for path, allow := range map[string]string{"/v1/events": "GET, HEAD", "/v1/publish": "POST", "/healthz": "GET, HEAD", "/readyz": "GET, HEAD", "/metrics": "GET, HEAD"} {
+	for path, allow := range map[string]string{"/v1/events": "GET, HEAD", "/v1/publish": "POST", "/healthz": "GET, HEAD", "/readyz": "GET, HEAD", "/metrics": "GET, HEAD", "/v1/backup": "GET, HEAD"} {
 		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
 			s.refuse(w, &apiError{http.StatusMethodNotAllowed, "method_not_allowed", r.Method + " is not allowed on " + path + "; use " + allow})
@@ -126,7 +127,7 @@ func New(h *hub.Hub, cfg Config) *Server {
 // so they get the JSON 404 every unknown path gets.
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	if p := r.URL.EscapedPath(); r.Method != http.MethodConnect && !isCleanPath(p) {
-		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+p+" (paths are not cleaned; endpoints are /v1/events, /v1/publish, /healthz, /readyz, /metrics)")
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+p+" (paths are not cleaned; endpoints are /v1/events, /v1/publish, /v1/backup, /healthz, /readyz, /metrics)")
 		return
 	}
 	s.mux.ServeHTTP(w, r)
