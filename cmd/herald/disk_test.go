@@ -19,43 +19,8 @@ import (
 	"time"
 
 	"github.com/herald-hub/herald/client"
+	"github.com/herald-hub/herald/internal/testdisk"
 )
-
-// mountDisk mounts a tmpfs of size bytes, so a test fills a disk for real. It
-// needs root; without it the test is skipped and says why.
-func mountDisk(t *testing.T, size int, opts ...string) string {
-	t.Helper()
-	dir := t.TempDir()
-	data := strings.Join(append([]string{fmt.Sprintf("size=%d", size)}, opts...), ",")
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, data); err != nil {
-		t.Skipf("needs to mount a tmpfs (run as root): %v", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
-// fill writes path until the disk is full.
-func fill(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := bytes.Repeat([]byte{'f'}, 4096)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			return
-		}
-	}
-}
 
 // incompressible returns n bytes of hex the store cannot compress away.
 func incompressible(n int) string {
@@ -133,7 +98,7 @@ func TestProcessFullDiskRecoversWithoutRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts herald processes")
 	}
-	disk := mountDisk(t, 48<<20)
+	disk := testdisk.Mount(t, 48<<20)
 	filler := filepath.Join(disk, "filler")
 	if err := os.WriteFile(filler, make([]byte, 16<<20), 0o600); err != nil {
 		t.Fatal(err)
@@ -191,7 +156,7 @@ func TestProcessStartsOnAFullDisk(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts herald processes")
 	}
-	disk := mountDisk(t, 32<<20)
+	disk := testdisk.Mount(t, 32<<20)
 	dataDir := filepath.Join(disk, "data")
 	p := startProcess(t, dataDir, "-reserved-space", "4194304")
 	const topic = "disk/restart"
@@ -206,7 +171,7 @@ func TestProcessStartsOnAFullDisk(t *testing.T) {
 	}
 	<-p.done
 	filler := filepath.Join(disk, "filler")
-	fill(t, filler)
+	testdisk.Fill(t, filler)
 
 	start := time.Now()
 	p = startProcess(t, dataDir, "-reserved-space", "4194304")
@@ -217,7 +182,7 @@ func TestProcessStartsOnAFullDisk(t *testing.T) {
 	// Opening may have freed some room (the store drops logs it no longer
 	// needs); whatever there is fills up now, and publishes are refused.
 	filler2 := filepath.Join(disk, "filler2")
-	fill(t, filler2)
+	testdisk.Fill(t, filler2)
 	for i := 0; ; i++ {
 		code, errCode := p.tryPublish(topic, incompressible(16<<10))
 		if code == 503 && errCode == "engine_unavailable" {
@@ -271,7 +236,7 @@ func TestProcessBusyPortLeavesNothingBehind(t *testing.T) {
 
 // A store on a read-only file system is reported as such, not as "in use".
 func TestProcessReadOnlyStoreNamesTheCause(t *testing.T) {
-	disk := mountDisk(t, 16<<20)
+	disk := testdisk.Mount(t, 16<<20)
 	dataDir := filepath.Join(disk, "data")
 	var stderr bytes.Buffer
 	args := []string{"serve", "-addr", "127.0.0.1:0", "-data-dir", dataDir, "-publish-key", processKey, "-reserved-space", "4194304"}

@@ -10,48 +10,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/herald-hub/herald/engine"
+	"github.com/herald-hub/herald/internal/testdisk"
 )
-
-// mountSmallDisk mounts a tmpfs of size bytes on a new directory, so a test
-// can fill a disk for real. It needs root; without it the test is skipped and
-// says why.
-func mountSmallDisk(t *testing.T, size int) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d", size)); err != nil {
-		t.Skipf("full-disk test needs to mount a tmpfs (run as root): %v", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
-// fillDisk writes path until the disk is full.
-func fillDisk(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := bytes.Repeat([]byte{'f'}, 4096)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			return
-		}
-	}
-}
 
 // appendUntilRefused appends 16 KiB events until the engine refuses one, and
 // returns the data of every event it acknowledged, by offset.
@@ -153,7 +117,7 @@ func TestAFullDiskRefusesAppendsAndResumesOnceSpaceIsFreed(t *testing.T) {
 		{"without the reserve the log breaks and the store is reopened", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			disk := mountSmallDisk(t, 40<<20)
+			disk := testdisk.Mount(t, 40<<20)
 			filler := filepath.Join(disk, "filler")
 			if err := os.WriteFile(filler, make([]byte, 16<<20), 0o600); err != nil {
 				t.Fatal(err)
@@ -200,7 +164,7 @@ func TestAStoreOpenedOnAFullDiskServesHistoryAndResumesWrites(t *testing.T) {
 		{"no room for the reserve: opened read-only", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			disk := mountSmallDisk(t, 32<<20)
+			disk := testdisk.Mount(t, 32<<20)
 			dir := filepath.Join(disk, "log")
 			e := openT(t, dir, diskOptions())
 			acked := map[uint64]string{}
@@ -217,7 +181,7 @@ func TestAStoreOpenedOnAFullDiskServesHistoryAndResumesWrites(t *testing.T) {
 				os.Remove(filepath.Join(dir, reserveName))
 			}
 			filler := filepath.Join(disk, "filler")
-			fillDisk(t, filler)
+			testdisk.Fill(t, filler)
 
 			var logs lockedBuffer
 			opt := diskOptions()
