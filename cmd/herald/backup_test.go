@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -94,4 +95,64 @@ func TestBackupCommandLine(t *testing.T) {
 	if code != exitFailure || !strings.Contains(errOut.String(), "connection refused") {
 		t.Fatalf("backup from no server: exit %d %q", code, errOut.String())
 	}
+}
+
+// A data dir copied back by hand from an older copy keeps its epoch, and its
+// offsets go to new, different events. A client whose cursor names one of the
+// events lost with the copy gets herald.gap: the cursor's check does not match
+// the event the store now holds there.
+func TestProcessDataDirCopiedBackAnnouncesAGap(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts herald processes")
+	}
+	tmp := t.TempDir()
+	dataDir := filepath.Join(tmp, "data")
+	stop := func(p *process) {
+		t.Helper()
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		<-p.done
+	}
+	p := startProcess(t, dataDir)
+	const topic = "rooms/copied"
+	for i := range 10 {
+		p.publish(topic, fmt.Sprint("kept-", i))
+	}
+	stop(p)
+	oldCopy := filepath.Join(tmp, "copy")
+	if err := os.CopyFS(oldCopy, os.DirFS(dataDir)); err != nil {
+		t.Fatal(err)
+	}
+
+	p = startProcess(t, dataDir)
+	s := client.Dial(context.Background(), client.Config{URL: p.url("/v1/events?topic=" + topic)})
+	waitFor(t, func() bool { return s.LastEventID() != "" })
+	for i := range 5 {
+		p.publish(topic, fmt.Sprint("lost-", i)) // offsets 11..15, seen by the client
+	}
+	receive(t, s, 5)
+	last := s.LastEventID()
+	s.Close()
+	stop(p)
+
+	if err := os.RemoveAll(dataDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(dataDir, os.DirFS(oldCopy)); err != nil {
+		t.Fatal(err)
+	}
+	p = startProcess(t, dataDir)
+	for i := range 8 {
+		p.publish(topic, fmt.Sprint("new-", i)) // offsets 11..18 again
+	}
+	s = client.Dial(context.Background(), client.Config{URL: p.url("/v1/events?topic=" + topic), LastEventID: last})
+	defer s.Close()
+	waitFor(t, func() bool { return s.LastEventID() != last })
+	p.publish(topic, "live")
+	got := receive(t, s, 2)
+	if got[0].Type != "herald.gap" || got[1].Data != "live" {
+		t.Fatalf("after a data dir copied back, the client got %q %q then %q, want herald.gap then live", got[0].Type, got[0].Data, got[1].Data)
+	}
+	noMore(t, s)
 }

@@ -149,19 +149,21 @@ func (ts *topicState) dispatch(ev engine.Event) {
 // per-connection id line, and that line too for the streams of this topic
 // alone, whose cursor is the same for all of them.
 type message struct {
-	pos  engine.Position
-	id   []byte // "id: <cursor>\n" of a stream subscribed to this topic only
-	body []byte
+	pos   engine.Position
+	check uint32 // EventCheck of the event
+	id    []byte // "id: <cursor>\n" of a stream subscribed to this topic only
+	body  []byte
 }
 
 func newMessage(ev engine.Event) *message {
+	check := EventCheck(ev)
 	b := make([]byte, 0, len(ev.Data)+len(ev.Type)+len(ev.Topic)+96)
 	b = append(b, "id: "...)
-	b = AppendCursor(b, []uint32{TopicHash(ev.Topic)}, []engine.Position{ev.Pos})
+	b = AppendCursor(b, []uint32{TopicHash(ev.Topic)}, []engine.Position{ev.Pos}, []uint32{check})
 	b = append(b, '\n')
 	idLen := len(b)
 	b = appendEvent(b, ev)
-	return &message{pos: ev.Pos, id: b[:idLen:idLen], body: b[idLen:]}
+	return &message{pos: ev.Pos, check: check, id: b[:idLen:idLen], body: b[idLen:]}
 }
 
 // appendEvent appends the event's type, topic and data fields and the blank line

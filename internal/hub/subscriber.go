@@ -86,6 +86,7 @@ type Subscriber struct {
 	try      bool              // writing for a fan-out's batch: flush must not wait
 	pending  bool              // w holds bytes a TryWrite could not send yet
 	pos      []engine.Position // cursor: last position sent per topic
+	checks   []uint32          // EventCheck of the event at each of pos; 0 unknown
 	buf      []byte            // write buffer, reused between flushes
 	spare    []queued          // the previous queue, reused as the next one
 	deadline time.Time         // write deadline last set by flush
@@ -130,6 +131,7 @@ func (h *Hub) Subscribe(ctx context.Context, topics []string, lastEventID string
 		topics: topics,
 		hashes: make([]uint32, len(topics)),
 		pos:    make([]engine.Position, len(topics)),
+		checks: make([]uint32, len(topics)),
 		owned:  true, // by the caller, until Live
 		done:   make(chan struct{}),
 	}
@@ -162,7 +164,8 @@ func (h *Hub) Subscribe(ctx context.Context, topics []string, lastEventID string
 			s.Close()
 			return nil, fmt.Errorf("head of %q: %w", t, err)
 		}
-		p, ok := s.resume.Lookup(t)
+		p, check, ok := s.resume.LookupCheck(t)
+		start := head
 		switch {
 		case badCursor:
 			s.gaps = append(s.gaps, t)
@@ -172,12 +175,58 @@ func (h *Hub) Subscribe(ctx context.Context, topics []string, lastEventID string
 			// skip the next events as already sent. Announce it and start at
 			// the head.
 			s.gaps = append(s.gaps, t)
+		case ok && p.Epoch == head.Epoch && p.Offset > 0 && check != 0:
+			held, err := h.holds(ctx, t, p, check)
+			if err != nil {
+				s.Close()
+				return nil, fmt.Errorf("check the cursor of %q: %w", t, err)
+			}
+			if !held {
+				// The store holds no event, or another one, where the
+				// cursor points (a data dir copied back from an older
+				// copy): the events after it are not the ones the client
+				// missed. Announce it and start at the head.
+				s.gaps = append(s.gaps, t)
+				break
+			}
+			start = p
+			s.checks[i] = check
 		case ok:
-			head = p // a different epoch is the engine's to judge when read
+			start = p // a different epoch is the engine's to judge when read
 		}
-		s.pos[i] = head
+		s.pos[i] = start
+		if start == head && s.checks[i] == 0 {
+			s.checks[i] = h.checkAt(ctx, t, head)
+		}
 	}
 	return s, nil
+}
+
+// holds reports whether the store holds, at p, the event whose check the
+// client's cursor carries. An event no longer retained cannot be compared; it
+// counts as held (history resumes after p, or announces the gap).
+func (h *Hub) holds(ctx context.Context, topic string, p engine.Position, check uint32) (bool, error) {
+	evs, err := h.eng.Read(ctx, topic, engine.Position{Epoch: p.Epoch, Offset: p.Offset - 1}, 1)
+	if errors.Is(err, engine.ErrGap) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return len(evs) == 1 && evs[0].Pos == p && EventCheck(evs[0]) == check, nil
+}
+
+// checkAt is the check of the event at p, for the cursor of a stream that
+// starts there; 0 (unknown) when there is none or it cannot be read.
+func (h *Hub) checkAt(ctx context.Context, topic string, p engine.Position) uint32 {
+	if p.Offset == 0 {
+		return 0
+	}
+	evs, err := h.eng.Read(ctx, topic, engine.Position{Epoch: p.Epoch, Offset: p.Offset - 1}, 1)
+	if err != nil || len(evs) != 1 || evs[0].Pos != p {
+		return 0
+	}
+	return EventCheck(evs[0])
 }
 
 // OnEnd sets a function called once when the stream ends, after its last write,

@@ -61,6 +61,7 @@ func (s *Subscriber) deliver(q []queued) (handled int, err error) {
 			continue // already sent
 		case p.Epoch == cur.Epoch && p.Offset == cur.Offset+1:
 			s.pos[e.topic] = p
+			s.checks[e.topic] = e.m.check
 			if len(s.pos) == 1 {
 				s.buf = append(s.buf, e.m.id...) // the cursor is p alone
 			} else {
@@ -107,7 +108,7 @@ func (s *Subscriber) fill(i int, upTo uint64) error {
 		evs, err := h.eng.Read(s.ctx, s.topics[i], s.pos[i], h.opt.ReplayBatch)
 		var gap *engine.GapError
 		if errors.As(err, &gap) {
-			s.pos[i] = gap.Resume
+			s.pos[i], s.checks[i] = gap.Resume, 0 // the event before the oldest retained is gone
 			s.buf = s.appendGap(s.buf, s.topics[i:i+1])
 			continue
 		}
@@ -115,7 +116,7 @@ func (s *Subscriber) fill(i int, upTo uint64) error {
 			return err
 		}
 		for _, ev := range evs {
-			s.pos[i] = ev.Pos
+			s.pos[i], s.checks[i] = ev.Pos, EventCheck(ev)
 			s.buf = s.appendID(s.buf)
 			s.buf = appendEvent(s.buf, ev)
 			h.stats.replayed.Add(1)
@@ -144,7 +145,7 @@ func (s *Subscriber) ending() bool {
 
 func (s *Subscriber) appendID(b []byte) []byte {
 	b = append(b, "id: "...)
-	b = AppendCursor(b, s.hashes, s.pos)
+	b = AppendCursor(b, s.hashes, s.pos, s.checks)
 	return append(b, '\n')
 }
 

@@ -80,7 +80,7 @@ func TestShutdownInterruptsReplay(t *testing.T) {
 	h := New(eng, Options{ReplayBatch: 10, Retry: time.Second})
 	head, _ := eng.Head(context.Background(), "a")
 	head.Offset = 0
-	sub, err := h.Subscribe(context.Background(), []string{"a"}, EncodeCursor("a", head))
+	sub, err := h.Subscribe(context.Background(), []string{"a"}, EncodeCursor("a", head, 0))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -138,7 +138,7 @@ func TestUserCannotReadAnotherUsersTopic(t *testing.T) {
 	ep := firstPos(t, n, "users/bob").Epoch
 	cursor := string(hub.AppendCursor(nil,
 		[]uint32{hub.TopicHash("users/bob"), hub.TopicHash("users/alice")},
-		[]engine.Position{{Epoch: ep}, {Epoch: ep}}))
+		[]engine.Position{{Epoch: ep}, {Epoch: ep}}, nil))
 	for _, last := range []string{bobFirst.ID, cursor} {
 		resp := n.get(q("users/alice", "rooms/7"), append(bearerH(alice), "Last-Event-ID", last)...)
 		if resp.StatusCode != 200 {

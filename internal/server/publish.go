@@ -105,7 +105,9 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 	s.metrics.published.Add(float64(len(events)))
 	results := make([]publishResult, len(events))
 	for i, ev := range events {
-		results[i] = publishResult{ID: hub.EncodeCursor(ev.Topic, positions[i]), Topic: ev.Topic, Offset: positions[i].Offset}
+		// The engine does not return the event's time, so this id carries no
+		// check: a resume from it is not compared with the event stored there.
+		results[i] = publishResult{ID: hub.EncodeCursor(ev.Topic, positions[i], 0), Topic: ev.Topic, Offset: positions[i].Offset}
 	}
 	if batch {
 		writeJSON(w, http.StatusOK, results)

@@ -252,7 +252,7 @@ func TestCursorAheadOfHistoryAnnouncesGapAndDeliversLive(t *testing.T) {
 	r := n.publish("a", "", "0")
 	head := firstPos(t, n, "a")
 	head.Offset = offsetOf(t, r.ID, "a") + 100
-	s := n.dial(hub.EncodeCursor("a", head), "a")
+	s := n.dial(hub.EncodeCursor("a", head, 0), "a")
 	if ev := next(t, s, 5*time.Second); ev.Type != hub.GapType {
 		t.Fatalf("got %+v, want a %s event", ev, hub.GapType)
 	}
@@ -330,7 +330,7 @@ func TestSlowClientIsCutOffWithoutSlowingOthers(t *testing.T) {
 	t.Logf("slow client had %d whole events before the cut", got)
 
 	// On return with its cursor, the slow client catches up from history.
-	s := n.dial(hub.EncodeCursor(topic, firstPos(t, n, topic)), topic)
+	s := n.dial(hub.EncodeCursor(topic, firstPos(t, n, topic), 0), topic)
 	for i := range 400 {
 		ev := next(t, s, 5*time.Second)
 		if ev.Data != payload(i) {
