@@ -65,7 +65,9 @@ Flags:
 		k = strings.TrimSpace(string(b))
 	}
 	if err := fetchBackup(ctx, strings.TrimSuffix(*url, "/")+"/v1/backup", k, dest); err != nil {
-		os.RemoveAll(dest)
+		if !errors.Is(err, os.ErrExist) {
+			os.RemoveAll(dest) // what this run created, never a directory that was there
+		}
 		fmt.Fprintln(stderr, "herald backup:", err)
 		return exitFailure
 	}

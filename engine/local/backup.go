@@ -15,13 +15,16 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/herald-hub/herald/engine"
 )
 
 // Backup and restore.
 //
 // A backup is a Pebble checkpoint: a consistent copy of the store at one
-// instant, taken while it serves (tables are hard-linked, the log is copied
-// after it was synced). It holds every event acknowledged before it began.
+// instant, taken while it serves (tables are hard-linked, the log is copied).
+// It holds every event acknowledged before it began: an append is
+// acknowledged once its log record is synced.
 //
 // A restored store is given a new epoch. Its offsets go on from where the
 // backup stopped, so without one the next event would reuse an offset that a
@@ -31,13 +34,36 @@ import (
 // backup retains.
 
 // Backup writes a consistent copy of the store into dir, which must not exist.
+// It is refused while the store refuses writes, and when the disk lacks the
+// room writes need to resume: the copy of the log takes room, and a backup must
+// not be what fills the disk.
 func (e *Engine) Backup(dir string) error {
+	if err := e.refusing(); err != nil {
+		return err
+	}
+	if free, err := diskFree(e.dir); err == nil && free < e.roomToResume() {
+		return fmt.Errorf("%w: local: %d bytes free on the disk of %s, a backup needs %d", engine.ErrUnavailable, free, e.dir, e.roomToResume())
+	}
 	return e.readLocked(func() error {
-		if err := e.db.Checkpoint(dir, pebble.WithFlushedWAL()); err != nil {
+		// No WithFlushedWAL: it writes a record to the log, and every
+		// acknowledged append is already synced.
+		if err := e.db.Checkpoint(dir); err != nil {
 			return fmt.Errorf("local: backup into %s: %w", dir, err)
 		}
 		return nil
 	})
+}
+
+// backupPrefix names the copies WriteBackup takes next to the store; one left
+// by a crash is removed when the store opens.
+func backupPrefix(dir string) string { return dir + ".backup-" }
+
+// removeStaleBackups removes copies a WriteBackup left when the process died.
+func removeStaleBackups(dir string) {
+	stale, _ := filepath.Glob(backupPrefix(dir) + "*")
+	for _, s := range stale {
+		os.RemoveAll(s)
+	}
 }
 
 // WriteBackup writes a consistent copy of the store to w as a tar archive of
@@ -46,7 +72,7 @@ func (e *Engine) Backup(dir string) error {
 func (e *Engine) WriteBackup(ctx context.Context, w io.Writer) error {
 	var raw [8]byte
 	rand.Read(raw[:])
-	tmp := e.dir + ".backup-" + hex.EncodeToString(raw[:])
+	tmp := backupPrefix(e.dir) + hex.EncodeToString(raw[:])
 	defer os.RemoveAll(tmp)
 	if err := e.Backup(tmp); err != nil {
 		return err

@@ -135,9 +135,14 @@ type Engine struct {
 	// Why appends are refused, when they are. full: the disk filled up and the
 	// reserve was spent. broken: the store is read-only or its log failed, and
 	// the committer must reopen it before writing. cause describes the latest.
-	full                 atomic.Bool
-	broken               atomic.Bool
-	cause                atomic.Pointer[string]
+	full   atomic.Bool
+	broken atomic.Bool
+	cause  atomic.Pointer[string]
+	// fullMu orders a full disk (onDiskFull) with the watcher clearing full:
+	// fullGen counts the times the disk filled, so the watcher does not clear
+	// full over a reserve that was spent again while it wrote it back.
+	fullMu               sync.Mutex
+	fullGen              uint64
 	wake                 chan struct{} // asks the watcher to look at once
 	watchStop, watchDone chan struct{}
 
@@ -245,6 +250,7 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 	if err != nil {
 		return nil, lockError(dir, err)
 	}
+	removeStaleBackups(dir)
 	e := &Engine{
 		dir: dir, opt: opt, log: log, lock: lock, now: now,
 		watchStop:     make(chan struct{}),
@@ -262,7 +268,13 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 		subs:          map[string][]*subscription{},
 	}
 	e.rsv = &reserve{path: filepath.Join(dir, reserveName), size: opt.Reserve}
-	e.fs = logWatchFS{FS: vfs.OnDiskFull(vfs.Default, e.onDiskFull), onError: e.onLogError}
+	e.fs = logWatchFS{
+		FS:       vfs.OnDiskFull(vfs.Default, e.onDiskFull),
+		onFull:   e.onLogFull,
+		onError:  e.onLogError,
+		stop:     e.watchStop,
+		interval: opt.SpaceCheckInterval,
+	}
 	// The reserve is written before the store is opened for writing: on a disk
 	// with no room for it, a writable store could not even flush what it
 	// replays, so it opens read-only and waits for room.
@@ -485,8 +497,10 @@ func validate(topic string) error {
 }
 
 // Append makes the events durable (fsync, unless NoSync) and returns their positions.
-// The whole call is rejected when one topic is invalid. A context done before the
-// events are written cancels the call; once written, the positions are returned.
+// The whole call is rejected when one topic is invalid, and refused at once
+// while the store refuses writes (CanWrite). A context done before the events
+// are written cancels the call; one done while the write waits (for disk
+// space) returns an error although the events may still be stored.
 func (e *Engine) Append(ctx context.Context, events []engine.Event) ([]engine.Position, error) {
 	for i := range events {
 		if err := validate(events[i].Topic); err != nil {
@@ -499,11 +513,21 @@ func (e *Engine) Append(ctx context.Context, events []engine.Event) ([]engine.Po
 	if len(events) == 0 {
 		return []engine.Position{}, nil
 	}
+	if err := e.refusing(); err != nil {
+		return nil, err // at once, without queueing behind a stalled write
+	}
 	r := &request{ctx: ctx, events: events, done: make(chan struct{})}
 	if err := e.send(ctx, r); err != nil {
 		return nil, err
 	}
-	<-r.done // bounded by one commit; the committer honours ctx until the write
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		// Usually one commit away; longer only while a write waits for
+		// disk space. The committer keeps the request: it may still be
+		// stored, so the caller learns that it does not know.
+		return nil, fmt.Errorf("%w: local: gave up waiting for the append, which may still be stored: %w", engine.ErrUnavailable, ctx.Err())
+	}
 	if r.err != nil {
 		return nil, r.err
 	}
@@ -560,7 +584,7 @@ func (e *Engine) commitOrRefuse(batch []*request) {
 		return r.reopen
 	})
 	if len(batch) > 0 {
-		if err := e.CanWrite(); err != nil {
+		if err := e.refusing(); err != nil {
 			for _, r := range batch {
 				r.err = err
 				close(r.done)

@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -17,14 +18,24 @@ import (
 // matching engine.ErrUnavailable that says why not (the disk is full, or the
 // store waits to be reopened), or engine.ErrClosed.
 func (e *Engine) CanWrite() error {
-	if e.full.Load() || e.broken.Load() {
-		return fmt.Errorf("%w: local: %s refuses writes (%s); they resume by themselves once the disk has room", engine.ErrUnavailable, e.dir, e.why())
+	if err := e.refusing(); err != nil {
+		return err
 	}
 	e.mu.RLock()
 	closed := e.closed
 	e.mu.RUnlock()
 	if closed {
 		return engine.ErrClosed
+	}
+	return nil
+}
+
+// refusing is CanWrite without the closed check, and so without a lock: the
+// committer calls it, and must never wait for e.mu (Close holds it while
+// senders wait for the committer).
+func (e *Engine) refusing() error {
+	if e.full.Load() || e.broken.Load() {
+		return fmt.Errorf("%w: local: %s refuses writes (%s); they resume by themselves once the disk has room", engine.ErrUnavailable, e.dir, e.why())
 	}
 	return nil
 }
@@ -47,6 +58,9 @@ func (e *Engine) refuse(flag *atomic.Bool, cause string) {
 // other write of the store paused: it gives the reserve back so that write can
 // be retried, and refuses appends from now on.
 func (e *Engine) onDiskFull() {
+	e.fullMu.Lock()
+	defer e.fullMu.Unlock()
+	e.fullGen++
 	released := e.rsv.release()
 	if e.full.Load() {
 		return
@@ -56,8 +70,17 @@ func (e *Engine) onDiskFull() {
 		"reserve_released", released, "reserve_bytes", e.opt.Reserve)
 }
 
+// onLogFull runs in Pebble's log writer while a write of the log waits for
+// disk space: the reserve did not suffice.
+func (e *Engine) onLogFull() {
+	if !e.full.Load() {
+		e.onDiskFull()
+	}
+}
+
 // onLogError runs in Pebble's log writer when a write or sync of the log
-// failed: the log is broken until the store is reopened.
+// failed for another reason than a full disk (see logFile): the log is broken
+// until the store is reopened.
 func (e *Engine) onLogError(err error) {
 	e.refuse(&e.broken, "the write-ahead log failed: "+err.Error())
 }
@@ -118,6 +141,9 @@ func (e *Engine) resume(ctx context.Context) error {
 	if need := e.roomToResume(); free < need {
 		return fmt.Errorf("%d bytes free, waiting for %d", free, need)
 	}
+	e.fullMu.Lock()
+	gen := e.fullGen
+	e.fullMu.Unlock()
 	if err := e.rsv.ensure(); err != nil {
 		return err
 	}
@@ -130,6 +156,12 @@ func (e *Engine) resume(ctx context.Context) error {
 		if r.err != nil {
 			return r.err
 		}
+	}
+	e.fullMu.Lock()
+	defer e.fullMu.Unlock()
+	if e.fullGen != gen {
+		// The disk filled again meanwhile and took the new reserve.
+		return errors.New("the disk filled up again")
 	}
 	e.full.Store(false)
 	e.log.Info("the disk has room again: appends resume", "free_bytes", free)
@@ -145,37 +177,56 @@ func (e *Engine) reopenDB() error {
 	e.syncs <- &commitJob{barrier: barrier}
 	<-barrier
 
+	// The store is closed under dbMu, then opened without it: reads answer
+	// ErrUnavailable meanwhile rather than wait for an open that may take long.
 	e.dbMu.Lock()
-	defer e.dbMu.Unlock()
-	if e.db != nil {
-		if err := e.db.Close(); err != nil {
+	old := e.db
+	e.db = nil
+	e.dbMu.Unlock()
+	if old != nil {
+		if err := old.Close(); err != nil {
 			e.log.Debug("closing the broken store", "err", err)
 		}
-		e.db = nil
 	}
 	db, err := e.openDB(true)
 	if err == nil {
-		e.db = db
 		var epoch string
-		if epoch, err = e.loadEpoch(true); err == nil && epoch != e.epoch {
+		if epoch, err = e.epochOf(db); err == nil && epoch != e.epoch {
 			err = fmt.Errorf("local: the store in %s changed its epoch from %s to %s while open", e.dir, e.epoch, epoch)
 		}
 		if err != nil {
 			db.Close()
-			e.db = nil
+			db = nil
 		}
 	}
 	if err != nil {
-		if ro, rerr := e.openDB(false); rerr == nil {
-			e.db = ro
-		}
+		db, _ = e.openDB(false) // keep serving reads if it can
+	}
+	e.dbMu.Lock()
+	e.db = db
+	if err == nil {
+		e.stMu.Lock()
+		clear(e.topics)
+		e.stMu.Unlock()
+		clear(e.assigned)
+		e.broken.Store(false)
+	}
+	e.dbMu.Unlock()
+	if err != nil {
 		return err
 	}
-	e.stMu.Lock()
-	clear(e.topics)
-	e.stMu.Unlock()
-	clear(e.assigned)
-	e.broken.Store(false)
 	e.log.Info("reopened the store for writing")
 	return nil
+}
+
+// epochOf reads the epoch of a store that has one.
+func (e *Engine) epochOf(db *pebble.DB) (string, error) {
+	v, err := dbGet(db, epochKey)
+	if err != nil {
+		return "", err
+	}
+	if len(v) == 0 {
+		return "", fmt.Errorf("local: the store in %s has no epoch", e.dir)
+	}
+	return string(v), nil
 }

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
@@ -106,13 +107,23 @@ func diskFree(dir string) (uint64, error) {
 	return u.AvailBytes, nil
 }
 
-// logWatchFS tells the engine at once when a write of Pebble's write-ahead log
-// fails, before Pebble can record the failure: after one, the log refuses
-// every record (and Pebble panics on the next), so the committer must stop
-// writing before that and reopen the store instead.
+// logWatchFS guards Pebble's write-ahead log. After one failed write or sync,
+// Pebble's log refuses every record (and Pebble panics on the next), so it must
+// not see a full disk, and the engine must stop writing before it sees any
+// other error:
+//
+//   - a write or sync of the log that meets a full disk (the reserve already
+//     spent) waits for room and tries again, every interval, until it succeeds
+//     or the engine closes. Appends are refused meanwhile (onFull); those
+//     already written wait, and are acknowledged once the disk has room.
+//   - any other error is reported (onError) before Pebble records it, so the
+//     committer stops writing and reopens the store.
 type logWatchFS struct {
 	vfs.FS
-	onError func(error)
+	onFull   func()
+	onError  func(error)
+	stop     <-chan struct{} // closed when the engine closes: give up waiting
+	interval time.Duration
 }
 
 func isLog(name string) bool { return strings.HasSuffix(name, ".log") }
@@ -131,37 +142,73 @@ func (w logWatchFS) wrap(name string, f vfs.File, err error) (vfs.File, error) {
 	if err != nil || !isLog(filepath.Base(name)) {
 		return f, err
 	}
-	return &logFile{File: f, onError: w.onError}, nil
+	return &logFile{File: f, fs: w}, nil
 }
 
 type logFile struct {
 	vfs.File
-	onError func(error)
+	fs logWatchFS
+}
+
+// waitForRoom reports whether to try an operation that met a full disk again,
+// after waiting; false once the engine closes.
+func (f *logFile) waitForRoom(err error) bool {
+	if !isNoSpace(err) {
+		return false
+	}
+	f.fs.onFull()
+	select {
+	case <-f.fs.stop:
+		return false
+	case <-time.After(f.fs.interval):
+		return true
+	}
 }
 
 func (f *logFile) check(err error) error {
 	if err != nil {
-		f.onError(err)
+		f.fs.onError(err)
 	}
 	return err
 }
 
 func (f *logFile) Write(p []byte) (int, error) {
 	n, err := f.File.Write(p)
+	for err != nil && f.waitForRoom(err) {
+		var m int
+		m, err = f.File.Write(p[n:])
+		n += m
+	}
 	return n, f.check(err)
 }
 
 func (f *logFile) WriteAt(p []byte, off int64) (int, error) {
 	n, err := f.File.WriteAt(p, off)
+	for err != nil && f.waitForRoom(err) {
+		var m int
+		m, err = f.File.WriteAt(p[n:], off+int64(n))
+		n += m
+	}
 	return n, f.check(err)
 }
 
-func (f *logFile) Sync() error     { return f.check(f.File.Sync()) }
-func (f *logFile) SyncData() error { return f.check(f.File.SyncData()) }
+func (f *logFile) retry(op func() error) error {
+	err := op()
+	for err != nil && f.waitForRoom(err) {
+		err = op()
+	}
+	return f.check(err)
+}
 
-func (f *logFile) SyncTo(length int64) (bool, error) {
-	full, err := f.File.SyncTo(length)
-	return full, f.check(err)
+func (f *logFile) Sync() error     { return f.retry(f.File.Sync) }
+func (f *logFile) SyncData() error { return f.retry(f.File.SyncData) }
+
+func (f *logFile) SyncTo(length int64) (full bool, err error) {
+	err = f.retry(func() (err error) {
+		full, err = f.File.SyncTo(length)
+		return err
+	})
+	return full, err
 }
 
 // lockError says why the data dir could not be locked: only a lock held by

@@ -27,7 +27,11 @@ func appendUntilRefused(t *testing.T, e *Engine, topic string) map[uint64]string
 			t.Fatal("the disk never filled")
 		}
 		data := fmt.Sprintf("%06d", i) + strings.Repeat("x", 16<<10)
-		pos, err := e.Append(context.Background(), []engine.Event{{Topic: topic, Type: "t", Data: []byte(data)}})
+		// A write of the log may wait for room (no reserve left): that
+		// append gives up after a while, its outcome unknown.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		pos, err := e.Append(ctx, []engine.Event{{Topic: topic, Type: "t", Data: []byte(data)}})
+		cancel()
 		if err != nil {
 			if !errors.Is(err, engine.ErrUnavailable) {
 				t.Fatalf("append on a full disk: %v, want ErrUnavailable", err)
@@ -114,7 +118,7 @@ func TestAFullDiskRefusesAppendsAndResumesOnceSpaceIsFreed(t *testing.T) {
 		dropReserve bool
 	}{
 		{"the reserve takes the write that filled the disk", false},
-		{"without the reserve the log breaks and the store is reopened", true},
+		{"without the reserve a write of the log waits for room", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			disk := testdisk.Mount(t, 40<<20)
@@ -211,5 +215,60 @@ func TestAStoreOpenedOnAFullDiskServesHistoryAndResumesWrites(t *testing.T) {
 				t.Fatalf("first event after the full disk has offset %d, want 21", pos.Offset)
 			}
 		})
+	}
+}
+
+// Close does not wait forever when publishers fill the request queue: the
+// committer never waits for the lock Close holds.
+func TestCloseWithAFullQueueOfAppends(t *testing.T) {
+	e, err := open(t.TempDir(), Options{MaxBatch: 1, MaxAge: NoAgeLimit, Logger: quiet}, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				if _, err := e.Append(context.Background(), []engine.Event{{Topic: "t/x", Type: "t", Data: []byte("x")}}); err != nil {
+					return // ErrClosed
+				}
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	done := make(chan error, 1)
+	go func() { done <- e.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return within 10s with a full queue of appends")
+	}
+	wg.Wait()
+}
+
+// A backup on a nearly full disk is refused: it must not spend the reserve
+// and stop publishing.
+func TestABackupDoesNotFillTheDisk(t *testing.T) {
+	disk := testdisk.Mount(t, 32<<20)
+	dir := filepath.Join(disk, "log")
+	e := openT(t, dir, diskOptions())
+	if _, err := e.Append(context.Background(), []engine.Event{{Topic: "t/b", Type: "t", Data: []byte("x")}}); err != nil {
+		t.Fatal(err)
+	}
+	testdisk.Fill(t, filepath.Join(disk, "filler"))
+	err := e.Backup(filepath.Join(disk, "backup"))
+	if !errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("backup on a full disk: %v, want ErrUnavailable", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, reserveName)); err != nil {
+		t.Fatalf("the reserve is gone after a refused backup: %v", err)
+	}
+	if err := e.CanWrite(); err != nil {
+		t.Fatalf("a refused backup stopped writes: %v", err)
 	}
 }

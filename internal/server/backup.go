@@ -16,6 +16,11 @@ type backupWriter interface {
 // `herald backup`. It holds every topic, private ones too, so only a publish
 // key may ask for it, never a token.
 func (s *Server) handleBackup(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet { // HEAD: not a whole checkpoint for nothing
+		w.Header().Set("Allow", "GET")
+		s.refuse(w, &apiError{http.StatusMethodNotAllowed, "method_not_allowed", r.Method + " is not allowed on /v1/backup; use GET"})
+		return
+	}
 	cred, e := publishCredential(r)
 	if e != nil {
 		s.refuse(w, e)

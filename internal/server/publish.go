@@ -99,7 +99,9 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		s.metrics.publishErrors.Inc()
 		s.log.Warn("append failed", "events", len(events), "err", err)
 		w.Header().Set("Retry-After", "1")
-		s.refuse(w, &apiError{http.StatusServiceUnavailable, "engine_unavailable", "the event was not stored: engine unavailable; retry later"})
+		// Not "not stored": an append whose write failed after it reached
+		// the log may still come back when the store recovers.
+		s.refuse(w, &apiError{http.StatusServiceUnavailable, "engine_unavailable", "the event was not acknowledged: engine unavailable; retry later"})
 		return
 	}
 	s.metrics.published.Add(float64(len(events)))

@@ -109,7 +109,7 @@ func New(h *hub.Hub, cfg Config) *Server {
 	s.mux.HandleFunc("GET /v1/backup", s.handleBackup)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	// A known path with another method gets a JSON 405 too, not net/http's text.
-	for path, allow := range map[string]string{"/v1/events": "GET, HEAD", "/v1/publish": "POST", "/healthz": "GET, HEAD", "/readyz": "GET, HEAD", "/metrics": "GET, HEAD", "/v1/backup": "GET, HEAD"} {
+	for path, allow := range map[string]string{"/v1/events": "GET, HEAD", "/v1/publish": "POST", "/healthz": "GET, HEAD", "/readyz": "GET, HEAD", "/metrics": "GET, HEAD", "/v1/backup": "GET"} {
 		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
 			s.refuse(w, &apiError{http.StatusMethodNotAllowed, "method_not_allowed", r.Method + " is not allowed on " + path + "; use " + allow})
