@@ -9,13 +9,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 )
 
-// Position is where an event sits in its topic's log. Offsets start at 1 and grow
-// by one per event within an Epoch. A new Epoch means the topic's history was lost
-// (store wiped, stream deleted), so offsets of different epochs are not comparable.
-// The zero Offset of an epoch means "before the first event".
+// Position is where an event sits in its topic's log. Offsets are at least 1 and
+// strictly increase per topic within an Epoch, not necessarily by one: an engine
+// whose log is shared by many topics (a Kafka partition, a JetStream stream)
+// leaves holes in each. Event.Prev says where the previous event of the topic is,
+// so a reader can tell a hole in the offsets from a lost event. A new Epoch means
+// the topic's history was lost (store wiped, stream deleted), so offsets of
+// different epochs are not comparable. The zero Offset of an epoch means "before
+// the first event". A cursor at offset X has every event of the topic with an
+// offset up to X.
 type Position struct {
 	Epoch  string
 	Offset uint64
@@ -24,14 +31,23 @@ type Position struct {
 // String renders the position for logs and JSON answers.
 func (p Position) String() string { return fmt.Sprintf("%s:%d", p.Epoch, p.Offset) }
 
-// Event is one published event. Topic, Type and Data are set by the publisher;
-// Pos and Time are assigned by the engine on Append.
+// Event is one published event. Topic, Type, Data and ID are set by the
+// publisher; Pos, Prev and Time are assigned by the engine on Append.
 type Event struct {
 	Topic string
 	Type  string
 	Data  []byte
-	Pos   Position
-	Time  time.Time
+	// ID is the publisher's idempotency key, empty for none: an Append of an
+	// event whose ID was appended to the same topic within the engine's
+	// idempotency window appends nothing and returns the first position.
+	ID string
+	// Pos is where the engine put the event.
+	Pos Position
+	// Prev is the offset of the previous event of the topic in Pos.Epoch, 0
+	// when there was none: no event of the topic has an offset in
+	// (Prev, Pos.Offset). Dense engines set Pos.Offset-1.
+	Prev uint64
+	Time time.Time
 }
 
 // Engine is a durable, ordered log per topic with fan-out to every node.
@@ -40,17 +56,29 @@ type Event struct {
 // ErrClosed and no subscription callback runs any more.
 type Engine interface {
 	// Append makes the events durable and returns their positions, in order.
-	// Events of one call that share a topic get consecutive offsets in call order.
-	// When it returns an error, none of the events may be reported as accepted.
-	// Invalid topics (ValidateTopic) reject the whole call with ErrInvalidTopic.
-	// A ctx already done appends nothing and returns ctx.Err().
+	// Events of one call that share a topic get increasing offsets in call
+	// order, with nothing of that topic in between. It is atomic per topic:
+	// the events of one topic are all appended or none is. A call across
+	// topics may fail for some topics only: it then returns the positions of
+	// the events appended (the zero Position for the others) and an
+	// *AppendError naming the topics that failed. Any other error means
+	// nothing was appended. Invalid topics (ValidateTopic) reject the whole
+	// call with ErrInvalidTopic. A ctx already done appends nothing and
+	// returns ctx.Err().
 	Append(ctx context.Context, events []Event) ([]Position, error)
 
 	// Subscribe calls fn for every event appended to topic from now on, by any
 	// engine instance sharing the back end (any node), in position order. fn runs
 	// on the engine's goroutine and must not block. The returned cancel stops
-	// delivery; after it returns fn is not called again. Delivery is best effort:
-	// a subscriber that sees an offset jump fills the hole with Read.
+	// delivery; after it returns neither fn nor lost is called again.
+	//
+	// Delivery is best effort. A subscriber that receives an event whose Prev
+	// is past what it has fills the hole with Read. An event lost with no later
+	// one to reveal it (the last event of a quiet topic) cannot be seen that
+	// way: an engine that may lose fan-out (a reconnect, a slow consumer, a
+	// leader change) calls lost when it may have, and the subscriber re-reads
+	// history after what it has. lost runs like fn and must not block; it may
+	// be nil. An engine that cannot lose fan-out never calls it.
 	//
 	// "From now on" means every event whose Append starts after Subscribe has
 	// returned (networked engines return only once the subscription is active),
@@ -58,12 +86,13 @@ type Engine interface {
 	// starts a new stream at that Head and relies on live delivery for the rest.
 	// cancel is idempotent. It may wait for a running fn, so fn must not call
 	// cancel or Subscribe itself.
-	Subscribe(topic string, fn func(Event)) (cancel func(), err error)
+	Subscribe(topic string, fn func(Event), lost func()) (cancel func(), err error)
 
 	// Read returns up to limit events of topic with offsets after `after`, in order.
-	// When after is older than what is retained (after.Offset < oldest retained
-	// offset - 1), or from another epoch, it returns a *GapError
-	// (errors.Is(err, ErrGap)) whose Resume is {current epoch, oldest retained - 1}.
+	// When it cannot vouch that every such event is retained (after is older
+	// than the oldest retained event's Prev, or from another epoch), it returns
+	// a *GapError (errors.Is(err, ErrGap)) whose Resume is {current epoch, the
+	// oldest retained event's Prev}.
 	//
 	// The zero Position{} reads from the oldest retained event and never reports
 	// a gap; a Position with an empty Epoch and a non-zero Offset is from another
@@ -97,6 +126,33 @@ var (
 	// ErrUnavailable wraps back-end failures: the event was not appended.
 	ErrUnavailable = errors.New("engine: unavailable")
 )
+
+// AppendError reports an Append across topics that failed for some of them:
+// the events of Topics were not appended; the others were.
+type AppendError struct {
+	Topics map[string]error
+}
+
+func (e *AppendError) Error() string {
+	topics := slices.Sorted(maps.Keys(e.Topics))
+	if len(topics) == 0 {
+		return "engine: append failed for no topic"
+	}
+	first := topics[0]
+	if len(topics) == 1 {
+		return fmt.Sprintf("engine: append to %q failed: %v", first, e.Topics[first])
+	}
+	return fmt.Sprintf("engine: append failed for %d topics, first %q: %v", len(topics), first, e.Topics[first])
+}
+
+// Unwrap lets errors.Is see the topics' errors (ErrUnavailable, ...).
+func (e *AppendError) Unwrap() []error {
+	errs := make([]error, 0, len(e.Topics))
+	for _, err := range e.Topics {
+		errs = append(errs, err)
+	}
+	return errs
+}
 
 // GapError is returned by Read when the requested position is no longer covered
 // by history. Resume is the position to read after to get the oldest event still

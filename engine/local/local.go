@@ -478,6 +478,7 @@ func decodeEvent(topic string, pos engine.Position, v []byte) (engine.Event, err
 		Type:  string(rest[:n]),
 		Data:  bytes.Clone(rest[n:]),
 		Pos:   pos,
+		Prev:  pos.Offset - 1, // dense
 		Time:  time.Unix(0, nanos),
 	}, nil
 }
@@ -673,7 +674,7 @@ func (e *Engine) commit(reqs []*request) {
 			touched[ev.Topic] = st
 			r.pos[i] = engine.Position{Epoch: e.epoch, Offset: st.head}
 			b.Set(logKey(ev.Topic, st.head), encodeEvent(now, ev.Type, ev.Data), nil)
-			job.delivered = append(job.delivered, engine.Event{Topic: ev.Topic, Type: ev.Type, Data: bytes.Clone(ev.Data), Pos: r.pos[i], Time: now})
+			job.delivered = append(job.delivered, engine.Event{Topic: ev.Topic, Type: ev.Type, Data: bytes.Clone(ev.Data), Pos: r.pos[i], Prev: st.head - 1, Time: now})
 		}
 		job.sync = !e.opt.NoSync
 		job.live = append(job.live, r)
@@ -800,8 +801,9 @@ func (e *Engine) call(s *subscription, ev engine.Event) {
 // to topic after Subscribe returns, in position order, once the event is durable
 // (usually just after its Append returns). fn must not block, and must not call cancel or
 // Subscribe (cancel waits for running callbacks). The Data of the event is
-// shared by all subscribers of the topic: do not modify it.
-func (e *Engine) Subscribe(topic string, fn func(engine.Event)) (cancel func(), err error) {
+// shared by all subscribers of the topic: do not modify it. Fan-out is in
+// process and loses nothing, so lost is never called.
+func (e *Engine) Subscribe(topic string, fn func(engine.Event), lost func()) (cancel func(), err error) {
 	if err := validate(topic); err != nil {
 		return nil, err
 	}

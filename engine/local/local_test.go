@@ -56,6 +56,7 @@ func TestConformance(t *testing.T) {
 		return e
 	}
 	enginetest.Run(t, enginetest.Harness{
+		Dense: true,
 		Open: func(t *testing.T, o enginetest.Options) engine.Engine {
 			return openHandle(t, handle{dir: t.TempDir(), opt: Options{MaxLen: o.MaxLen}, now: time.Now})
 		},
@@ -321,10 +322,10 @@ func TestCorruptRecordsAreErrors(t *testing.T) {
 func TestCallbackPanicDoesNotStopEngine(t *testing.T) {
 	ctx := context.Background()
 	e := openT(t, t.TempDir(), Options{})
-	cancel, _ := e.Subscribe("a", func(engine.Event) { panic("boom") })
+	cancel, _ := e.Subscribe("a", func(engine.Event) { panic("boom") }, nil)
 	defer cancel()
 	var got atomic.Int64
-	cancel2, _ := e.Subscribe("a", func(engine.Event) { got.Add(1) })
+	cancel2, _ := e.Subscribe("a", func(engine.Event) { got.Add(1) }, nil)
 	defer cancel2()
 	for i := range 3 {
 		if _, err := e.Append(ctx, []engine.Event{ev("a", i)}); err != nil {
@@ -352,7 +353,7 @@ func TestAppendDoesNotWaitForSubscribers(t *testing.T) {
 			<-release
 		}
 		got <- ev.Pos.Offset
-	})
+	}, nil)
 	defer cancel()
 	appended := make(chan error, 1)
 	go func() {

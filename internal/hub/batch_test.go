@@ -207,7 +207,7 @@ func TestDeliverForABatchStopsAtAHole(t *testing.T) {
 	at := func(off uint64) queued {
 		p := head
 		p.Offset = off
-		return queued{0, newMessage(engine.Event{Topic: "t", Pos: p, Data: []byte("y")})}
+		return queued{0, newMessage(engine.Event{Topic: "t", Pos: p, Prev: off - 1, Data: []byte("y")})}
 	}
 	q := []queued{at(head.Offset), at(head.Offset + 1), at(head.Offset + 3)}
 	sub.try = true

@@ -145,11 +145,32 @@ func (ts *topicState) dispatch(ev engine.Event) {
 	ts.hub.runBatch(claimed)
 }
 
+// lost runs on the engine's goroutine when fan-out for the topic may have lost
+// events: every stream of the topic re-reads history after its cursor, so an
+// event lost with no later one to reveal it still arrives.
+func (ts *topicState) lost() {
+	ts.mu.RLock()
+	var claimed []*Subscriber
+	for s, i := range ts.subs {
+		if s.push(i, lostMessage) {
+			claimed = append(claimed, s)
+		}
+	}
+	ts.mu.RUnlock()
+	ts.hub.runBatch(claimed)
+}
+
+// lostMessage in a stream's queue asks its owner to re-read the topic's
+// history after the cursor.
+var lostMessage = &message{lost: true}
+
 // message is an event encoded once for all subscribers: every field but the
 // per-connection id line, and that line too for the streams of this topic
 // alone, whose cursor is the same for all of them.
 type message struct {
 	pos   engine.Position
+	prev  uint64 // the event's Prev: the stream delivers it when it has everything up to prev
+	lost  bool   // not an event: fan-out may have lost some, re-read history
 	check uint32 // EventCheck of the event
 	id    []byte // "id: <cursor>\n" of a stream subscribed to this topic only
 	body  []byte
@@ -163,7 +184,7 @@ func newMessage(ev engine.Event) *message {
 	b = append(b, '\n')
 	idLen := len(b)
 	b = appendEvent(b, ev)
-	return &message{pos: ev.Pos, check: check, id: b[:idLen:idLen], body: b[idLen:]}
+	return &message{pos: ev.Pos, prev: ev.Prev, check: check, id: b[:idLen:idLen], body: b[idLen:]}
 }
 
 // appendEvent appends the event's type, topic and data fields and the blank line
@@ -188,7 +209,7 @@ func (h *Hub) register(s *Subscriber) error {
 		ts := h.topics[t]
 		if ts == nil {
 			ts = &topicState{hub: h, topic: t, subs: make(map[*Subscriber]int)}
-			cancel, err := h.eng.Subscribe(t, ts.dispatch)
+			cancel, err := h.eng.Subscribe(t, ts.dispatch, ts.lost)
 			if err != nil {
 				h.unregisterLocked(s, added)
 				return err

@@ -57,9 +57,16 @@ func (s *Subscriber) deliver(q []queued) (handled int, err error) {
 		cur := s.pos[e.topic]
 		p := e.m.pos
 		switch {
+		case e.m.lost:
+			if s.try {
+				return i, errHandOff // an engine read: on the stream's own writer
+			}
+			if err := s.fill(e.topic, 0); err != nil {
+				return i, err
+			}
 		case p.Epoch == cur.Epoch && p.Offset <= cur.Offset:
 			continue // already sent
-		case p.Epoch == cur.Epoch && p.Offset == cur.Offset+1:
+		case p.Epoch == cur.Epoch && e.m.prev <= cur.Offset:
 			s.pos[e.topic] = p
 			s.checks[e.topic] = e.m.check
 			if len(s.pos) == 1 {
