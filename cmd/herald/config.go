@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/herald-hub/herald/auth"
+	"github.com/herald-hub/herald/engine"
 	"github.com/herald-hub/herald/engine/local"
 	"github.com/herald-hub/herald/internal/server"
 )
@@ -24,6 +26,7 @@ import (
 // a HERALD_* environment variable or the config file, in that order of precedence.
 type config struct {
 	Addr            string
+	Engine          string
 	DataDir         string
 	PublishKeys     []string
 	Heartbeat       time.Duration
@@ -84,6 +87,14 @@ func (s setting) env() string {
 var settings = []setting{
 	{"addr", "address", ":8080", "listen address", func(c *config, v string) error { c.Addr = v; return nil }},
 	{"data-dir", "dir", "./data", "directory of the embedded store and generated keys", func(c *config, v string) error { c.DataDir = v; return nil }},
+	{"engine", "url", "local", "the engine: local (the embedded store in -data-dir) or memory:// (in memory, lost at exit: for tests and demos)", func(c *config, v string) error {
+		scheme, _, _ := strings.Cut(v, ":")
+		if !slices.Contains(engine.Schemes(), scheme) {
+			return fmt.Errorf("unknown engine %q (this herald has: %s)", v, strings.Join(engine.Schemes(), ", "))
+		}
+		c.Engine = v
+		return nil
+	}},
 	{"publish-key", "list", "", "comma-separated publish keys, bare or name=KEY, 16 bytes at least (generated into the data dir when empty)", func(c *config, v string) error {
 		c.PublishKeys = splitList(v)
 		if len(c.PublishKeys) > 0 {

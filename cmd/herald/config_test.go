@@ -336,3 +336,21 @@ func TestBadConfigurationExitsTwo(t *testing.T) {
 		t.Errorf("serve on a busy port: exit %d, want 1:\n%s", code, errb.String())
 	}
 }
+
+func TestEngineIsChosenByURLAndAnUnknownOneIsABadConfiguration(t *testing.T) {
+	none := func(string) string { return "" }
+	cfg, err := loadConfig(nil, none, io.Discard)
+	if err != nil || cfg.Engine != "local" {
+		t.Fatalf("default engine: %q, %v", cfg.Engine, err)
+	}
+	var stderr strings.Builder
+	code := run(context.Background(), []string{"serve", "-engine", "nosuch://host"}, none, io.Discard, &stderr)
+	if code != exitBadConfig || !strings.Contains(stderr.String(), `unknown engine "nosuch://host"`) || !strings.Contains(stderr.String(), "local") {
+		t.Fatalf("unknown engine: exit %d, %q", code, stderr.String())
+	}
+	stderr.Reset()
+	code = run(context.Background(), []string{"serve", "-addr", "127.0.0.1:0", "-engine", "local://somewhere", "-data-dir", t.TempDir()}, none, io.Discard, &stderr)
+	if code == 0 || !strings.Contains(stderr.String(), "takes no address") {
+		t.Fatalf("local with an address: exit %d, %q", code, stderr.String())
+	}
+}

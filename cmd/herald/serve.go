@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/herald-hub/herald/auth"
-	"github.com/herald-hub/herald/engine/local"
+	"github.com/herald-hub/herald/engine"
 	"github.com/herald-hub/herald/internal/hub"
 	"github.com/herald-hub/herald/internal/ratelog"
 	"github.com/herald-hub/herald/internal/server"
@@ -71,14 +71,15 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		defer tokens.Close()
 	}
 	logAccess(log, cfg, tokens, ring)
-	eng, err := local.Open(filepath.Join(cfg.DataDir, "log"), local.Options{
+	eng, err := engine.Open(cfg.Engine, engine.Config{
+		DataDir: cfg.DataDir,
 		MaxLen:  cfg.RetentionCount,
 		MaxAge:  cfg.RetentionAge,
 		Reserve: int64(cfg.ReservedSpace),
 		Logger:  log,
 	})
 	if err != nil {
-		return fmt.Errorf("open store: %w", err)
+		return fmt.Errorf("open engine: %w", err)
 	}
 	h := hub.New(eng, hub.Options{
 		QueueSize:   cfg.QueueSize,

@@ -1,0 +1,7 @@
+package main
+
+// The engines this binary has: each registers its URL scheme with the engine
+// package when imported (see engine.Open).
+import (
+	_ "github.com/herald-hub/herald/engine/local"
+)
