@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/herald-hub/herald/engine"
 	"github.com/herald-hub/herald/engine/enginetest"
 )
@@ -46,6 +48,8 @@ func harness(dense bool, opt Options) enginetest.Harness {
 		},
 	}
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestConformance(t *testing.T) {
 	enginetest.Run(t, harness(true, Options{}))
