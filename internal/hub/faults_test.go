@@ -23,7 +23,12 @@ import (
 // engine is closed.
 func faultHub(t *testing.T) (*memory.Engine, *Hub) {
 	t.Helper()
-	eng := memory.New(memory.Options{})
+	return faultHubWith(t, memory.Options{})
+}
+
+func faultHubWith(t *testing.T, opt memory.Options) (*memory.Engine, *Hub) {
+	t.Helper()
+	eng := memory.New(opt)
 	t.Cleanup(func() { eng.Close() })
 	h := New(eng, Options{})
 	t.Cleanup(func() { shutdown(t, h) })
@@ -101,6 +106,20 @@ func TestFaultDroppedFanOutIsFilled(t *testing.T) {
 	publish(t, eng, 2, 3)
 	publish(t, eng, 3, 4)
 	wantStream(t, w, ns(0, 4)...)
+}
+
+// With holes in the offsets (a log shared by many topics), a hole is not a
+// lost event: Prev tells them apart, and a lost event is still filled.
+func TestFaultDroppedFanOutIsFilledWithSparseOffsets(t *testing.T) {
+	eng, h := faultHubWith(t, memory.Options{Sparse: 7})
+	w := liveStream(t, h)
+	for n := range 20 {
+		if n%5 == 3 {
+			eng.Faults().DropFanOut(1, false)
+		}
+		publish(t, eng, n, n+1)
+	}
+	wantStream(t, w, ns(0, 20)...)
 }
 
 // The last event of a quiet topic is lost, and no later event reveals it: the
