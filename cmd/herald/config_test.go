@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/herald-hub/herald/auth"
+	"github.com/herald-hub/herald/client"
 	"github.com/herald-hub/herald/engine/local"
 )
 
@@ -352,5 +353,25 @@ func TestEngineIsChosenByURLAndAnUnknownOneIsABadConfiguration(t *testing.T) {
 	code = run(context.Background(), []string{"serve", "-addr", "127.0.0.1:0", "-engine", "local://somewhere", "-data-dir", t.TempDir()}, none, io.Discard, &stderr)
 	if code == 0 || !strings.Contains(stderr.String(), "takes no address") {
 		t.Fatalf("local with an address: exit %d, %q", code, stderr.String())
+	}
+}
+
+// herald serve -engine memory:// runs without a store: a stream gets what is
+// published.
+func TestServeOnTheMemoryEngine(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a herald process")
+	}
+	dataDir := t.TempDir()
+	p := startProcess(t, dataDir, "-engine", "memory://")
+	s := client.Dial(context.Background(), client.Config{URL: p.url("/v1/events?topic=demo")})
+	defer s.Close()
+	waitFor(t, func() bool { return s.LastEventID() != "" })
+	p.publish("demo", "hello")
+	if got := receive(t, s, 1); got[0].Data != "hello" {
+		t.Fatalf("got %q", got[0].Data)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "log")); err == nil {
+		t.Fatal("the memory engine created a store in the data dir")
 	}
 }

@@ -4,4 +4,5 @@ package main
 // package when imported (see engine.Open).
 import (
 	_ "github.com/herald-hub/herald/engine/local"
+	_ "github.com/herald-hub/herald/engine/memory"
 )
