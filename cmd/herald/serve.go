@@ -76,6 +76,8 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		MaxAge:  cfg.RetentionAge,
 		Reserve: int64(cfg.ReservedSpace),
 		Logger:  log,
+
+		IdempotencyWindow: cfg.IdempotencyWindow,
 	})
 	if err != nil {
 		return fmt.Errorf("open store: %w", err)
