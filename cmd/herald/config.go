@@ -67,6 +67,9 @@ type config struct {
 	ReadHeaderTimeout time.Duration
 	IdleTimeout       time.Duration
 	MaxHeaderBytes    int
+
+	// Publishing.
+	IdempotencyWindow time.Duration
 }
 
 // setting describes one knob: its flag name (also its key in the file), the
@@ -125,6 +128,7 @@ var settings = []setting{
 		c.ReservedSpace = n
 		return nil
 	}},
+	{"idempotency-window", "duration", "2m", "how long a publish's idempotency key (Idempotency-Key, or an event's id) keeps a retry from appending again; keys are stored that long (above 0)", positiveDurationTo(func(c *config) *time.Duration { return &c.IdempotencyWindow })},
 	{"queue-size", "int", "1024", "events queued per stream before a slow client is cut off (at least 1)", positiveIntTo(func(c *config) *int { return &c.QueueSize })},
 	{"max-topics", "int", "64", "topics per stream (at least 1)", positiveIntTo(func(c *config) *int { return &c.MaxTopics })},
 	{"max-event-size", "int", "65536", "bytes of data per event (at least 1)", positiveIntTo(func(c *config) *int { return &c.MaxEventSize })},

@@ -198,7 +198,7 @@ func TestZeroLiftsALimitOrIsRefused(t *testing.T) {
 		"max-topics": true, "max-event-size": true, "max-body-size": true, "jwt-jwks-refresh": true,
 		"publish-burst": true, "publish-key-burst": true, "read-header-timeout": true,
 		"idle-timeout": true, "max-header-bytes": true, "shutdown-timeout": true,
-		"reserved-space": true,
+		"reserved-space": true, "idempotency-window": true,
 	}
 	none := func(string) string { return "" }
 	for _, s := range settings {
@@ -232,6 +232,14 @@ func TestZeroLiftsALimitOrIsRefused(t *testing.T) {
 	}
 	// The engine reads a zero age as its 24h default: 0 must reach it as
 	// "no age limit".
+	// The idempotency window reaches the engine as given; its default is the engine's.
+	w, err := loadConfig([]string{"-idempotency-window", "90s"}, none, io.Discard)
+	if err != nil || w.IdempotencyWindow != 90*time.Second {
+		t.Fatalf("idempotency-window 90s: %v %v", w.IdempotencyWindow, err)
+	}
+	if d, _ := loadConfig(nil, none, io.Discard); d.IdempotencyWindow != local.DefaultIdempotencyWindow {
+		t.Fatalf("idempotency-window default %v, want %v", d.IdempotencyWindow, local.DefaultIdempotencyWindow)
+	}
 	c, err := loadConfig([]string{"-retention-age", "0"}, none, io.Discard)
 	if err != nil || c.RetentionAge != local.NoAgeLimit {
 		t.Fatalf("retention-age 0: %v %v, want local.NoAgeLimit", c.RetentionAge, err)

@@ -77,6 +77,8 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		MaxAge:  cfg.RetentionAge,
 		Reserve: int64(cfg.ReservedSpace),
 		Logger:  log,
+
+		IdempotencyWindow: cfg.IdempotencyWindow,
 	})
 	if err != nil {
 		return fmt.Errorf("open engine: %w", err)

@@ -138,6 +138,7 @@ func Run(t *testing.T, h Harness) {
 			{"CloseWhileCallsAreInFlightEndsThemCleanly", s.testCloseRace},
 			{"ContextCancellationHonoured", s.testContext},
 			{"InvalidTopicRejected", s.testInvalidTopic},
+			{"IdempotentAppendByEventID", s.testIdempotency},
 		} {
 			t.Run(c.name, func(t *testing.T) {
 				t.Parallel()

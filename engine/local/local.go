@@ -19,9 +19,11 @@
 //
 // # Keys
 //
-//	"s" name                    store metadata: "sepoch", "sformat"
-//	"m" topic                   topic metadata: head offset, oldest retained offset (2 × 8 bytes, big-endian)
-//	"l" topic 0x00 offset(BE64) one event: format byte, unix nanos (BE64), uvarint type length, type, data
+//	"s" name                      store metadata: "sepoch", "sformat"
+//	"m" topic                     topic metadata: head offset, oldest retained offset (2 × 8 bytes, big-endian)
+//	"l" topic 0x00 offset(BE64)   one event: format byte, unix nanos (BE64), uvarint type length, type, data
+//	"i" topic 0x00 id             an idempotency key: offset (BE64), unix nanos of the append (BE64)
+//	"x" nanos(BE64) topic 0x00 id empty: the idempotency keys in expiry order (see idempotency.go)
 //
 // Topics never contain 0x00 (engine.ValidateTopic), so a topic's events are the
 // contiguous range ["l" topic 0x00, "l" topic 0x01) and Read is a range scan.
@@ -34,7 +36,8 @@
 // age (Options.MaxAge): a background sweeper owned by the Engine (stopped by
 // Close) scans the topics every SweepInterval and asks the committer to drop
 // expired events, so all writes go through one goroutine. Between sweeps, events
-// older than MaxAge may still be read.
+// older than MaxAge may still be read. The same sweeper drops expired
+// idempotency keys.
 //
 // # Epoch
 //
@@ -113,6 +116,9 @@ type Options struct {
 	// SpaceCheckInterval is how often a store that refuses writes checks the
 	// free space. 0 means DefaultSpaceCheckInterval.
 	SpaceCheckInterval time.Duration
+	// IdempotencyWindow is how long an Event.ID dedupes appends to its topic,
+	// from the first append. 0 means DefaultIdempotencyWindow.
+	IdempotencyWindow time.Duration
 }
 
 // Engine is the local engine. Create it with Open.
@@ -203,6 +209,9 @@ type request struct {
 
 	reopen bool // from the watcher: reopen the store for writing
 
+	expireKeys bool // from the sweeper: drop expired idempotency keys
+	expired    int  // how many it dropped
+
 	err  error
 	done chan struct{}
 }
@@ -224,6 +233,12 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 	if opt.Reserve < 0 {
 		return nil, fmt.Errorf("local: Reserve %d is negative", opt.Reserve)
 	}
+	if opt.IdempotencyWindow < 0 {
+		return nil, fmt.Errorf("local: IdempotencyWindow %v is negative", opt.IdempotencyWindow)
+	}
+	if opt.IdempotencyWindow == 0 {
+		opt.IdempotencyWindow = DefaultIdempotencyWindow
+	}
 	if opt.MaxAge == 0 {
 		opt.MaxAge = DefaultMaxAge
 	}
@@ -236,8 +251,13 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 	if opt.SpaceCheckInterval <= 0 {
 		opt.SpaceCheckInterval = DefaultSpaceCheckInterval
 	}
-	if opt.SweepInterval <= 0 && opt.MaxAge > 0 {
-		opt.SweepInterval = min(max(opt.MaxAge/10, time.Second), time.Minute)
+	if opt.SweepInterval <= 0 {
+		// Without an age limit the sweeper still drops expired idempotency keys.
+		every := opt.MaxAge
+		if every <= 0 {
+			every = opt.IdempotencyWindow
+		}
+		opt.SweepInterval = min(max(every/10, time.Second), time.Minute)
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
@@ -306,11 +326,7 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 	go e.committer()
 	go e.syncer()
 	go e.deliverer()
-	if opt.MaxAge > 0 {
-		go e.sweeper()
-	} else {
-		close(e.sweepDone)
-	}
+	go e.sweeper()
 	go e.watcher()
 	log.Debug("opened", "epoch", e.epoch)
 	return e, nil
@@ -507,6 +523,9 @@ func (e *Engine) Append(ctx context.Context, events []engine.Event) ([]engine.Po
 		if err := validate(events[i].Topic); err != nil {
 			return nil, err
 		}
+		if n := len(events[i].ID); n > MaxIDLen {
+			return nil, fmt.Errorf("local: event %d: idempotency key (ID) is %d bytes, at most %d", i, n, MaxIDLen)
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -635,9 +654,25 @@ func (e *Engine) commit(reqs []*request) {
 		return e.loadState(topic, true)
 	}
 	now := time.Unix(0, e.now().UnixNano()) // no monotonic reading: equal to what Read decodes
+	nanos := now.UnixNano()
 	b := e.db.NewBatch()
 	job.b = b
+	// Expired keys go first: an append of this group that reuses one then
+	// writes it after the delete, and the lookups below ignore them anyway.
 	for _, r := range reqs {
+		if r.expireKeys {
+			if r.expired, r.err = e.dropExpiredKeys(b, nanos); r.err == nil {
+				job.live = append(job.live, r)
+			}
+		}
+	}
+	// seen holds the idempotency keys written in b, which the store does not
+	// show yet: offsets by key. Allocated for the first event with an ID.
+	var seen map[string]uint64
+	for _, r := range reqs {
+		if r.expireKeys {
+			continue
+		}
 		if r.trimTopic != "" {
 			st, err := load(r.trimTopic)
 			if err != nil {
@@ -656,11 +691,23 @@ func (e *Engine) commit(reqs []*request) {
 			r.err = err
 			continue
 		}
-		// Load every topic first, so a request fails whole or not at all.
+		// Load every topic and look up every key first, so a request fails
+		// whole or not at all.
 		var err error
+		var stored []storedKey // by event, when an event has an ID
 		for i := range r.events {
-			if _, err = load(r.events[i].Topic); err != nil {
+			ev := &r.events[i]
+			if _, err = load(ev.Topic); err != nil {
 				break
+			}
+			if ev.ID != "" {
+				if stored == nil {
+					stored = make([]storedKey, len(r.events))
+				}
+				if stored[i], err = e.lookupKey(idemKey(ev.Topic, ev.ID)); err != nil {
+					err = fmt.Errorf("%w: local: read idempotency key of %q: %v", engine.ErrUnavailable, ev.Topic, err)
+					break
+				}
 			}
 		}
 		if err != nil {
@@ -669,11 +716,34 @@ func (e *Engine) commit(reqs []*request) {
 		}
 		r.pos = make([]engine.Position, len(r.events))
 		for i, ev := range r.events {
+			var key []byte
+			if ev.ID != "" {
+				key = idemKey(ev.Topic, ev.ID)
+				if off, ok := seen[string(key)]; ok {
+					r.pos[i] = engine.Position{Epoch: e.epoch, Offset: off}
+					continue
+				}
+				if k := stored[i]; k.live(nanos, e.opt.IdempotencyWindow) {
+					r.pos[i] = engine.Position{Epoch: e.epoch, Offset: k.offset}
+					continue
+				}
+			}
 			st, _ := load(ev.Topic)
 			st.head++
 			touched[ev.Topic] = st
 			r.pos[i] = engine.Position{Epoch: e.epoch, Offset: st.head}
 			b.Set(logKey(ev.Topic, st.head), encodeEvent(now, ev.Type, ev.Data), nil)
+			if key != nil {
+				if old := stored[i]; old.found {
+					b.Delete(expiryKey(old.nanos, ev.Topic, ev.ID), nil) // one entry per key
+				}
+				b.Set(key, encodeKeyValue(st.head, nanos), nil)
+				b.Set(expiryKey(nanos, ev.Topic, ev.ID), nil, nil)
+				if seen == nil {
+					seen = map[string]uint64{}
+				}
+				seen[string(key)] = st.head
+			}
 			job.delivered = append(job.delivered, engine.Event{Topic: ev.Topic, Type: ev.Type, Data: bytes.Clone(ev.Data), Pos: r.pos[i], Prev: st.head - 1, Time: now})
 		}
 		job.sync = !e.opt.NoSync
@@ -710,15 +780,26 @@ func (e *Engine) commit(reqs []*request) {
 func (e *Engine) syncer() {
 	defer close(e.syncerDone)
 	defer close(e.deliveries) // the syncer is the only sender
+	// A group failed since the last reopen.
+	failed := false
 	for job := range e.syncs {
-		e.finish(job)
+		if job.barrier != nil {
+			failed = false
+		}
+		if e.finish(job, failed) {
+			failed = true
+		}
 	}
 }
 
-func (e *Engine) finish(job *commitJob) {
+// finish answers one group and reports whether it failed. A group after one
+// that failed fails too, whether its own fsync did or not: an idempotent
+// retry in it may have been answered with the position of an append of the
+// failed group, which is not stored.
+func (e *Engine) finish(job *commitJob, failedBefore bool) (failed bool) {
 	if job.barrier != nil {
 		close(job.barrier)
-		return
+		return false
 	}
 	defer func() {
 		for _, r := range job.reqs {
@@ -731,7 +812,10 @@ func (e *Engine) finish(job *commitJob) {
 	}
 	_ = job.b.Close()
 	if len(job.live) == 0 {
-		return
+		return false
+	}
+	if err == nil && failedBefore {
+		err = errors.New("an earlier group commit failed")
 	}
 	if err != nil {
 		// The log may refuse every record from now on: stop writing and
@@ -741,7 +825,7 @@ func (e *Engine) finish(job *commitJob) {
 		for _, r := range job.live {
 			r.pos, r.err = nil, fmt.Errorf("%w: local: commit: %v", engine.ErrUnavailable, err)
 		}
-		return
+		return true
 	}
 	e.stMu.Lock()
 	for topic, st := range job.touched {
@@ -754,6 +838,7 @@ func (e *Engine) finish(job *commitJob) {
 		// appends rather than queueing without bound.
 		e.deliveries <- delivery{seq, job.delivered}
 	}
+	return false
 }
 
 // deleteEvents drops topic's events with offsets in [from, before).
@@ -1002,6 +1087,9 @@ func (e *Engine) sweeper() {
 		case <-t.C:
 			if _, err := e.sweep(); err != nil && !errors.Is(err, engine.ErrClosed) {
 				e.log.Error("age sweep failed", "err", err)
+			}
+			if _, err := e.expireKeys(); err != nil && !errors.Is(err, engine.ErrClosed) {
+				e.log.Error("dropping expired idempotency keys failed", "err", err)
 			}
 		}
 	}

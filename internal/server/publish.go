@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -21,6 +22,13 @@ import (
 // MaxTypeLen bounds an event type.
 const MaxTypeLen = 128
 
+// MaxIdempotencyKeyLen bounds an idempotency key (the Idempotency-Key header
+// or an event's "id"): room for a UUID, a ULID or a hash, with a prefix.
+const MaxIdempotencyKeyLen = 128
+
+// idempotencyKeyHeader names the single event of a publish for retries.
+const idempotencyKeyHeader = "Idempotency-Key"
+
 // publishRequest is one event as a publisher sends it in JSON. The fields stay
 // raw so their text can be checked before encoding/json decodes it: the
 // decoder replaces invalid UTF-8 and lone surrogate escapes with U+FFFD
@@ -30,6 +38,7 @@ type publishRequest struct {
 	Topic json.RawMessage `json:"topic"`
 	Type  json.RawMessage `json:"type"`
 	Data  json.RawMessage `json:"data"`
+	ID    json.RawMessage `json:"id"`
 }
 
 // eventInput is one event's fields as text, from JSON or a form, before they
@@ -37,12 +46,24 @@ type publishRequest struct {
 type eventInput struct {
 	topic, typ string
 	data       []byte
+	id         string
+	hasID      bool // an id was given, maybe empty (which is refused)
 }
 
 type publishResult struct {
 	ID     string `json:"id"`
 	Topic  string `json:"topic"`
 	Offset uint64 `json:"offset"`
+}
+
+// publishFailure is the element of a 207 answer for an event that was not
+// appended.
+type publishFailure struct {
+	Topic string `json:"topic"`
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
 }
 
 // apiError is an error with its HTTP status and code.
@@ -95,6 +116,13 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	positions, err := s.eng.Append(r.Context(), events)
 	s.metrics.appendLatency.Observe(time.Since(start).Seconds())
+	// Appended for some topics only: say which. A single event, or nothing
+	// appended, is a plain failure below.
+	var partial *engine.AppendError
+	if batch && errors.As(err, &partial) && len(positions) == len(events) && slices.ContainsFunc(positions, appended) {
+		s.answerPartial(w, events, positions, partial)
+		return
+	}
 	if err != nil {
 		s.metrics.publishErrors.Inc()
 		s.log.Warn("append failed", "events", len(events), "err", err)
@@ -116,6 +144,33 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, results[0])
+}
+
+func appended(p engine.Position) bool { return p != engine.Position{} }
+
+// answerPartial answers a batch that the engine appended for some topics
+// only: 207, and per event either its result or why it was not appended, so
+// the publisher can retry the rest (with the same ids, a retry of the whole
+// batch appends only what is missing).
+func (s *Server) answerPartial(w http.ResponseWriter, events []engine.Event, positions []engine.Position, perr *engine.AppendError) {
+	s.metrics.publishErrors.Inc()
+	s.log.Warn("append failed for some topics", "events", len(events), "topics", len(perr.Topics), "err", perr)
+	out := make([]any, len(events))
+	accepted := 0
+	for i, ev := range events {
+		if _, failed := perr.Topics[ev.Topic]; failed || !appended(positions[i]) {
+			f := publishFailure{Topic: ev.Topic}
+			f.Error.Code = "engine_unavailable"
+			f.Error.Message = "the event was not acknowledged: engine unavailable for this topic; retry later"
+			out[i] = f
+			continue
+		}
+		accepted++
+		out[i] = publishResult{ID: hub.EncodeCursor(ev.Topic, positions[i], 0), Topic: ev.Topic, Offset: positions[i].Offset}
+	}
+	s.metrics.published.Add(float64(accepted))
+	w.Header().Set("Retry-After", "1")
+	writeJSON(w, http.StatusMultiStatus, out)
 }
 
 // parsePublish reads and validates the body: JSON object, JSON array, or form.
@@ -160,7 +215,7 @@ func (s *Server) parsePublish(w http.ResponseWriter, r *http.Request) ([]engine.
 		} else {
 			var one publishRequest
 			if err := strictUnmarshal(body, &one); err != nil {
-				return nil, false, badRequest("bad_json", `malformed JSON event (want {"topic","type","data"}): %v`, err)
+				return nil, false, badRequest("bad_json", `malformed JSON event (want {"topic","type","data","id"}): %v`, err)
 			}
 			reqs = []publishRequest{one}
 		}
@@ -183,6 +238,18 @@ func (s *Server) parsePublish(w http.ResponseWriter, r *http.Request) ([]engine.
 	}
 	if len(inputs) == 0 {
 		return nil, false, badRequest("empty_batch", "the batch holds no events")
+	}
+	if keys := r.Header.Values(idempotencyKeyHeader); len(keys) > 0 {
+		switch in := &inputs[0]; {
+		case len(keys) > 1:
+			return nil, false, badRequest("invalid_idempotency_key", "send one Idempotency-Key header, not %d", len(keys))
+		case batch:
+			return nil, false, badRequest("invalid_idempotency_key", `the Idempotency-Key header names a single event; give each event of a batch its own "id" instead`)
+		case in.hasID && in.id != keys[0]:
+			return nil, false, badRequest("invalid_idempotency_key", `the Idempotency-Key header and the event's "id" differ; send one of them, or the same key in both`)
+		default:
+			in.id, in.hasID = keys[0], true
+		}
 	}
 	events := make([]engine.Event, len(inputs))
 	for i, in := range inputs {
@@ -239,7 +306,34 @@ func (s *Server) toEvent(in eventInput) (engine.Event, *apiError) {
 	if len(in.data) > s.cfg.MaxEventSize {
 		return engine.Event{}, &apiError{http.StatusRequestEntityTooLarge, "event_too_large", fmt.Sprintf("event data is %d bytes, at most %d", len(in.data), s.cfg.MaxEventSize)}
 	}
-	return engine.Event{Topic: in.topic, Type: in.typ, Data: in.data}, nil
+	if in.hasID {
+		if err := checkIdempotencyKey(in.id); err != nil {
+			return engine.Event{}, err
+		}
+	}
+	return engine.Event{Topic: in.topic, Type: in.typ, Data: in.data, ID: in.id}, nil
+}
+
+// checkIdempotencyKey refuses keys outside 1..MaxIdempotencyKeyLen visible
+// ASCII characters: keys travel in a header, and a publisher whose key is cut
+// or re-encoded on the way would lose the dedup without a word.
+func checkIdempotencyKey(k string) *apiError {
+	bad := len(k) == 0 || len(k) > MaxIdempotencyKeyLen
+	for i := 0; i < len(k) && !bad; i++ {
+		bad = k[i] < '!' || k[i] > '~'
+	}
+	if bad {
+		return badRequest("invalid_idempotency_key", "idempotency key %q: want 1 to %d visible ASCII characters (! to ~, no spaces)", truncate(k, 40), MaxIdempotencyKeyLen)
+	}
+	return nil
+}
+
+// truncate shortens s for an error message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 // input checks the raw fields' text and decodes them.
@@ -254,6 +348,12 @@ func (req publishRequest) input() (eventInput, *apiError) {
 	}
 	if in.data, err = eventData(req.Data); err != nil {
 		return in, badRequest("invalid_data", "data: %v", err)
+	}
+	if len(req.ID) > 0 && string(req.ID) != "null" {
+		if in.id, err = jsonText(req.ID); err != nil {
+			return in, badRequest(codeOf(err, "invalid_idempotency_key"), "id: %v", err)
+		}
+		in.hasID = true
 	}
 	return in, nil
 }
