@@ -26,6 +26,9 @@ type Config struct {
 	// Reserve is the room kept back for a full disk, for engines with a
 	// local store (0: the engine's default).
 	Reserve int64
+	// IdempotencyWindow is how long an Event.ID is remembered per topic (0:
+	// the engine's default).
+	IdempotencyWindow time.Duration
 	// Logger receives the engine's messages.
 	Logger *slog.Logger
 }

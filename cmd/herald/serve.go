@@ -72,12 +72,11 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	}
 	logAccess(log, cfg, tokens, ring)
 	eng, err := engine.Open(cfg.Engine, engine.Config{
-		DataDir: cfg.DataDir,
-		MaxLen:  cfg.RetentionCount,
-		MaxAge:  cfg.RetentionAge,
-		Reserve: int64(cfg.ReservedSpace),
-		Logger:  log,
-
+		DataDir:           cfg.DataDir,
+		MaxLen:            cfg.RetentionCount,
+		MaxAge:            cfg.RetentionAge,
+		Reserve:           int64(cfg.ReservedSpace),
+		Logger:            log,
 		IdempotencyWindow: cfg.IdempotencyWindow,
 	})
 	if err != nil {

@@ -19,10 +19,11 @@ func init() {
 			return nil, fmt.Errorf("engine local needs a data dir")
 		}
 		return Open(filepath.Join(c.DataDir, "log"), Options{
-			MaxLen:  c.MaxLen,
-			MaxAge:  c.MaxAge,
-			Reserve: c.Reserve,
-			Logger:  c.Logger,
+			MaxLen:            c.MaxLen,
+			MaxAge:            c.MaxAge,
+			Reserve:           c.Reserve,
+			IdempotencyWindow: c.IdempotencyWindow,
+			Logger:            c.Logger,
 		})
 	})
 }

@@ -16,7 +16,7 @@ func init() {
 		if u.Host != "" || (u.Path != "" && u.Path != "/") || u.Opaque != "" {
 			return nil, fmt.Errorf("engine memory takes no address, got %q", u)
 		}
-		opt := Options{MaxLen: c.MaxLen, MaxAge: max(c.MaxAge, 0)}
+		opt := Options{MaxLen: c.MaxLen, MaxAge: max(c.MaxAge, 0), IdempotencyWindow: c.IdempotencyWindow}
 		for k, v := range u.Query() {
 			switch k {
 			case "sparse":
