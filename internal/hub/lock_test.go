@@ -117,6 +117,19 @@ func (e *gateEngine) Subscribe(topic string, fn func(engine.Event), lost func())
 	}, nil
 }
 
+// holdSubscribe makes Subscribe of topic wait until the returned function is
+// called; the test's end calls it too, so a failed test does not leave the
+// callers stuck.
+func (e *gateEngine) holdSubscribe(t *testing.T, topic string) (release func()) {
+	c := make(chan struct{})
+	e.mu.Lock()
+	e.hold[topic] = c
+	e.mu.Unlock()
+	release = sync.OnceFunc(func() { close(c) })
+	t.Cleanup(release)
+	return release
+}
+
 func (e *gateEngine) count(m map[string]int, topic string) int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -152,7 +165,7 @@ func recv(t *testing.T, c <-chan subscribed, what string) subscribed {
 
 func TestSubscribeDoesNotWaitForAnotherTopicsEngineSubscribe(t *testing.T) {
 	eng := newGateEngine(openEngine(t))
-	eng.hold["slow"] = make(chan struct{})
+	release := eng.holdSubscribe(t, "slow")
 	eng.entered = make(chan string, 1)
 	h := New(eng, Options{})
 	slow := subscribeAsync(h, "slow")
@@ -167,7 +180,7 @@ func TestSubscribeDoesNotWaitForAnotherTopicsEngineSubscribe(t *testing.T) {
 		t.Fatal("a stream returned before its topic's engine subscription was made")
 	default:
 	}
-	close(eng.hold["slow"])
+	release()
 	r := recv(t, slow, "the held stream")
 	if r.err != nil {
 		t.Fatal(r.err)
@@ -180,7 +193,7 @@ func TestSubscribeDoesNotWaitForAnotherTopicsEngineSubscribe(t *testing.T) {
 // of them is live (nor returns) before it is made.
 func TestStreamsOfATopicShareOneEngineSubscribe(t *testing.T) {
 	eng := newGateEngine(openEngine(t))
-	eng.hold["t"] = make(chan struct{})
+	release := eng.holdSubscribe(t, "t")
 	eng.entered = make(chan string, 1)
 	h := New(eng, Options{})
 	const n = 50
@@ -208,7 +221,7 @@ func TestStreamsOfATopicShareOneEngineSubscribe(t *testing.T) {
 		default:
 		}
 	}
-	close(eng.hold["t"])
+	release()
 	ws := make([]*bufWriter, n)
 	for i, c := range cs {
 		r := recv(t, c, "a waiting stream")
@@ -236,7 +249,7 @@ func TestStreamsOfATopicShareOneEngineSubscribe(t *testing.T) {
 func TestFailedEngineSubscribeFailsOnlyItsStreamsAndIsRetried(t *testing.T) {
 	eng := newGateEngine(openEngine(t))
 	boom := errors.New("back end unreachable")
-	eng.hold["t"] = make(chan struct{})
+	release := eng.holdSubscribe(t, "t")
 	eng.fail["t"] = boom
 	eng.entered = make(chan string, 1)
 	h := New(eng, Options{})
@@ -260,7 +273,7 @@ func TestFailedEngineSubscribeFailsOnlyItsStreamsAndIsRetried(t *testing.T) {
 	eng.mu.Lock()
 	delete(eng.fail, "t")
 	eng.mu.Unlock()
-	close(eng.hold["t"])
+	release()
 	for _, c := range cs {
 		if r := recv(t, c, "a waiting stream"); !errors.Is(r.err, boom) {
 			t.Fatalf("stream waiting for a failed subscription: err %v, want %v", r.err, boom)
@@ -319,10 +332,12 @@ func TestStreamArrivingDuringCancelGetsASubscription(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	releaseCancel := sync.OnceFunc(func() { close(eng.holdCancel["t"]) })
 	eng.mu.Lock()
 	eng.holdCancel["t"] = make(chan struct{})
 	eng.entered = make(chan string, 1)
 	eng.mu.Unlock()
+	t.Cleanup(releaseCancel)
 	closed := make(chan struct{})
 	go func() { first.Close(); close(closed) }()
 	<-eng.entered // the cancel is running
@@ -336,7 +351,7 @@ func TestStreamArrivingDuringCancelGetsASubscription(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.s.Live()
-	close(eng.holdCancel["t"])
+	releaseCancel()
 	<-closed
 	if a := eng.count(eng.active, "t"); a != 1 {
 		t.Fatalf("%d active engine subscriptions for t, want 1", a)
