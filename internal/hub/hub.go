@@ -62,6 +62,10 @@ type Stats struct {
 	Replayed      uint64 // events written to streams from history
 	DroppedSlow   uint64 // streams cut off because their queue overflowed
 	Gaps          uint64 // herald.gap events sent
+	// ContractViolations counts what the engine did against its contract
+	// that the hub saw: an event its history does not reach, an epoch going
+	// back, a callback after cancel.
+	ContractViolations uint64
 }
 
 // counters are the live values behind Stats.
@@ -72,6 +76,7 @@ type counters struct {
 	replayed      atomic.Uint64
 	droppedSlow   atomic.Uint64
 	gaps          atomic.Uint64
+	violations    atomic.Uint64
 }
 
 // Stats returns the hub's counters as they are now. Each is read atomically;
@@ -85,6 +90,8 @@ func (h *Hub) Stats() Stats {
 		Replayed:      c.replayed.Load(),
 		DroppedSlow:   c.droppedSlow.Load(),
 		Gaps:          c.gaps.Load(),
+
+		ContractViolations: c.violations.Load(),
 	}
 }
 
@@ -118,10 +125,22 @@ func New(eng engine.Engine, opt Options) *Hub {
 // topicState is the node's interest in one topic: one engine subscription shared by
 // every local subscriber, so a publication is received and encoded once.
 type topicState struct {
-	hub    *Hub
-	topic  string
+	hub   *Hub
+	topic string
+	refs  int // streams holding or waiting for the state; guarded by Hub.mu
+
+	// ready is closed once the engine subscription is made (cancel) or has
+	// failed (err); both are set before it is closed and read after.
+	ready  chan struct{}
 	cancel func()
-	refs   int // guarded by Hub.mu
+	err    error
+	ended  atomic.Bool // cancel has returned: the engine may not call dispatch or lost again
+
+	// The epochs of the events dispatched, to see the topic's log go back to
+	// an epoch it had left. epoch is read without seen on the hot path.
+	epoch atomic.Pointer[string] // epoch of the last event
+	seen  sync.Mutex             // serializes changes of epoch and left
+	left  string                 // the epoch before it
 
 	mu   sync.RWMutex
 	subs map[*Subscriber]int // subscriber -> index of this topic in it
@@ -130,6 +149,9 @@ type topicState struct {
 // dispatch runs on the engine's goroutine: encode once, hand the bytes to every
 // subscriber's queue without blocking, and the streams that were idle to writers.
 func (ts *topicState) dispatch(ev engine.Event) {
+	if !ts.admit(ev) {
+		return
+	}
 	m := newMessage(ev)
 	ts.mu.RLock()
 	var claimed []*Subscriber // streams that were idle: most of them, in a broadcast
@@ -149,6 +171,10 @@ func (ts *topicState) dispatch(ev engine.Event) {
 // events: every stream of the topic re-reads history after its cursor, so an
 // event lost with no later one to reveal it still arrives.
 func (ts *topicState) lost() {
+	if ts.ended.Load() {
+		ts.hub.violation(msgAfterCancel, ts.topic, "callback", "lost")
+		return
+	}
 	ts.mu.RLock()
 	var claimed []*Subscriber
 	for s, i := range ts.subs {
@@ -158,6 +184,60 @@ func (ts *topicState) lost() {
 	}
 	ts.mu.RUnlock()
 	ts.hub.runBatch(claimed)
+}
+
+// admit checks an event from the engine against the contract. An event after
+// cancel, or of an epoch the topic's log had left, is reported and dropped:
+// no stream's cursor can place it (each would end on "history does not
+// reach" and reconnect into the same event).
+func (ts *topicState) admit(ev engine.Event) bool {
+	if ts.ended.Load() {
+		ts.hub.violation(msgAfterCancel, ts.topic, "callback", "fn", "pos", ev.Pos.String())
+		return false
+	}
+	if e := ts.epoch.Load(); e != nil && *e == ev.Pos.Epoch {
+		return true // the same epoch as the last event: nearly always
+	}
+	ts.seen.Lock()
+	e := ts.epoch.Load()
+	switch {
+	case e != nil && *e == ev.Pos.Epoch:
+	case e != nil && ts.left == ev.Pos.Epoch:
+		ts.seen.Unlock()
+		ts.hub.violation(msgEpochBack, ts.topic, "epoch", *e, "event", ev.Pos.String())
+		return false
+	default:
+		if e != nil {
+			ts.left = *e
+		}
+		epoch := ev.Pos.Epoch
+		ts.epoch.Store(&epoch)
+	}
+	ts.seen.Unlock()
+	return true
+}
+
+// Messages of contract violations, one per kind: the server's logger
+// rate-limits errors by message, so a flood of one kind does not hide another.
+const (
+	msgAfterCancel   = "engine contract violation: subscription callback after cancel"
+	msgEpochBack     = "engine contract violation: topic's log went back to an epoch it had left"
+	msgHistoryBehind = "engine contract violation: history does not reach a live event"
+)
+
+// violation reports something the engine did against its contract: an error
+// (the engine, not a client, is at fault, and events may be lost) and a count
+// in Stats.
+func (h *Hub) violation(msg, topic string, args ...any) {
+	h.stats.violations.Add(1)
+	h.opt.Logger.Error(msg, append([]any{"topic", topic}, args...)...)
+}
+
+// historyBehind reports a live event that the topic's history, read after the
+// stream's cursor, does not reach: the engine delivered an event its Read does
+// not return. The stream ends; the client resumes from its cursor.
+func (h *Hub) historyBehind(topic string, have, live engine.Position) {
+	h.violation(msgHistoryBehind, topic, "cursor", have.String(), "event", live.String())
 }
 
 // lostMessage in a stream's queue asks its owner to re-read the topic's
@@ -198,61 +278,161 @@ func appendEvent(b []byte, ev engine.Event) []byte {
 
 // register adds s to the interest set of each of its topics, subscribing to the
 // engine for topics this node had no interest in yet.
-func (h *Hub) register(s *Subscriber) error {
+//
+// h.mu guards only the topic map, reference counts and the set of streams; no
+// engine call runs under it, since on a networked engine each is a round trip
+// and a reconnect storm would queue every stream behind every other one. The
+// first stream of a topic subscribes to the engine for it (a single flight per
+// topic); streams of the same topic wait for that one call, not for other
+// topics. A stream joins a topic's live set only once its subscription is
+// active: Subscribe reads Head next and relies on every event after it being
+// delivered. When ctx ends first, the stream gives up waiting.
+func (h *Hub) register(ctx context.Context, s *Subscriber) error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.closing {
+		h.mu.Unlock()
 		return ErrClosing
 	}
-	var added []*topicState
+	states := make([]*topicState, len(s.topics))
+	var mine []*topicState // new to the node: this stream subscribes to the engine for them
 	for i, t := range s.topics {
 		ts := h.topics[t]
 		if ts == nil {
-			ts = &topicState{hub: h, topic: t, subs: make(map[*Subscriber]int)}
-			cancel, err := h.eng.Subscribe(t, ts.dispatch, ts.lost)
-			if err != nil {
-				h.unregisterLocked(s, added)
-				return err
-			}
-			ts.cancel = cancel
+			ts = &topicState{hub: h, topic: t, ready: make(chan struct{}), subs: make(map[*Subscriber]int)}
 			h.topics[t] = ts
+			mine = append(mine, ts)
 		}
 		ts.refs++
+		states[i] = ts
+	}
+	h.mu.Unlock()
+
+	// A stream's own subscriptions are made in full before it waits for
+	// others', so two streams each waiting for a topic the other subscribes
+	// to cannot hold each other up, and a reference that drops to zero is
+	// always on a state whose subscription has ended one way or the other.
+	h.subscribeAll(mine)
+	var err error
+	for _, ts := range states {
+		select {
+		case <-ts.ready:
+			if ts.err != nil && err == nil {
+				err = ts.err
+			}
+		case <-ctx.Done():
+			if err == nil {
+				err = ctx.Err()
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	if err == nil {
+		h.mu.Lock()
+		if h.closing {
+			err = ErrClosing
+		} else {
+			// Under h.mu with closing unset, so Shutdown either sees the
+			// stream or the stream sees closing.
+			h.all[s] = struct{}{}
+			h.streams.Add(1)
+		}
+		h.mu.Unlock()
+	}
+	if err != nil {
+		h.release(states)
+		return err
+	}
+	for i, ts := range states {
 		ts.mu.Lock()
 		ts.subs[s] = i
 		ts.mu.Unlock()
-		added = append(added, ts)
 	}
-	s.states = added
-	h.all[s] = struct{}{}
-	h.streams.Add(1)
+	s.states = states
 	h.stats.connections.Add(1)
-	h.stats.subscriptions.Add(int64(len(added)))
+	h.stats.subscriptions.Add(int64(len(states)))
 	return nil
 }
 
-func (h *Hub) unregister(s *Subscriber) {
-	h.mu.Lock()
-	h.unregisterLocked(s, s.states)
-	delete(h.all, s)
-	h.mu.Unlock()
-	h.stats.connections.Add(-1)
-	h.stats.subscriptions.Add(-int64(len(s.states)))
-	h.streams.Done()
+// subscribeAll subscribes to the engine for each state at once rather than one
+// after another: a stream of N topics new to the node waits for one round trip,
+// not N. It returns when every call has.
+func (h *Hub) subscribeAll(states []*topicState) {
+	var wg sync.WaitGroup
+	for i, ts := range states {
+		if i == len(states)-1 {
+			h.subscribe(ts) // the last on this goroutine
+			break
+		}
+		wg.Go(func() { h.subscribe(ts) })
+	}
+	wg.Wait()
 }
 
-func (h *Hub) unregisterLocked(s *Subscriber, states []*topicState) {
+// subscribe makes the engine subscription of a state no stream has joined yet,
+// and wakes the streams waiting for it. A failed state leaves the topic map at
+// once, so the next stream of the topic tries again.
+func (h *Hub) subscribe(ts *topicState) {
+	cancel, err := h.eng.Subscribe(ts.topic, ts.dispatch, ts.lost)
+	if err != nil {
+		h.mu.Lock()
+		if h.topics[ts.topic] == ts {
+			delete(h.topics, ts.topic)
+		}
+		h.mu.Unlock()
+	}
+	ts.cancel, ts.err = cancel, err
+	close(ts.ready)
+}
+
+// release drops a stream's references to states; the last reference to a
+// subscribed state removes it from the topic map and cancels its engine
+// subscription, outside h.mu. A stream arriving for the topic meanwhile finds
+// no state and subscribes anew, so it never joins a subscription being
+// cancelled.
+func (h *Hub) release(states []*topicState) {
+	var ended []*topicState
+	h.mu.Lock()
 	for _, ts := range states {
+		ts.refs--
+		if ts.refs == 0 && h.topics[ts.topic] == ts {
+			delete(h.topics, ts.topic)
+			ended = append(ended, ts)
+		}
+	}
+	h.mu.Unlock()
+	var wg sync.WaitGroup
+	for i, ts := range ended {
+		if i == len(ended)-1 {
+			ts.stop()
+			break
+		}
+		wg.Go(ts.stop)
+	}
+	wg.Wait()
+}
+
+// stop cancels the engine subscription. Not under ts.mu: cancel waits for a
+// running dispatch, which takes ts.mu.
+func (ts *topicState) stop() {
+	ts.cancel()
+	ts.ended.Store(true)
+}
+
+func (h *Hub) unregister(s *Subscriber) {
+	for _, ts := range s.states {
 		ts.mu.Lock()
 		delete(ts.subs, s)
 		ts.mu.Unlock()
-		ts.refs--
-		if ts.refs == 0 {
-			delete(h.topics, ts.topic)
-			// Not under ts.mu: cancel waits for a running dispatch, which takes ts.mu.
-			ts.cancel()
-		}
 	}
+	h.mu.Lock()
+	delete(h.all, s)
+	h.mu.Unlock()
+	h.release(s.states)
+	h.stats.connections.Add(-1)
+	h.stats.subscriptions.Add(-int64(len(s.states)))
+	h.streams.Done() // after the cancels: Shutdown waits for them too
 }
 
 // Shutdown refuses new streams, tells every open stream to reconnect after a

@@ -154,7 +154,7 @@ func (h *Hub) Subscribe(ctx context.Context, topics []string, lastEventID string
 		}
 		s.resume = c
 	}
-	if err := h.register(s); err != nil {
+	if err := h.register(ctx, s); err != nil {
 		s.cancel()
 		return nil, err
 	}

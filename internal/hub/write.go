@@ -88,6 +88,7 @@ func (s *Subscriber) deliver(q []queued) (handled int, err error) {
 				return i, err
 			}
 			if s.pos[e.topic].Epoch != p.Epoch || s.pos[e.topic].Offset < p.Offset {
+				s.hub.historyBehind(s.topics[e.topic], s.pos[e.topic], p)
 				return i, fmt.Errorf("history of %q does not reach live event %s", s.topics[e.topic], p)
 			}
 		}

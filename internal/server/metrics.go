@@ -58,6 +58,7 @@ func newMetrics(reg *prometheus.Registry, h *hub.Hub, tokens *auth.Verifier) *me
 		counter("herald_replayed_events_total", "Events written to streams from history.", func() float64 { return float64(h.Stats().Replayed) }),
 		counter("herald_dropped_slow_total", "Streams cut off because their queue overflowed.", func() float64 { return float64(h.Stats().DroppedSlow) }),
 		counter("herald_gaps_total", "herald.gap events sent: history could not cover a cursor.", func() float64 { return float64(h.Stats().Gaps) }),
+		counter("herald_engine_contract_violations_total", "Breaches of the engine contract seen by the hub (history short of a live event, an epoch going back, a callback after cancel); each is logged as an error.", func() float64 { return float64(h.Stats().ContractViolations) }),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
