@@ -1,12 +1,19 @@
 package client
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -325,5 +332,350 @@ func TestPublishRefusesBeforeSending(t *testing.T) {
 	}
 	if n := len(srv.requests()); n != 0 {
 		t.Fatalf("%d requests sent", n)
+	}
+}
+
+// heraldBin builds the herald binary once for the tests that run it: a test
+// of package client cannot double as the binary the way cmd/herald's do.
+var heraldBin = sync.OnceValues(func() (string, error) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the test's directory")
+		}
+		dir = parent
+	}
+	tmp, err := os.MkdirTemp("", "herald-client-test-")
+	if err != nil {
+		return "", err
+	}
+	heraldTmp = tmp
+	bin := filepath.Join(tmp, "herald")
+	cmd := exec.Command(goTool, "build", "-o", bin, "./cmd/herald")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/herald: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// heraldTmp holds the built binary; TestMain removes it.
+var heraldTmp string
+
+const heraldKey = "client-test-publish-key"
+
+// herald is a real herald process on a loopback port.
+type herald struct {
+	cmd  *exec.Cmd
+	addr string
+	done chan struct{} // closed once the process has exited
+}
+
+func startHerald(t *testing.T, dataDir string) *herald {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and starts herald")
+	}
+	bin, err := heraldBin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", "-addr", "127.0.0.1:0", "-data-dir", dataDir, "-publish-key", heraldKey, "-retry", "100ms")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h := &herald{cmd: cmd, done: make(chan struct{})}
+	addrc := make(chan string, 1)
+	var logs strings.Builder // written by the goroutine until done
+	go func() {
+		re := regexp.MustCompile(`msg=listening addr=(\S+)`)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logs.WriteString(sc.Text() + "\n")
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				addrc <- m[1]
+			}
+		}
+		cmd.Wait()
+		close(h.done)
+	}()
+	t.Cleanup(h.kill)
+	select {
+	case h.addr = <-addrc:
+	case <-h.done:
+		t.Fatalf("herald exited before listening:\n%s", logs.String())
+	case <-time.After(20 * time.Second):
+		h.kill()
+		t.Fatalf("herald did not listen within 20s:\n%s", logs.String())
+	}
+	return h
+}
+
+// kill ends the process at once, as a crash would, and waits for it.
+func (h *herald) kill() {
+	h.cmd.Process.Kill()
+	<-h.done
+}
+
+func (h *herald) url() string { return "http://" + h.addr }
+
+func (h *herald) publisher() *Publisher {
+	return &Publisher{URL: h.url(), Key: heraldKey, MinBackoff: 10 * time.Millisecond, MaxBackoff: 100 * time.Millisecond}
+}
+
+// subscribe streams topic from after the cursor from (from its newest event
+// when empty) and waits until the stream is connected.
+func (h *herald) subscribe(t *testing.T, topic, from string) *Stream {
+	t.Helper()
+	s := Dial(context.Background(), Config{URL: h.url() + "/v1/events?topic=" + topic, LastEventID: from, Header: http.Header{"Authorization": {"Bearer " + heraldKey}}})
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// receiveUntil returns the events of s up to the first of type last.
+func receiveUntil(t *testing.T, s *Stream, last string) []Event {
+	t.Helper()
+	var got []Event
+	timeout := time.After(15 * time.Second)
+	for {
+		select {
+		case ev, ok := <-s.Events():
+			if !ok {
+				t.Fatalf("stream stopped after %d events: %v", len(got), s.Err())
+			}
+			got = append(got, ev)
+			if ev.Type == last {
+				return got
+			}
+		case <-timeout:
+			t.Fatalf("no %q event within 15s; got %+v", last, got)
+		}
+	}
+}
+
+// End to end: what Publish and PublishBatch send is what subscribers get, and
+// a key published twice is one event.
+func TestPublishToHerald(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, t.TempDir())
+	p := h.publisher()
+	ctx := context.Background()
+	first, err := p.Publish(ctx, Message{Topic: "rooms/7", Type: "first"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := h.subscribe(t, "rooms/7", first.ID)
+
+	res, err := p.Publish(ctx, Message{Topic: "rooms/7", Type: "state", Data: []byte(`{"phase": "night"}`), Key: "order-42"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Topic != "rooms/7" || res.Offset != first.Offset+1 || res.ID == "" {
+		t.Fatalf("result %+v after %+v", res, first)
+	}
+	again, err := p.Publish(ctx, Message{Topic: "rooms/7", Type: "state", Data: []byte("other"), Key: "order-42"})
+	if err != nil || again != res {
+		t.Fatalf("same key again: %+v, %v; first %+v", again, err, res)
+	}
+	batch, err := p.PublishBatch(ctx, []Message{{Topic: "rooms/7", Type: "b", Data: []byte("line 1\nline 2")}, {Topic: "rooms/7", Type: "end"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(batch) != 2 || batch[0].Offset != res.Offset+1 || batch[1].Offset != res.Offset+2 {
+		t.Fatalf("batch results %+v", batch)
+	}
+	got := receiveUntil(t, s, "end")
+	if len(got) != 3 {
+		t.Fatalf("received %+v", got)
+	}
+	// Data is delivered as given, not re-encoded.
+	if got[0].Type != "state" || got[0].Data != `{"phase": "night"}` || got[1].Data != "line 1\nline 2" {
+		t.Fatalf("received %+v", got)
+	}
+
+	_, err = p.Publish(ctx, Message{Topic: "rooms/7", Type: "error"})
+	var perr *PublishError
+	if !errors.As(err, &perr) || perr.Status != http.StatusBadRequest || perr.Code != "invalid_type" {
+		t.Fatalf("reserved type: %v", err)
+	}
+	bad := h.publisher()
+	bad.Key = "wrong"
+	if _, err = bad.Publish(ctx, Message{Topic: "rooms/7"}); !errors.As(err, &perr) || perr.Status != http.StatusUnauthorized {
+		t.Fatalf("wrong key: %v", err)
+	}
+}
+
+// dropProxy forwards loopback TCP connections to a backend. Armed, it lets
+// the next request through but drops its answer, then refuses every
+// connection until it is given a backend again: the publisher cannot know
+// whether its event was stored.
+type dropProxy struct {
+	ln      net.Listener
+	dropped chan struct{} // closed once an answer was dropped
+
+	mu      sync.Mutex
+	backend string // "" while down
+	armed   bool
+	conns   int
+	wg      sync.WaitGroup
+}
+
+func newDropProxy(t *testing.T, backend string) *dropProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &dropProxy{ln: ln, backend: backend, dropped: make(chan struct{})}
+	p.wg.Add(1)
+	go p.serve()
+	t.Cleanup(func() { ln.Close(); p.wg.Wait() })
+	return p
+}
+
+func (p *dropProxy) setBackend(addr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.backend = addr
+}
+
+func (p *dropProxy) arm() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.armed = true
+}
+
+func (p *dropProxy) connections() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.conns
+}
+
+func (p *dropProxy) serve() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		p.conns++
+		backend, drop := p.backend, p.armed
+		if drop {
+			p.armed = false
+			p.backend = "" // down until the test restarts the server
+		}
+		p.mu.Unlock()
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.forward(c, backend, drop)
+		}()
+	}
+}
+
+func (p *dropProxy) forward(c net.Conn, backend string, drop bool) {
+	defer c.Close()
+	if backend == "" {
+		return
+	}
+	b, err := net.DialTimeout("tcp", backend, 5*time.Second)
+	if err != nil {
+		return
+	}
+	defer b.Close()
+	go func() {
+		io.Copy(b, c)
+		b.Close()
+	}()
+	if !drop {
+		io.Copy(c, b)
+		return
+	}
+	// The first bytes of the answer mean the server stored the event: drop
+	// them and the connection.
+	b.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var buf [1]byte
+	if n, _ := b.Read(buf[:]); n == 1 {
+		close(p.dropped)
+	}
+}
+
+// A server killed after it stored an event but before its answer arrived,
+// then restarted on the same data: the publisher's retries carry the same
+// key, so the event is stored once.
+func TestPublishServerKilledMidRetry(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	h := startHerald(t, dir)
+	const topic = "orders/42"
+	ctx := context.Background()
+	marker, err := h.publisher().Publish(ctx, Message{Topic: topic, Type: "marker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	proxy := newDropProxy(t, h.addr)
+	proxy.arm()
+	p := &Publisher{URL: "http://" + proxy.ln.Addr().String(), Key: heraldKey, MaxAttempts: 1000, MaxElapsed: 30 * time.Second, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+	type outcome struct {
+		res Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := p.Publish(ctx, Message{Topic: topic, Type: "shipped", Data: []byte("once")})
+		done <- outcome{res, err}
+	}()
+	select {
+	case <-proxy.dropped:
+	case o := <-done:
+		t.Fatalf("publish returned before its answer was dropped: %+v %v", o.res, o.err)
+	case <-time.After(15 * time.Second):
+		t.Fatal("no answer to drop within 15s")
+	}
+	h.kill()
+	// Let the publisher fail against the dead server a few times.
+	for deadline := time.Now().Add(10 * time.Second); proxy.connections() < 4; {
+		if time.Now().After(deadline) {
+			t.Fatal("the publisher did not retry")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	h2 := startHerald(t, dir)
+	proxy.setBackend(h2.addr)
+	var o outcome
+	select {
+	case o = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("publish did not return within 30s of the restart")
+	}
+	if o.err != nil {
+		t.Fatal(o.err)
+	}
+	if o.res.Offset != marker.Offset+1 {
+		t.Fatalf("result %+v, marker %+v", o.res, marker)
+	}
+
+	if _, err := h2.publisher().Publish(ctx, Message{Topic: topic, Type: "end"}); err != nil {
+		t.Fatal(err)
+	}
+	got := receiveUntil(t, h2.subscribe(t, topic, marker.ID), "end")
+	if len(got) != 2 || got[0].Type != "shipped" || got[0].Data != "once" {
+		t.Fatalf("history after the marker: %+v, want the event once then end", got)
 	}
 }
