@@ -64,10 +64,11 @@ type Message struct {
 	// of json.Marshal.
 	Data []byte
 	// Key is the event's idempotency key: 1 to 128 visible ASCII characters
-	// (! to ~). When empty, one is generated for the call and kept across
-	// its retries. Set it to name the event across calls too, e.g. the id of
-	// an outbox row, so that publishing the row again after a crash appends
-	// nothing.
+	// (! to ~), unique per topic. When empty, one is generated for the call
+	// and kept across its retries. Set it to name the event across calls
+	// too, e.g. the id of an outbox row, so that publishing the row again
+	// after a crash appends nothing while the server remembers the key
+	// (-idempotency-window, default 2m).
 	Key string
 }
 
@@ -82,7 +83,9 @@ type Result struct {
 }
 
 // PublishError is an error answer from the server. Code and Message come
-// from Herald's JSON error body {"error":{"code","message"}}.
+// from Herald's JSON error body {"error":{"code","message"}} (see
+// docs/api.md). A 2xx answer that is not Herald's, such as a proxy's page,
+// has the Code unexpected_response and is not retried.
 type PublishError struct {
 	Status  int
 	Code    string // e.g. invalid_topic, forbidden_topic, rate_limited, engine_unavailable
@@ -117,7 +120,7 @@ func (e *PublishError) Temporary() bool {
 // limits; give caller-chosen Keys to retry later from another call.
 type BatchError struct {
 	// Results holds, per event of the batch in order, where it was stored;
-	// the zero Result for an event that was not appended.
+	// only the Topic for an event that was not appended.
 	Results []Result
 	// Errs holds, per event, nil for an appended event and why it was not
 	// appended otherwise.
@@ -338,10 +341,6 @@ func (p *Publisher) attempt(ctx context.Context, hc *http.Client, endpoint strin
 // connection failed, was refused, reset or timed out. A bad URL or a
 // certificate the client does not trust will not change.
 func retryable(err error) bool {
-	var uerr *url.Error
-	if errors.As(err, &uerr) && uerr.Op == "parse" {
-		return false
-	}
 	var cverr *tls.CertificateVerificationError
 	var uaerr x509.UnknownAuthorityError
 	var hnerr x509.HostnameError

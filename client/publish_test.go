@@ -679,3 +679,25 @@ func TestPublishServerKilledMidRetry(t *testing.T) {
 		t.Fatalf("history after the marker: %+v, want the event once then end", got)
 	}
 }
+
+// An answer that does not come within the HTTP client's timeout is retried
+// with the same key: the event may have been stored.
+func TestPublishRetriesTimeout(t *testing.T) {
+	t.Parallel()
+	srv := newPublishServer(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n == 0 {
+			<-r.Context().Done() // until the client gives up on this attempt
+			return
+		}
+		ok(w, Result{ID: "c1", Topic: "a", Offset: 1})
+	})
+	p := srv.publisher()
+	p.HTTPClient = &http.Client{Transport: srv.Client().Transport, Timeout: 100 * time.Millisecond}
+	if _, err := p.Publish(context.Background(), Message{Topic: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	reqs := srv.requests()
+	if len(reqs) != 2 || reqs[0].key != reqs[1].key {
+		t.Fatalf("requests %+v", reqs)
+	}
+}
