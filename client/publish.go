@@ -277,14 +277,20 @@ func (p *Publisher) do(ctx context.Context, body []byte, key string, decode func
 		maxBackoff = defaultPublishMaxBackoff
 	}
 	start := time.Now()
+	var last error // the last attempt's error, kept to tell why ctx's end came before success
 	for attempt := 1; ; attempt++ {
 		wait, retry, err := p.attempt(ctx, hc, endpoint, body, key, decode)
 		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("client: publish: %w; last attempt: %w", ctx.Err(), err)
+			// An attempt cut by ctx says nothing: report the one before.
+			if last == nil {
+				last = err
+			}
+			return fmt.Errorf("client: publish: %w; last attempt: %w", ctx.Err(), last)
 		}
+		last = err
 		if !retry {
 			return err
 		}
