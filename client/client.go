@@ -1,6 +1,12 @@
-// Package client is the Go subscriber of a Herald event stream: it reads
-// Server-Sent Events and reconnects with the last event ID, so it resumes
-// with no loss when the server closes the stream, fails or restarts.
+// Package client is Herald's Go client.
+//
+// A Stream subscribes: it reads Server-Sent Events and reconnects with the
+// last event ID, so it resumes with no loss when the server closes the
+// stream, fails or restarts.
+//
+// A Publisher publishes: it retries what may succeed later (network errors,
+// 408, 429 and 5xx, after the server's Retry-After) with the same idempotency
+// key, so an event whose answer was lost is stored once.
 package client
 
 import (

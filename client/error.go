@@ -66,7 +66,12 @@ func parseRetryAfter(resp *http.Response, now time.Time) time.Duration {
 	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
 		return 0
 	}
-	v := strings.TrimSpace(resp.Header.Get("Retry-After"))
+	return retryAfter(resp.Header, now)
+}
+
+// retryAfter returns the delay a Retry-After header asks for, or 0.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
 	if v == "" {
 		return 0
 	}
