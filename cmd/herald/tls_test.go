@@ -174,7 +174,7 @@ func openStream(t *testing.T, c *http.Client, url string) *sseStream {
 	return s
 }
 
-// await reads the stream until a line equal to want.
+// await reads the stream until a line that starts with want.
 func (s *sseStream) await(t *testing.T, want string) {
 	t.Helper()
 	timeout := time.After(15 * time.Second)
@@ -184,7 +184,7 @@ func (s *sseStream) await(t *testing.T, want string) {
 			if !ok {
 				t.Fatalf("stream ended before %q", want)
 			}
-			if line == want {
+			if strings.HasPrefix(line, want) {
 				return
 			}
 		case <-timeout:
@@ -328,6 +328,20 @@ func TestTLSReloadsOnSIGHUP(t *testing.T) {
 		t.Fatalf("publish: %d %s", code, body)
 	}
 	h2.await(t, "data: after-sighup")
+
+	// A graceful stop over TLS ends the stream with its retry: hint.
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	h2.await(t, "retry: ")
+	select {
+	case <-p.done:
+		if p.err != nil {
+			t.Fatalf("exit: %v\n%s", p.err, p.logs)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("herald did not stop within 15s of SIGTERM")
+	}
 }
 
 func waitForSerial(t *testing.T, ca *testCA, addr string, want int64) {
