@@ -146,8 +146,8 @@ func (r *certReloader) run(ctx context.Context, hup <-chan os.Signal) {
 	}
 }
 
-// newTLSConfig is the server side of -tls-*: TLS 1.2 at least, Go's cipher
-// suites (only AEAD ones with forward secrecy for TLS 1.2), and the
+// newTLSConfig is the server side of -tls-*: TLS 1.2 at least, Go's default
+// cipher suites (kept current by Go releases), and the
 // certificate of certs. With client CAs a certificate is asked for and
 // verified when given, but not required at the handshake: browsers subscribe
 // without one, and requireClientCert enforces it on the publish API.
