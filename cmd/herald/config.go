@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -70,6 +71,11 @@ type config struct {
 
 	// Publishing.
 	IdempotencyWindow time.Duration
+
+	// TLS: both files or neither; ClientCAs only with them.
+	TLSCert, TLSKey string         // paths of PEM files
+	TLSClientCA     string         // path of a PEM file
+	ClientCAs       *x509.CertPool // read from TLSClientCA
 }
 
 // setting describes one knob: its flag name (also its key in the file), the
@@ -201,6 +207,17 @@ var settings = []setting{
 		return positiveIntTo(func(c *config) *int { return &c.PublishKeyBurst })(c, v)
 	}},
 	{"debug-addr", "address", "", "address of a profiling listener (net/http/pprof), e.g. 127.0.0.1:6060; empty: off", func(c *config, v string) error { c.DebugAddr = v; return nil }},
+	{"tls-cert", "file", "", "PEM certificate chain: serve HTTPS (HTTP/2 and HTTP/1.1) instead of HTTP, with -tls-key; reloaded when the files change or on SIGHUP", func(c *config, v string) error { c.TLSCert = v; return nil }},
+	{"tls-key", "file", "", "PEM private key of -tls-cert", func(c *config, v string) error { c.TLSKey = v; return nil }},
+	{"tls-client-ca", "file", "", "PEM CA certificates for mutual TLS: POST /v1/publish and GET /v1/backup then need a client certificate they signed; streams do not", func(c *config, v string) error {
+		c.TLSClientCA, c.ClientCAs = v, nil
+		if v == "" {
+			return nil
+		}
+		var err error
+		c.ClientCAs, err = loadCertPool(v)
+		return err
+	}},
 	{"read-header-timeout", "duration", "10s", "time allowed to send request headers (slowloris)", positiveDurationTo(func(c *config) *time.Duration { return &c.ReadHeaderTimeout })},
 	{"idle-timeout", "duration", "2m", "how long an idle keep-alive connection is kept", positiveDurationTo(func(c *config) *time.Duration { return &c.IdleTimeout })},
 	{"max-header-bytes", "int", "65536", "bytes of request line and headers (at least 1; Go allows 4096 more)", positiveIntTo(func(c *config) *int { return &c.MaxHeaderBytes })},
@@ -352,7 +369,29 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 			return config{}, fmt.Errorf("%s (from %s): %w", s.name, src, err)
 		}
 	}
+	if err := checkTLS(c); err != nil {
+		return config{}, err
+	}
 	return c, nil
+}
+
+// checkTLS checks the TLS settings together and loads the key pair once, so a
+// missing file or a key that does not match is a configuration error; serve
+// loads them again.
+func checkTLS(c config) error {
+	switch {
+	case c.TLSCert == "" && c.TLSKey == "":
+		if c.TLSClientCA != "" {
+			return errors.New("tls-client-ca needs -tls-cert and -tls-key")
+		}
+		return nil
+	case c.TLSCert == "":
+		return errors.New("tls-key is set without tls-cert: give both or neither")
+	case c.TLSKey == "":
+		return errors.New("tls-cert is set without tls-key: give both or neither")
+	}
+	_, err := loadKeyPair(c.TLSCert, c.TLSKey)
+	return err
 }
 
 const serveUsage = `Usage: herald serve [flags]

@@ -11,8 +11,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/herald-hub/herald/auth"
@@ -47,6 +49,13 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		return err
 	}
 	defer ln.Close()
+	var certs *certReloader
+	if cfg.TLSCert != "" {
+		// Loaded again (loadConfig checked them): the files may have changed.
+		if certs, err = newCertReloader(cfg.TLSCert, cfg.TLSKey, log); err != nil {
+			return err
+		}
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -89,36 +98,46 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		MaxLifetime: cfg.MaxLifetime,
 		Logger:      log,
 	})
+	var handler http.Handler = server.New(h, server.Config{
+		PublishKeys:        keys,
+		Tokens:             tokens,
+		AnonymousSubscribe: cfg.AnonymousSubscribe,
+		TokenCookie:        cfg.TokenCookie,
+		CORSOrigins:        cfg.CORSOrigins,
+		TrustedProxies:     cfg.TrustedProxies,
+		MaxTopics:          cfg.MaxTopics,
+		MaxEventSize:       cfg.MaxEventSize,
+		MaxBodySize:        int64(cfg.MaxBodySize),
+		MaxConnsPerIP:      cfg.MaxConnsPerIP,
+		MaxConnsPerUser:    cfg.MaxConnsPerUser,
+		PublishRate:        cfg.PublishRate,
+		PublishBurst:       cfg.PublishBurst,
+		KeyPublishRate:     cfg.PublishKeyRate,
+		KeyPublishBurst:    cfg.PublishKeyBurst,
+		Logger:             log,
+	})
+	if cfg.ClientCAs != nil {
+		handler = requireClientCert(handler)
+	}
 	srv := &http.Server{
-		Handler: server.New(h, server.Config{
-			PublishKeys:        keys,
-			Tokens:             tokens,
-			AnonymousSubscribe: cfg.AnonymousSubscribe,
-			TokenCookie:        cfg.TokenCookie,
-			CORSOrigins:        cfg.CORSOrigins,
-			TrustedProxies:     cfg.TrustedProxies,
-			MaxTopics:          cfg.MaxTopics,
-			MaxEventSize:       cfg.MaxEventSize,
-			MaxBodySize:        int64(cfg.MaxBodySize),
-			MaxConnsPerIP:      cfg.MaxConnsPerIP,
-			MaxConnsPerUser:    cfg.MaxConnsPerUser,
-			PublishRate:        cfg.PublishRate,
-			PublishBurst:       cfg.PublishBurst,
-			KeyPublishRate:     cfg.PublishKeyRate,
-			KeyPublishBurst:    cfg.PublishKeyBurst,
-			Logger:             log,
-		}),
+		Handler:           handler,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
-	// HTTP/1.1 and cleartext HTTP/2 (h2c) behind a proxy: browsers allow only six
-	// HTTP/1.1 connections per host.
+	// HTTP/1.1, and HTTP/2: browsers allow only six HTTP/1.1 connections per
+	// host, and share one HTTP/2 connection between all their streams. Over
+	// TLS ALPN chooses; without TLS, cleartext HTTP/2 (h2c) is for a proxy.
 	srv.Protocols = new(http.Protocols)
 	srv.Protocols.SetHTTP1(true)
-	srv.Protocols.SetUnencryptedHTTP2(true)
+	if certs != nil {
+		srv.Protocols.SetHTTP2(true)
+		srv.TLSConfig = newTLSConfig(certs, cfg.ClientCAs)
+	} else {
+		srv.Protocols.SetUnencryptedHTTP2(true)
+	}
 
 	if cfg.DebugAddr != "" {
 		stopDebug, err := startDebug(cfg.DebugAddr, log)
@@ -129,9 +148,25 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		}
 		defer stopDebug()
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "version", version)
+	if certs != nil {
+		// Rotation: the files are polled, and SIGHUP reloads at once.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		rctx, stopReload := context.WithCancel(context.Background())
+		reloaded := make(chan struct{})
+		go func() { defer close(reloaded); certs.run(rctx, hup) }()
+		defer func() { stopReload(); <-reloaded }()
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "tls", certs != nil, "mutual_tls", cfg.ClientCAs != nil, "data_dir", cfg.DataDir, "version", version)
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() {
+		if certs != nil {
+			served <- srv.ServeTLS(ln, "", "") // the certificate comes from TLSConfig
+			return
+		}
+		served <- srv.Serve(ln)
+	}()
 
 	select {
 	case err = <-served:
