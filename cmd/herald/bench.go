@@ -67,6 +67,10 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	publishBody := fs.String("publish-body", "", "body template of -publish-template: {topic} {data} {topic_json} {data_json}")
 	fs.Var(&pubHeader, "publish-header", "`header` of -publish-template, Name: value, {topic} {data} allowed (repeatable)")
 	cpuProfile := fs.String("cpuprofile", "", "write the bench's own CPU profile (the load generator, not the server) to this file")
+	fs.StringVar(&cfg.HTTP2, "http2", "", "open the streams over HTTP/2, many per connection: h2c (cleartext, http:// URL) or tls (https:// URL; a self-started server gets a throwaway certificate)")
+	fs.IntVar(&cfg.StreamsPerConn, "streams-per-conn", 100, "HTTP/2 streams per connection (-http2)")
+	insecure := fs.Bool("insecure", false, "do not verify the server's TLS certificate (https:// URLs)")
+	caFile := fs.String("ca-file", "", "PEM CA certificates to verify the server's TLS certificate with (https:// URLs)")
 	fs.StringVar(&cfg.MetricsURL, "metrics-url", "", "Prometheus endpoint for the server's RSS and CPU when -pid is not given")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -118,6 +122,10 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 		cfg.Exe = exe
 		cfg.ExeEnv = benchChildEnv
 	}
+	if cfg.TLS, err = bench.TLSConfig(*insecure, *caFile); err != nil {
+		fmt.Fprintln(stderr, "herald bench:", err)
+		return exitBadConfig
+	}
 	if err := checkBench(cfg); err != nil {
 		fmt.Fprintln(stderr, "herald bench:", err)
 		return exitBadConfig
@@ -165,7 +173,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 // starts: a bad command line exits 2 like every other bad configuration.
 func checkBench(cfg bench.Config) error {
 	for name, n := range map[string]int{"connections": cfg.Connections, "connect-concurrency": cfg.ConnectConcurrency,
-		"publishers": cfg.Publishers, "storm-missed": cfg.StormMissed} {
+		"publishers": cfg.Publishers, "storm-missed": cfg.StormMissed, "streams-per-conn": cfg.StreamsPerConn} {
 		if n < 1 {
 			return fmt.Errorf("-%s %d: want at least 1", name, n)
 		}
@@ -186,6 +194,12 @@ func checkBench(cfg bench.Config) error {
 		return errors.New("-subscribe-url-template needs -publish-template")
 	case cfg.Compare != "" && cfg.Compare != "polling":
 		return fmt.Errorf("-compare %q: only polling is supported", cfg.Compare)
+	case cfg.HTTP2 != "" && cfg.HTTP2 != bench.H2C && cfg.HTTP2 != bench.H2TLS:
+		return fmt.Errorf("-http2 %q: want h2c or tls", cfg.HTTP2)
+	case cfg.HTTP2 == bench.H2TLS && cfg.URL != "" && !strings.HasPrefix(cfg.URL, "https://"):
+		return fmt.Errorf("-http2 tls needs an https:// -url, not %q", cfg.URL)
+	case cfg.HTTP2 == bench.H2C && strings.HasPrefix(cfg.URL, "https://"):
+		return errors.New("-http2 h2c is cleartext: use -http2 tls for an https:// -url")
 	case cfg.Compare == "polling" && cfg.PollTemplate == "":
 		return errors.New("-compare polling needs -poll-url-template")
 	}

@@ -7,6 +7,7 @@
 package bench
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -68,6 +69,18 @@ type Config struct {
 	// Header is sent with every stream request (e.g. Authorization).
 	Header http.Header
 
+	// HTTP2, when H2C or H2TLS, opens the streams over HTTP/2 as a browser
+	// does: StreamsPerConn [100] streams share each connection, so N streams
+	// use ceil(N/StreamsPerConn) connections. H2C is cleartext HTTP/2 to an
+	// http:// URL; H2TLS is h2 by ALPN to an https:// URL, and a server the
+	// bench starts itself then serves a throwaway self-signed certificate.
+	// Publishes stay HTTP/1.1 in every mode.
+	HTTP2          string
+	StreamsPerConn int
+	// TLS is the client configuration for https:// URLs: streams, publishes
+	// and metrics. Nil verifies against the system roots.
+	TLS *tls.Config
+
 	// Progress receives one line per phase; nil discards them.
 	Progress io.Writer
 }
@@ -106,6 +119,9 @@ func (c *Config) setDefaults() {
 	if c.StormLimit <= 0 {
 		c.StormLimit = 60 * time.Second
 	}
+	if c.StreamsPerConn <= 0 {
+		c.StreamsPerConn = 100
+	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
 	}
@@ -131,6 +147,11 @@ func (c *Config) validate() error {
 	default:
 		return fmt.Errorf("compare %q: only polling is supported", c.Compare)
 	}
+	switch c.HTTP2 {
+	case "", H2C, H2TLS:
+	default:
+		return fmt.Errorf("http2 %q: want h2c or tls", c.HTTP2)
+	}
 	if c.Sources < -1 || c.Sources > 254 {
 		return fmt.Errorf("sources must be 1..254 or -1, not %d", c.Sources)
 	}
@@ -146,6 +167,12 @@ type Result struct {
 	Connections int     `json:"connections"`
 	Rate        float64 `json:"rate"`
 	Duration    float64 `json:"duration_seconds"`
+
+	// Protocol is the streams': HTTP/1.1, h2c or h2 (TLS). TCPConnections
+	// carried them: one each over HTTP/1.1; over HTTP/2 the ones dialled,
+	// reconnections included.
+	Protocol       string `json:"protocol"`
+	TCPConnections int64  `json:"tcp_connections"`
 
 	ConnectErrors  int         `json:"connect_errors"`
 	ConnectError   string      `json:"connect_error,omitempty"`

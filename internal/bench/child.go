@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -23,12 +24,15 @@ type child struct {
 	key  string
 	dir  string
 	logs *tail
+	tls  *tls.Config   // the client side of a child serving HTTPS
 	done chan struct{} // closed when the process has exited
 	err  error         // its exit status, set before done is closed
 }
 
 // startChild runs exe serve … and waits until /healthz answers.
-func startChild(ctx context.Context, exe string, env, extra []string) (*child, error) {
+// With tlsConf it serves HTTPS: extra must then hold -tls-cert and -tls-key,
+// and tlsConf trust that certificate.
+func startChild(ctx context.Context, exe string, env, extra []string, tlsConf *tls.Config) (*child, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -40,7 +44,8 @@ func startChild(ctx context.Context, exe string, env, extra []string) (*child, e
 	var raw [16]byte
 	_, _ = rand.Read(raw[:])
 	c := &child{
-		url:  fmt.Sprintf("http://127.0.0.1:%d", port),
+		url:  fmt.Sprintf("%s://127.0.0.1:%d", map[bool]string{false: "http", true: "https"}[tlsConf != nil], port),
+		tls:  tlsConf,
 		key:  hex.EncodeToString(raw[:]),
 		dir:  dir,
 		logs: &tail{max: 16 << 10},
@@ -69,7 +74,7 @@ func startChild(ctx context.Context, exe string, env, extra []string) (*child, e
 func (c *child) pid() int { return c.cmd.Process.Pid }
 
 func (c *child) waitHealthy(ctx context.Context, limit time.Duration) error {
-	hc := &http.Client{Timeout: time.Second}
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: c.tls}}
 	defer hc.CloseIdleConnections()
 	deadline := time.Now().Add(limit)
 	for {

@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -33,6 +34,12 @@ type fleet struct {
 	sem     chan struct{}
 	reader  reader
 
+	// HTTP/2 mode: one transport per group of streams, and the requests'
+	// extra header.
+	h2       []*http.Transport
+	h2Header http.Header
+	dials    atomic.Int64 // TCP connections dialled for HTTP/2
+
 	rec  atomic.Pointer[recorder]
 	gate atomic.Pointer[chan struct{}] // closed while reconnecting is allowed
 
@@ -46,6 +53,7 @@ type stream struct {
 	topic int
 	url   *url.URL
 	src   net.IP
+	conn  int // HTTP/2: the stream's group, f.h2[conn]
 
 	mu     sync.Mutex
 	hangup func() // ends the live connection; nil when there is none
@@ -70,6 +78,9 @@ type fleetConfig struct {
 	sources     int // loopback source addresses 127.0.0.1..; 0 lets the kernel choose
 	concurrency int // connection attempts in flight
 	header      http.Header
+	http2       string      // H2C or H2TLS: HTTP/2 streams; empty: HTTP/1.1
+	perConn     int         // HTTP/2 streams per connection
+	tls         *tls.Config // HTTP/2 over TLS
 }
 
 func newFleet(cfg fleetConfig) (*fleet, error) {
@@ -96,16 +107,26 @@ func newFleet(cfg fleetConfig) (*fleet, error) {
 			if u, err = url.Parse(cfg.urls(t)); err != nil {
 				return nil, fmt.Errorf("subscribe URL: %w", err)
 			}
-			if u.Scheme != "http" {
-				return nil, fmt.Errorf("subscribe URL %q: only http:// is supported", u)
+			if want := map[string]string{"": "http", H2C: "http", H2TLS: "https"}[cfg.http2]; u.Scheme != want {
+				return nil, fmt.Errorf("subscribe URL %q: want %s:// for HTTP mode %q", u, want, cfg.http2)
 			}
 			urls[t] = u
 		}
-		s := &stream{topic: t, url: u}
+		s := &stream{topic: t, url: u, conn: i / max(cfg.perConn, 1)}
 		if cfg.sources > 0 {
 			s.src = net.IPv4(127, 0, 0, byte(1+i%min(cfg.sources, 254)))
 		}
 		f.streams = append(f.streams, s)
+	}
+	if cfg.http2 != "" {
+		src := func(g int) net.IP {
+			if cfg.sources <= 0 {
+				return nil
+			}
+			return net.IPv4(127, 0, 0, byte(1+g%min(cfg.sources, 254)))
+		}
+		f.h2 = newH2Transports(cfg.http2, cfg.n, max(cfg.perConn, 1), cfg.tls, f.network, src, func() { f.dials.Add(1) })
+		f.h2Header = cfg.header
 	}
 	open := make(chan struct{})
 	close(open)
@@ -140,6 +161,7 @@ func (f *fleet) start(ctx context.Context, results chan<- connectResult) {
 func (f *fleet) wait() {
 	f.wg.Wait()
 	f.reader.close()
+	f.closeH2()
 }
 
 // run connects s and reads it, reconnecting with its last event id like a
@@ -202,6 +224,9 @@ func (f *fleet) run(ctx context.Context, s *stream, results chan<- connectResult
 // calls onUp with the time to the response headers once the server answers
 // with a stream, and reports whether it did.
 func (f *fleet) connect(ctx context.Context, s *stream, retry *time.Duration, onUp func(time.Duration)) (up bool, err error) {
+	if f.h2 != nil {
+		return f.connectH2(ctx, s, retry, onUp)
+	}
 	select {
 	case f.sem <- struct{}{}:
 	case <-ctx.Done():

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -74,10 +75,15 @@ func do(c *http.Client, req *http.Request) error {
 	return nil
 }
 
-// newPublishClient returns a client keeping n keep-alive connections.
-func newPublishClient(n int) *http.Client {
+// newPublishClient returns a client keeping n keep-alive connections. They
+// speak HTTP/1.1, over TLS with tlsConf for https:// URLs, whatever the
+// streams speak, so the publish path is the same in every mode.
+func newPublishClient(n int, tlsConf *tls.Config) *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = n
 	tr.MaxConnsPerHost = n
+	tr.TLSClientConfig = tlsConf.Clone()
+	tr.Protocols = new(http.Protocols)
+	tr.Protocols.SetHTTP1(true)
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }

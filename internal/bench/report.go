@@ -15,6 +15,9 @@ func WriteTable(w io.Writer, r *Result) error {
 	row("target", "%s", r.Target)
 	row("layout", "%s (%d topics)", r.Layout, r.Topics)
 	row("connections", "%d (%d failed)", r.Connections, r.ConnectErrors)
+	if r.Protocol != "" {
+		row("protocol", "%s, %d TCP connections", r.Protocol, r.TCPConnections)
+	}
 	if r.ConnectError != "" {
 		row("  first connect error", "%s", r.ConnectError)
 	}

@@ -2,10 +2,13 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -26,10 +29,25 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		logf("warning: %s", note)
 	}
 
+	res.Protocol = map[string]string{"": "HTTP/1.1", H2C: "h2c", H2TLS: "h2 (TLS)"}[cfg.HTTP2]
 	base, key, pid := strings.TrimRight(cfg.URL, "/"), cfg.Key, cfg.PID
 	if base == "" && cfg.SubscribeTemplate == "" {
+		args, childTLS := cfg.ServerArgs, (*tls.Config)(nil)
+		if cfg.HTTP2 == H2TLS {
+			dir, err := os.MkdirTemp("", "herald-bench-tls-")
+			if err != nil {
+				return nil, err
+			}
+			defer os.RemoveAll(dir)
+			certFile, keyFile, conf, err := selfSigned(dir)
+			if err != nil {
+				return nil, fmt.Errorf("self-signed certificate: %w", err)
+			}
+			args = append(slices.Clip(args), "-tls-cert", certFile, "-tls-key", keyFile)
+			cfg.TLS, childTLS = conf, conf
+		}
 		logf("starting %s serve", cfg.Exe)
-		ch, err := startChild(ctx, cfg.Exe, cfg.ExeEnv, cfg.ServerArgs)
+		ch, err := startChild(ctx, cfg.Exe, cfg.ExeEnv, args, childTLS)
 		if err != nil {
 			return nil, err
 		}
@@ -47,7 +65,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer t.client.CloseIdleConnections()
-	pr := &probe{pid: pid, metricsURL: cfg.MetricsURL, client: &http.Client{}}
+	pr := &probe{pid: pid, metricsURL: cfg.MetricsURL, client: &http.Client{Transport: &http.Transport{TLSClientConfig: cfg.TLS}}}
 	defer pr.client.CloseIdleConnections()
 	if pr.metricsURL == "" && cfg.SubscribeTemplate == "" {
 		pr.metricsURL = base + "/metrics"
@@ -65,6 +83,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	f, err := newFleet(fleetConfig{
 		urls: t.subscribeURL, topicOf: cfg.Layout.TopicOf, n: n,
 		sources: cfg.Sources, concurrency: cfg.ConnectConcurrency, header: cfg.Header,
+		http2: cfg.HTTP2, perConn: cfg.StreamsPerConn, tls: cfg.TLS,
 	})
 	if err != nil {
 		return nil, err
@@ -74,7 +93,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	defer stopStreams()
 
 	// Connect.
-	logf("connecting %d streams (%s, %d topics)", n, cfg.Layout, res.Topics)
+	logf("connecting %d streams (%s, %s, %d topics)", n, res.Protocol, cfg.Layout, res.Topics)
 	results := make(chan connectResult, n)
 	connStart := time.Now()
 	f.start(streamCtx, results)
@@ -91,6 +110,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		connHist.Record(r.took.Microseconds())
 	}
 	res.ConnectSeconds = time.Since(connStart).Seconds()
+	res.TCPConnections = int64(n - res.ConnectErrors)
+	if f.h2 != nil {
+		res.TCPConnections = f.dials.Load()
+	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
@@ -253,7 +276,7 @@ type target struct {
 }
 
 func newTarget(cfg Config, base, key string, topics []string) (*target, error) {
-	client := newPublishClient(cfg.Publishers)
+	client := newPublishClient(cfg.Publishers, cfg.TLS)
 	if cfg.SubscribeTemplate != "" {
 		tmpl := cfg.SubscribeTemplate
 		if !strings.Contains(tmpl, "{topic}") {
