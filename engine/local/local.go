@@ -80,6 +80,8 @@ const (
 	// DefaultSpaceCheckInterval is how often a store that refuses writes looks
 	// for free space again.
 	DefaultSpaceCheckInterval = time.Second
+	DefaultTopicIdle          = time.Minute
+	DefaultMaxTopics          = 100_000
 )
 
 // NoAgeLimit as Options.MaxAge keeps events regardless of age.
@@ -119,6 +121,15 @@ type Options struct {
 	// IdempotencyWindow is how long an Event.ID dedupes appends to its topic,
 	// from the first append. 0 means DefaultIdempotencyWindow.
 	IdempotencyWindow time.Duration
+	// TopicIdle is how long the state of a topic (its head and oldest offsets)
+	// stays in memory without being read or written; it is then dropped, after
+	// between TopicIdle and 1.5 × TopicIdle, and read back from the store on
+	// its next use. 0 means DefaultTopicIdle.
+	TopicIdle time.Duration
+	// MaxTopics is how many topic states memory holds before states go sooner:
+	// above it, states not used for TopicIdle/2 are dropped too, checked at
+	// most every TopicIdle/8 by the committer. 0 means DefaultMaxTopics.
+	MaxTopics int
 }
 
 // Engine is the local engine. Create it with Open.
@@ -169,12 +180,23 @@ type Engine struct {
 	closeOnce     sync.Once
 	closeErr      error
 
+	// topics is the durable state: written by the syncer and loaded by
+	// loadState, read by Read and Head, dropped by evict. tick counts evict
+	// passes: an entry's used is the tick of its last use.
 	stMu   sync.Mutex
-	topics map[string]topicState // durable state: written by the syncer only, read by Read and Head
+	topics map[string]cachedState
+	tick   uint32
 
 	// assigned is the committer's own view: offsets handed out, possibly not
-	// yet durable. Touched by the committer goroutine only.
-	assigned map[string]topicState
+	// yet durable. Touched by the committer goroutine only, like lastEvict
+	// and grpIndexed (the topics given an age index key in the current group).
+	assigned   map[string]assignedState
+	lastEvict  time.Time
+	grpIndexed map[string]struct{}
+
+	// ageIndexed: every topic with events has an "a" key (see agetrim.go);
+	// without it the sweeper scans every topic once and builds the index.
+	ageIndexed atomic.Bool
 
 	subMu sync.RWMutex // held for reading while callbacks run
 	subs  map[string][]*subscription
@@ -183,6 +205,16 @@ type Engine struct {
 type topicState struct {
 	head   uint64 // offset of the last event; 0 when none was ever appended
 	oldest uint64 // offset of the oldest retained event; head+1 when none is retained
+}
+
+type cachedState struct {
+	topicState
+	used uint32 // Engine.tick at the last use
+}
+
+type assignedState struct {
+	topicState
+	bucket int64 // the age bucket this topic has an "a" key in, 0 when unknown
 }
 
 // subscription is one Subscribe. It is delivered commits from number from on:
@@ -208,6 +240,11 @@ type request struct {
 	trimBefore uint64
 
 	reopen bool // from the watcher: reopen the store for writing
+	evict  bool // from the sweeper: drop idle topic states
+
+	// From the sweeper: age index keys to write (with empty values) and to
+	// delete, in the batch of trimTopic's trim.
+	put, del [][]byte
 
 	expireKeys bool // from the sweeper: drop expired idempotency keys
 	expired    int  // how many it dropped
@@ -251,6 +288,12 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 	if opt.SpaceCheckInterval <= 0 {
 		opt.SpaceCheckInterval = DefaultSpaceCheckInterval
 	}
+	if opt.TopicIdle <= 0 {
+		opt.TopicIdle = DefaultTopicIdle
+	}
+	if opt.MaxTopics <= 0 {
+		opt.MaxTopics = DefaultMaxTopics
+	}
 	if opt.SweepInterval <= 0 {
 		// Without an age limit the sweeper still drops expired idempotency keys.
 		every := opt.MaxAge
@@ -279,12 +322,13 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 		committerDone: make(chan struct{}),
 		syncs:         make(chan *commitJob, 2),
 		syncerDone:    make(chan struct{}),
-		assigned:      map[string]topicState{},
+		assigned:      map[string]assignedState{},
+		grpIndexed:    map[string]struct{}{},
 		deliveries:    make(chan delivery, 64),
 		deliverDone:   make(chan struct{}),
 		sweepStop:     make(chan struct{}),
 		sweepDone:     make(chan struct{}),
-		topics:        map[string]topicState{},
+		topics:        map[string]cachedState{},
 		subs:          map[string][]*subscription{},
 	}
 	e.rsv = &reserve{path: filepath.Join(dir, reserveName), size: opt.Reserve}
@@ -319,6 +363,13 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 		e.db.Close()
 		lock.Close()
 		return nil, err
+	}
+	if v, err := e.get(ageIndexKey); err != nil {
+		e.db.Close()
+		lock.Close()
+		return nil, fmt.Errorf("local: read store metadata in %s: %w", e.dir, err)
+	} else {
+		e.ageIndexed.Store(v != nil)
 	}
 	if !writable || e.full.Load() {
 		log.Error("the disk is full: serving streams and history, refusing appends until there is room", "reserve_bytes", opt.Reserve)
@@ -376,6 +427,9 @@ func (e *Engine) loadEpoch(writable bool) (string, error) {
 	b := e.db.NewBatch()
 	b.Set(formatKey, []byte(formatVersion), nil)
 	b.Set(epochKey, []byte(newEpoch), nil)
+	if e.opt.MaxAge > 0 {
+		b.Set(ageIndexKey, nil, nil) // nothing to index yet
+	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return "", fmt.Errorf("local: create store in %s: %w", e.dir, err)
 	}
@@ -443,8 +497,12 @@ func (e *Engine) state(topic string) (topicState, error) { return e.loadState(to
 func (e *Engine) loadState(topic string, keep bool) (topicState, error) {
 	e.stMu.Lock()
 	defer e.stMu.Unlock()
-	if st, ok := e.topics[topic]; ok {
-		return st, nil
+	if c, ok := e.topics[topic]; ok {
+		if c.used != e.tick {
+			c.used = e.tick
+			e.topics[topic] = c
+		}
+		return c.topicState, nil
 	}
 	v, err := e.get(metaKey(topic))
 	if err != nil {
@@ -463,7 +521,7 @@ func (e *Engine) loadState(topic string, keep bool) (topicState, error) {
 			return topicState{}, fmt.Errorf("local: corrupt metadata of topic %q (head %d, oldest %d)", topic, st.head, st.oldest)
 		}
 	}
-	e.topics[topic] = st
+	e.topics[topic] = cachedState{st, e.tick}
 	return st, nil
 }
 
@@ -598,6 +656,11 @@ func (e *Engine) committer() {
 func (e *Engine) commitOrRefuse(batch []*request) {
 	var reopen []*request
 	batch = slices.DeleteFunc(batch, func(r *request) bool {
+		if r.evict {
+			e.evict() // memory only: done even while writes are refused
+			close(r.done)
+			return true
+		}
 		if r.reopen {
 			reopen = append(reopen, r)
 		}
@@ -645,8 +708,8 @@ func (e *Engine) commit(reqs []*request) {
 		if st, ok := touched[topic]; ok {
 			return st, nil
 		}
-		if st, ok := e.assigned[topic]; ok {
-			return st, nil
+		if a, ok := e.assigned[topic]; ok {
+			return a.topicState, nil
 		}
 		// First use: the durable state is cached in e.topics before anything
 		// of this topic is written, so readers never load a state that is not
@@ -655,6 +718,7 @@ func (e *Engine) commit(reqs []*request) {
 	}
 	now := time.Unix(0, e.now().UnixNano()) // no monotonic reading: equal to what Read decodes
 	nanos := now.UnixNano()
+	bucket := ageBucket(nanos)
 	b := e.db.NewBatch()
 	job.b = b
 	// Expired keys go first: an append of this group that reuses one then
@@ -673,16 +737,24 @@ func (e *Engine) commit(reqs []*request) {
 		if r.expireKeys {
 			continue
 		}
-		if r.trimTopic != "" {
-			st, err := load(r.trimTopic)
-			if err != nil {
-				r.err = err
-				continue
+		if r.trimTopic != "" || len(r.put) > 0 || len(r.del) > 0 {
+			if r.trimTopic != "" {
+				st, err := load(r.trimTopic)
+				if err != nil {
+					r.err = err
+					continue
+				}
+				if before := min(r.trimBefore, st.head+1); before > st.oldest {
+					deleteEvents(b, r.trimTopic, st.oldest, before)
+					st.oldest = before
+					touched[r.trimTopic] = st
+				}
 			}
-			if before := min(r.trimBefore, st.head+1); before > st.oldest {
-				deleteEvents(b, r.trimTopic, st.oldest, before)
-				st.oldest = before
-				touched[r.trimTopic] = st
+			for _, k := range r.del {
+				b.Delete(k, nil)
+			}
+			for _, k := range r.put {
+				b.Set(k, nil, nil)
 			}
 			job.live = append(job.live, r)
 			continue
@@ -731,6 +803,7 @@ func (e *Engine) commit(reqs []*request) {
 			st, _ := load(ev.Topic)
 			st.head++
 			touched[ev.Topic] = st
+			e.indexAge(b, ev.Topic, bucket)
 			r.pos[i] = engine.Position{Epoch: e.epoch, Offset: st.head}
 			b.Set(logKey(ev.Topic, st.head), encodeEvent(now, ev.Type, ev.Data), nil)
 			if key != nil {
@@ -759,6 +832,11 @@ func (e *Engine) commit(reqs []*request) {
 			}
 			b.Set(metaKey(topic), encodeMeta(st), nil)
 		}
+		if e.opt.MaxAge <= 0 && e.ageIndexed.Load() {
+			// Appends without an age limit write no index: a later open with
+			// one must build it again.
+			b.Delete(ageIndexKey, nil)
+		}
 		if job.sync {
 			job.err = e.db.ApplyNoSyncWait(b, pebble.Sync)
 		} else {
@@ -766,8 +844,20 @@ func (e *Engine) commit(reqs []*request) {
 		}
 		if job.err == nil {
 			for topic, st := range touched {
-				e.assigned[topic] = st
+				a := e.assigned[topic]
+				a.topicState = st
+				if _, ok := e.grpIndexed[topic]; ok {
+					a.bucket = bucket
+				}
+				e.assigned[topic] = a
 			}
+			if e.opt.MaxAge <= 0 {
+				e.ageIndexed.Store(false)
+			}
+		}
+		clear(e.grpIndexed)
+		if len(e.assigned) > e.opt.MaxTopics && time.Since(e.lastEvict) >= e.opt.TopicIdle/8 {
+			e.evict()
 		}
 	}
 	// Blocks while two groups already wait for their fsync: the pipeline is
@@ -829,7 +919,7 @@ func (e *Engine) finish(job *commitJob, failedBefore bool) (failed bool) {
 	}
 	e.stMu.Lock()
 	for topic, st := range job.touched {
-		e.topics[topic] = st
+		e.topics[topic] = cachedState{st, e.tick}
 	}
 	e.stMu.Unlock()
 	if len(job.delivered) > 0 {
@@ -1074,91 +1164,6 @@ func (e *Engine) Close() error {
 		e.log.Debug("closed")
 	})
 	return e.closeErr
-}
-
-func (e *Engine) sweeper() {
-	defer close(e.sweepDone)
-	t := time.NewTicker(e.opt.SweepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-e.sweepStop:
-			return
-		case <-t.C:
-			if _, err := e.sweep(); err != nil && !errors.Is(err, engine.ErrClosed) {
-				e.log.Error("age sweep failed", "err", err)
-			}
-			if _, err := e.expireKeys(); err != nil && !errors.Is(err, engine.ErrClosed) {
-				e.log.Error("dropping expired idempotency keys failed", "err", err)
-			}
-		}
-	}
-}
-
-// sweep drops events older than MaxAge from every topic and reports how many
-// topics it trimmed. It reads the store directly and sends the trims through the
-// committer, so they are ordered with appends.
-func (e *Engine) sweep() (trimmed int, err error) {
-	if e.opt.MaxAge <= 0 || e.CanWrite() != nil {
-		return 0, nil // a trim is a write too; the next sweep does it
-	}
-	cutoff := e.now().Add(-e.opt.MaxAge)
-	var topics []string
-	err = e.readLocked(func() error {
-		it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: []byte("m"), UpperBound: []byte("n")})
-		if err != nil {
-			return err
-		}
-		for valid := it.First(); valid; valid = it.Next() {
-			topics = append(topics, string(it.Key()[1:]))
-		}
-		return it.Close()
-	})
-	if err != nil {
-		return 0, err
-	}
-	for _, topic := range topics {
-		var before uint64
-		err := e.readLocked(func() error {
-			st, err := e.state(topic)
-			if err != nil || st.oldest > st.head {
-				return err
-			}
-			it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: logKey(topic, st.oldest), UpperBound: logEnd(topic)})
-			if err != nil {
-				return err
-			}
-			prefix := len(logPrefix(topic))
-			for valid := it.First(); valid; valid = it.Next() {
-				v, err := it.ValueAndErr()
-				if err != nil {
-					break
-				}
-				t, ok := eventTime(v)
-				if ok && !t.Before(cutoff) {
-					break
-				}
-				before = binary.BigEndian.Uint64(it.Key()[prefix:]) + 1
-			}
-			return it.Close()
-		})
-		if err != nil {
-			return trimmed, err
-		}
-		if before == 0 {
-			continue
-		}
-		r := &request{ctx: context.Background(), trimTopic: topic, trimBefore: before, done: make(chan struct{})}
-		if err := e.send(context.Background(), r); err != nil {
-			return trimmed, err
-		}
-		<-r.done
-		if r.err != nil {
-			return trimmed, r.err
-		}
-		trimmed++
-	}
-	return trimmed, nil
 }
 
 // readLocked runs fn while the store is open and not being reopened, or
