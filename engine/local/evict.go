@@ -57,6 +57,12 @@ func (e *Engine) evict() int {
 		delete(e.assigned, topic)
 		dropped++
 	}
+	// A Go map keeps its buckets when entries are deleted: copy it once most
+	// of it went, or a million quiet topics would cost as much as before.
+	if dropped > 1024 && dropped > 2*len(e.topics) {
+		e.topics = shrink(e.topics)
+		e.assigned = shrink(e.assigned)
+	}
 	return dropped
 }
 
@@ -75,4 +81,14 @@ func (e *Engine) sendWait(r *request) error {
 	}
 	<-r.done
 	return r.err
+}
+
+// shrink copies m into a map sized for what it holds (maps.Clone may keep the
+// size of m).
+func shrink[V any](m map[string]V) map[string]V {
+	n := make(map[string]V, len(m))
+	for k, v := range m {
+		n[k] = v
+	}
+	return n
 }
