@@ -19,7 +19,8 @@
 //
 // # Keys
 //
-//	"s" name                      store metadata: "sepoch", "sformat"
+//	"a" bucket(BE64) topic        empty: topic was appended to in that minute (see agetrim.go)
+//	"s" name                      store metadata: "sepoch", "sformat", "sageindex"
 //	"m" topic                     topic metadata: head offset, oldest retained offset (2 × 8 bytes, big-endian)
 //	"l" topic 0x00 offset(BE64)   one event: format byte, unix nanos (BE64), uvarint type length, type, data
 //	"i" topic 0x00 id             an idempotency key: offset (BE64), unix nanos of the append (BE64)
@@ -28,14 +29,16 @@
 // Topics never contain 0x00 (engine.ValidateTopic), so a topic's events are the
 // contiguous range ["l" topic 0x00, "l" topic 0x01) and Read is a range scan.
 // The topic metadata is written in the same batch as the events, so Head is right
-// after a crash. It is cached in memory once a topic is touched.
+// after a crash. It is cached in memory while a topic is in use, and dropped
+// once it is idle (see evict.go).
 //
 // # Retention
 //
 // By count (Options.MaxLen): in the same batch as the append that exceeds it. By
 // age (Options.MaxAge): a background sweeper owned by the Engine (stopped by
-// Close) scans the topics every SweepInterval and asks the committer to drop
-// expired events, so all writes go through one goroutine. Between sweeps, events
+// Close) reads the "a" index of the minutes that expired every SweepInterval
+// and asks the committer to drop the expired events of the topics it names,
+// so all writes go through one goroutine. Between sweeps, events
 // older than MaxAge may still be read. The same sweeper drops expired
 // idempotency keys.
 //
