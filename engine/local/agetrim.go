@@ -19,7 +19,7 @@ import (
 //
 // bucket is the unix time of the append in whole minutes. The committer
 // writes a topic's key once per bucket, in the batch of the append (the
-// bucket is remembered with the topic's state in e.assigned, so a topic whose
+// bucket is remembered with the topic's state in assigned, so a topic whose
 // state was dropped writes it again: a harmless overwrite).
 //
 // Invariant: a topic that holds events has a key in the bucket of its oldest
@@ -59,7 +59,7 @@ func (e *Engine) indexAge(b *pebble.Batch, topic string, bucket int64) {
 	if e.opt.MaxAge <= 0 {
 		return
 	}
-	if a, ok := e.assigned[topic]; ok && a.bucket == bucket {
+	if a, ok := e.shard(topic).assigned[topic]; ok && a.bucket == bucket {
 		return
 	}
 	if _, ok := e.grpIndexed[topic]; ok {
@@ -80,7 +80,7 @@ func (e *Engine) sweeper() {
 		case <-e.sweepStop:
 			return
 		case <-ev.C:
-			if err := e.evictIdle(); err != nil && !errors.Is(err, engine.ErrClosed) {
+			if err := e.sendWait(&request{evict: 1, done: make(chan struct{})}); err != nil && !errors.Is(err, engine.ErrClosed) {
 				e.log.Error("dropping idle topic states failed", "err", err)
 			}
 		case <-t.C:
@@ -270,9 +270,10 @@ func (e *Engine) trimRequest(topic string, cutoff time.Time, del [][]byte, s *sw
 // not yet durable; its oldest is only ever higher, and what is below is
 // deleted in the same batch, so the scan from it misses nothing.
 func (e *Engine) peekOldest(topic string) (uint64, error) {
-	e.stMu.Lock()
-	c, ok := e.topics[topic]
-	e.stMu.Unlock()
+	sh := e.shard(topic)
+	sh.mu.Lock()
+	c, ok := sh.topics[topic]
+	sh.mu.Unlock()
 	if ok {
 		return c.oldest, nil
 	}

@@ -9,10 +9,16 @@ import (
 	"github.com/herald-hub/herald/engine"
 )
 
+// cachedLen is the number of durable topic states in memory.
 func cachedLen(e *Engine) int {
-	e.stMu.Lock()
-	defer e.stMu.Unlock()
-	return len(e.topics)
+	n := 0
+	for i := range e.states {
+		sh := &e.states[i]
+		sh.mu.Lock()
+		n += len(sh.topics)
+		sh.mu.Unlock()
+	}
+	return n
 }
 
 func evictT(t *testing.T, e *Engine) {
@@ -23,8 +29,8 @@ func evictT(t *testing.T, e *Engine) {
 }
 
 // Topics written once and then quiet leave memory after TopicIdle (three
-// passes, one every TopicIdle/2), a topic in use stays, and a dropped topic
-// is read back from the store: its offsets go on.
+// passes over the shards, one every TopicIdle/2), a topic in use stays, and a
+// dropped topic is read back from the store: its offsets go on.
 func TestIdleTopicStatesAreDropped(t *testing.T) {
 	ctx := context.Background()
 	e := openT(t, t.TempDir(), Options{TopicIdle: time.Hour}) // the test runs the passes
@@ -51,7 +57,7 @@ func TestIdleTopicStatesAreDropped(t *testing.T) {
 		evictT(t, e)
 	}
 	// e.assigned goes with e.topics.
-	if n, a := cachedLen(e), len(e.assigned); n != 0 || a != 0 {
+	if n, a := cachedLen(e), e.nAssigned; n != 0 || a != 0 {
 		t.Fatalf("%d topic states and %d assigned after the topics went quiet, want none", n, a)
 	}
 
@@ -74,7 +80,8 @@ func TestMaxTopicsDropsStatesSooner(t *testing.T) {
 	for i := range 1000 {
 		mustAppendT(t, e, ev(fmt.Sprintf("users/%d", i), 1))
 	}
-	// The committer ran a pass itself when the count first went over.
+	// The committer ran a step itself when the count first went over; at
+	// the idle pace, states unused for two passes would still be kept.
 	evictT(t, e)
 	evictT(t, e)
 	if n := cachedLen(e); n > 100 {
@@ -89,19 +96,22 @@ func TestInFlightStatesAreKept(t *testing.T) {
 	mustAppendT(t, e, ev("busy", 1), ev("quiet", 1))
 	// The committer is idle: the test stands in for it, as if a group of
 	// busy were between its apply and its fsync.
-	a := e.assigned["busy"]
+	sb, sq := e.shard("busy"), e.shard("quiet")
+	a := sb.assigned["busy"]
 	a.head++
-	e.assigned["busy"] = a
+	sb.assigned["busy"] = a
 	for range 4 {
-		e.evict()
+		e.evict(stateShards)
 	}
-	e.stMu.Lock()
-	_, busy := e.topics["busy"]
-	_, quiet := e.topics["quiet"]
-	e.stMu.Unlock()
-	if _, ok := e.assigned["busy"]; !ok || !busy || quiet {
+	sb.mu.Lock()
+	_, busy := sb.topics["busy"]
+	sb.mu.Unlock()
+	sq.mu.Lock()
+	_, quiet := sq.topics["quiet"]
+	sq.mu.Unlock()
+	if _, ok := sb.assigned["busy"]; !ok || !busy || quiet {
 		t.Fatalf("after the passes: busy kept %v (assigned) %v (durable), quiet kept %v; want busy only", ok, busy, quiet)
 	}
 	a.head--
-	e.assigned["busy"] = a
+	sb.assigned["busy"] = a
 }

@@ -56,6 +56,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"os"
@@ -183,17 +184,15 @@ type Engine struct {
 	closeOnce     sync.Once
 	closeErr      error
 
-	// topics is the durable state: written by the syncer and loaded by
-	// loadState, read by Read and Head, dropped by evict. tick counts evict
-	// passes: an entry's used is the tick of its last use.
-	stMu   sync.Mutex
-	topics map[string]cachedState
-	tick   uint32
+	// The topic states, in shards by the hash of the topic (see evict.go).
+	states    [stateShards]stateShard
+	stateSeed maphash.Seed
 
-	// assigned is the committer's own view: offsets handed out, possibly not
-	// yet durable. Touched by the committer goroutine only, like lastEvict
-	// and grpIndexed (the topics given an age index key in the current group).
-	assigned   map[string]assignedState
+	// Touched by the committer goroutine only: the next shard an eviction
+	// step visits, the number of entries of the assigned maps, when a step
+	// last ran, and the topics given an age index key in the current group.
+	evictNext  int
+	nAssigned  int
 	lastEvict  time.Time
 	grpIndexed map[string]struct{}
 
@@ -210,9 +209,24 @@ type topicState struct {
 	oldest uint64 // offset of the oldest retained event; head+1 when none is retained
 }
 
+// stateShard holds the states of the topics whose hash falls in it.
+type stateShard struct {
+	// topics is the durable state: written by the syncer and loaded by
+	// loadState, read by Read and Head, dropped by evict. tick counts the
+	// eviction passes over the shard: an entry's used is the tick of its
+	// last use.
+	mu     sync.Mutex
+	topics map[string]cachedState
+	tick   uint32
+
+	// assigned is the committer's own view: offsets handed out, possibly not
+	// yet durable. Touched by the committer goroutine only.
+	assigned map[string]assignedState
+}
+
 type cachedState struct {
 	topicState
-	used uint32 // Engine.tick at the last use
+	used uint32 // stateShard.tick at the last use
 }
 
 type assignedState struct {
@@ -243,7 +257,7 @@ type request struct {
 	trimBefore uint64
 
 	reopen bool // from the watcher: reopen the store for writing
-	evict  bool // from the sweeper: drop idle topic states
+	evict  int  // from the sweeper: eviction steps to run
 
 	// From the sweeper: age index keys to write (with empty values) and to
 	// delete, in the batch of trimTopic's trim.
@@ -325,14 +339,17 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 		committerDone: make(chan struct{}),
 		syncs:         make(chan *commitJob, 2),
 		syncerDone:    make(chan struct{}),
-		assigned:      map[string]assignedState{},
+		stateSeed:     maphash.MakeSeed(),
 		grpIndexed:    map[string]struct{}{},
 		deliveries:    make(chan delivery, 64),
 		deliverDone:   make(chan struct{}),
 		sweepStop:     make(chan struct{}),
 		sweepDone:     make(chan struct{}),
-		topics:        map[string]cachedState{},
 		subs:          map[string][]*subscription{},
+	}
+	for i := range e.states {
+		e.states[i].topics = map[string]cachedState{}
+		e.states[i].assigned = map[string]assignedState{}
 	}
 	e.rsv = &reserve{path: filepath.Join(dir, reserveName), size: opt.Reserve}
 	e.fs = logWatchFS{
@@ -496,14 +513,15 @@ func (e *Engine) state(topic string) (topicState, error) { return e.loadState(to
 // loadState is state; with keep set it caches a topic that has no events too.
 // The committer sets it before writing a topic's first events, so that a reader
 // finds the durable state in the cache and never loads the applied but not yet
-// synced metadata from the store (stMu orders the two).
+// synced metadata from the store (the shard's mu orders the two).
 func (e *Engine) loadState(topic string, keep bool) (topicState, error) {
-	e.stMu.Lock()
-	defer e.stMu.Unlock()
-	if c, ok := e.topics[topic]; ok {
-		if c.used != e.tick {
-			c.used = e.tick
-			e.topics[topic] = c
+	sh := e.shard(topic)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if c, ok := sh.topics[topic]; ok {
+		if c.used != sh.tick {
+			c.used = sh.tick
+			sh.topics[topic] = c
 		}
 		return c.topicState, nil
 	}
@@ -524,7 +542,7 @@ func (e *Engine) loadState(topic string, keep bool) (topicState, error) {
 			return topicState{}, fmt.Errorf("local: corrupt metadata of topic %q (head %d, oldest %d)", topic, st.head, st.oldest)
 		}
 	}
-	e.topics[topic] = cachedState{st, e.tick}
+	sh.topics[topic] = cachedState{st, sh.tick}
 	return st, nil
 }
 
@@ -659,8 +677,8 @@ func (e *Engine) committer() {
 func (e *Engine) commitOrRefuse(batch []*request) {
 	var reopen []*request
 	batch = slices.DeleteFunc(batch, func(r *request) bool {
-		if r.evict {
-			e.evict() // memory only: done even while writes are refused
+		if r.evict > 0 {
+			e.evict(r.evict) // memory only: done even while writes are refused
 			close(r.done)
 			return true
 		}
@@ -702,8 +720,8 @@ type commitJob struct {
 // waiting for its fsync, then hands it to the syncer. The next group is applied
 // while this one's fsync runs, and Pebble syncs everything applied meanwhile
 // with one fsync: a publisher waits for about one fsync, not for the fsync of
-// the group before its own as well. Offsets are assigned from e.assigned, the
-// committer's view; Read and Head see e.topics, updated once durable.
+// the group before its own as well. Offsets are assigned from assigned, the
+// committer's view; Read and Head see topics, updated once durable.
 func (e *Engine) commit(reqs []*request) {
 	job := &commitJob{reqs: slices.Clone(reqs), touched: map[string]topicState{}}
 	touched := job.touched
@@ -711,10 +729,10 @@ func (e *Engine) commit(reqs []*request) {
 		if st, ok := touched[topic]; ok {
 			return st, nil
 		}
-		if a, ok := e.assigned[topic]; ok {
+		if a, ok := e.shard(topic).assigned[topic]; ok {
 			return a.topicState, nil
 		}
-		// First use: the durable state is cached in e.topics before anything
+		// First use: the durable state is cached in topics before anything
 		// of this topic is written, so readers never load a state that is not
 		// durable yet.
 		return e.loadState(topic, true)
@@ -847,20 +865,24 @@ func (e *Engine) commit(reqs []*request) {
 		}
 		if job.err == nil {
 			for topic, st := range touched {
-				a := e.assigned[topic]
+				sh := e.shard(topic)
+				a, ok := sh.assigned[topic]
+				if !ok {
+					e.nAssigned++
+				}
 				a.topicState = st
 				if _, ok := e.grpIndexed[topic]; ok {
 					a.bucket = bucket
 				}
-				e.assigned[topic] = a
+				sh.assigned[topic] = a
 			}
 			if e.opt.MaxAge <= 0 {
 				e.ageIndexed.Store(false)
 			}
 		}
 		clear(e.grpIndexed)
-		if len(e.assigned) > e.opt.MaxTopics && time.Since(e.lastEvict) >= e.opt.TopicIdle/8 {
-			e.evict()
+		if e.nAssigned > e.opt.MaxTopics && time.Since(e.lastEvict) >= e.opt.TopicIdle/8/stateShards {
+			e.evict(1)
 		}
 	}
 	// Blocks while two groups already wait for their fsync: the pipeline is
@@ -920,11 +942,12 @@ func (e *Engine) finish(job *commitJob, failedBefore bool) (failed bool) {
 		}
 		return true
 	}
-	e.stMu.Lock()
 	for topic, st := range job.touched {
-		e.topics[topic] = cachedState{st, e.tick}
+		sh := e.shard(topic)
+		sh.mu.Lock()
+		sh.topics[topic] = cachedState{st, sh.tick}
+		sh.mu.Unlock()
 	}
-	e.stMu.Unlock()
 	if len(job.delivered) > 0 {
 		seq := e.commitSeq.Add(1)
 		// Blocks when the deliverer is 64 commits behind: fan-out throttles

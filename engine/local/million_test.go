@@ -50,12 +50,12 @@ func TestMillionTopics(t *testing.T) {
 	}
 	t.Logf("wrote %d topics in %v", topics, time.Since(start).Round(time.Millisecond))
 	heap1, rss1 := memory()
-	t.Logf("after the writes: %d topic states; heap in use %+.1f MiB, RSS %+.1f MiB", cachedTopics(e), mib(heap1-heap0), mib(rss1-rss0))
+	t.Logf("after the writes: %d topic states; heap in use %+.1f MiB, RSS %+.1f MiB", cachedLen(e), mib(heap1-heap0), mib(rss1-rss0))
 
 	clock.Add(int64(10 * time.Minute)) // every topic idle, nothing expired
 	dropIdle(t, e)
 	heap2, rss2 := memory()
-	t.Logf("after eviction: %d topic states; heap in use %+.1f MiB, RSS %+.1f MiB", cachedTopics(e), mib(heap2-heap0), mib(rss2-rss0))
+	t.Logf("after eviction: %d topic states; heap in use %+.1f MiB, RSS %+.1f MiB", cachedLen(e), mib(heap2-heap0), mib(rss2-rss0))
 
 	start = time.Now()
 	s, err := e.sweepOnce()
@@ -71,10 +71,10 @@ func TestMillionTopics(t *testing.T) {
 	}
 	t.Logf("sweep with every topic expired: %v, %+v", time.Since(start).Round(time.Millisecond), s)
 	heap3, rss3 := memory()
-	t.Logf("after the sweep: %d topic states; heap in use %+.1f MiB, RSS %+.1f MiB", cachedTopics(e), mib(heap3-heap0), mib(rss3-rss0))
+	t.Logf("after the sweep: %d topic states; heap in use %+.1f MiB, RSS %+.1f MiB", cachedLen(e), mib(heap3-heap0), mib(rss3-rss0))
 	dropIdle(t, e)
 	heap4, rss4 := memory()
-	t.Logf("after eviction: %d topic states; heap in use %+.1f MiB, RSS %+.1f MiB", cachedTopics(e), mib(heap4-heap0), mib(rss4-rss0))
+	t.Logf("after eviction: %d topic states; heap in use %+.1f MiB, RSS %+.1f MiB", cachedLen(e), mib(heap4-heap0), mib(rss4-rss0))
 
 	start = time.Now()
 	if s, err = e.sweepOnce(); err != nil || s.trimmed != 0 {
@@ -87,18 +87,12 @@ func TestMillionTopics(t *testing.T) {
 func dropIdle(t *testing.T, e *Engine) {
 	t.Helper()
 	for range 3 {
-		n, start := cachedTopics(e), time.Now()
+		n, start := cachedLen(e), time.Now()
 		if err := e.evictIdle(); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("eviction pass over %d topic states: %v", n, time.Since(start).Round(time.Microsecond))
 	}
-}
-
-func cachedTopics(e *Engine) int {
-	e.stMu.Lock()
-	defer e.stMu.Unlock()
-	return len(e.topics)
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
