@@ -131,8 +131,9 @@ type Options struct {
 	// its next use. 0 means DefaultTopicIdle.
 	TopicIdle time.Duration
 	// MaxTopics is how many topic states memory holds before states go sooner:
-	// above it, states not used for TopicIdle/2 are dropped too, checked at
-	// most every TopicIdle/8 by the committer. 0 means DefaultMaxTopics.
+	// above it, states not used for about TopicIdle/2 are dropped too, and
+	// the committer looks for them 8 times as often. It is a soft bound: what
+	// was used since is kept. 0 means DefaultMaxTopics.
 	MaxTopics int
 }
 
@@ -384,13 +385,13 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 		lock.Close()
 		return nil, err
 	}
-	if v, err := e.get(ageIndexKey); err != nil {
+	indexed, err := e.get(ageIndexKey)
+	if err != nil {
 		e.db.Close()
 		lock.Close()
 		return nil, fmt.Errorf("local: read store metadata in %s: %w", e.dir, err)
-	} else {
-		e.ageIndexed.Store(v != nil)
 	}
+	e.ageIndexed.Store(indexed != nil)
 	if !writable || e.full.Load() {
 		log.Error("the disk is full: serving streams and history, refusing appends until there is room", "reserve_bytes", opt.Reserve)
 	}
