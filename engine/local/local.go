@@ -19,7 +19,8 @@
 //
 // # Keys
 //
-//	"s" name                      store metadata: "sepoch", "sformat"
+//	"a" bucket(BE64) topic        empty: topic was appended to in that minute (see agetrim.go)
+//	"s" name                      store metadata: "sepoch", "sformat", "sageindex"
 //	"m" topic                     topic metadata: head offset, oldest retained offset (2 × 8 bytes, big-endian)
 //	"l" topic 0x00 offset(BE64)   one event: format byte, unix nanos (BE64), uvarint type length, type, data
 //	"i" topic 0x00 id             an idempotency key: offset (BE64), unix nanos of the append (BE64)
@@ -28,14 +29,16 @@
 // Topics never contain 0x00 (engine.ValidateTopic), so a topic's events are the
 // contiguous range ["l" topic 0x00, "l" topic 0x01) and Read is a range scan.
 // The topic metadata is written in the same batch as the events, so Head is right
-// after a crash. It is cached in memory once a topic is touched.
+// after a crash. It is cached in memory while a topic is in use, and dropped
+// once it is idle (see evict.go).
 //
 // # Retention
 //
 // By count (Options.MaxLen): in the same batch as the append that exceeds it. By
 // age (Options.MaxAge): a background sweeper owned by the Engine (stopped by
-// Close) scans the topics every SweepInterval and asks the committer to drop
-// expired events, so all writes go through one goroutine. Between sweeps, events
+// Close) reads the "a" index of the minutes that expired every SweepInterval
+// and asks the committer to drop the expired events of the topics it names,
+// so all writes go through one goroutine. Between sweeps, events
 // older than MaxAge may still be read. The same sweeper drops expired
 // idempotency keys.
 //
@@ -53,6 +56,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"os"
@@ -80,6 +84,8 @@ const (
 	// DefaultSpaceCheckInterval is how often a store that refuses writes looks
 	// for free space again.
 	DefaultSpaceCheckInterval = time.Second
+	DefaultTopicIdle          = time.Minute
+	DefaultMaxTopics          = 100_000
 )
 
 // NoAgeLimit as Options.MaxAge keeps events regardless of age.
@@ -119,6 +125,16 @@ type Options struct {
 	// IdempotencyWindow is how long an Event.ID dedupes appends to its topic,
 	// from the first append. 0 means DefaultIdempotencyWindow.
 	IdempotencyWindow time.Duration
+	// TopicIdle is how long the state of a topic (its head and oldest offsets)
+	// stays in memory without being read or written; it is then dropped, after
+	// between TopicIdle and 1.5 × TopicIdle, and read back from the store on
+	// its next use. 0 means DefaultTopicIdle.
+	TopicIdle time.Duration
+	// MaxTopics is how many topic states memory holds before states go sooner:
+	// above it, states not used for about TopicIdle/2 are dropped too, and
+	// the committer looks for them 8 times as often. It is a soft bound: what
+	// was used since is kept. 0 means DefaultMaxTopics.
+	MaxTopics int
 }
 
 // Engine is the local engine. Create it with Open.
@@ -169,12 +185,21 @@ type Engine struct {
 	closeOnce     sync.Once
 	closeErr      error
 
-	stMu   sync.Mutex
-	topics map[string]topicState // durable state: written by the syncer only, read by Read and Head
+	// The topic states, in shards by the hash of the topic (see evict.go).
+	states    [stateShards]stateShard
+	stateSeed maphash.Seed
 
-	// assigned is the committer's own view: offsets handed out, possibly not
-	// yet durable. Touched by the committer goroutine only.
-	assigned map[string]topicState
+	// Touched by the committer goroutine only: the next shard an eviction
+	// step visits, the number of entries of the assigned maps, when a step
+	// last ran, and the topics given an age index key in the current group.
+	evictNext  int
+	nAssigned  int
+	lastEvict  time.Time
+	grpIndexed map[string]struct{}
+
+	// ageIndexed: every topic with events has an "a" key (see agetrim.go);
+	// without it the sweeper scans every topic once and builds the index.
+	ageIndexed atomic.Bool
 
 	subMu sync.RWMutex // held for reading while callbacks run
 	subs  map[string][]*subscription
@@ -183,6 +208,31 @@ type Engine struct {
 type topicState struct {
 	head   uint64 // offset of the last event; 0 when none was ever appended
 	oldest uint64 // offset of the oldest retained event; head+1 when none is retained
+}
+
+// stateShard holds the states of the topics whose hash falls in it.
+type stateShard struct {
+	// topics is the durable state: written by the syncer and loaded by
+	// loadState, read by Read and Head, dropped by evict. tick counts the
+	// eviction passes over the shard: an entry's used is the tick of its
+	// last use.
+	mu     sync.Mutex
+	topics map[string]cachedState
+	tick   uint32
+
+	// assigned is the committer's own view: offsets handed out, possibly not
+	// yet durable. Touched by the committer goroutine only.
+	assigned map[string]assignedState
+}
+
+type cachedState struct {
+	topicState
+	used uint32 // stateShard.tick at the last use
+}
+
+type assignedState struct {
+	topicState
+	bucket int64 // the age bucket this topic has an "a" key in, 0 when unknown
 }
 
 // subscription is one Subscribe. It is delivered commits from number from on:
@@ -208,6 +258,11 @@ type request struct {
 	trimBefore uint64
 
 	reopen bool // from the watcher: reopen the store for writing
+	evict  int  // from the sweeper: eviction steps to run
+
+	// From the sweeper: age index keys to write (with empty values) and to
+	// delete, in the batch of trimTopic's trim.
+	put, del [][]byte
 
 	expireKeys bool // from the sweeper: drop expired idempotency keys
 	expired    int  // how many it dropped
@@ -251,6 +306,12 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 	if opt.SpaceCheckInterval <= 0 {
 		opt.SpaceCheckInterval = DefaultSpaceCheckInterval
 	}
+	if opt.TopicIdle <= 0 {
+		opt.TopicIdle = DefaultTopicIdle
+	}
+	if opt.MaxTopics <= 0 {
+		opt.MaxTopics = DefaultMaxTopics
+	}
 	if opt.SweepInterval <= 0 {
 		// Without an age limit the sweeper still drops expired idempotency keys.
 		every := opt.MaxAge
@@ -279,13 +340,17 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 		committerDone: make(chan struct{}),
 		syncs:         make(chan *commitJob, 2),
 		syncerDone:    make(chan struct{}),
-		assigned:      map[string]topicState{},
+		stateSeed:     maphash.MakeSeed(),
+		grpIndexed:    map[string]struct{}{},
 		deliveries:    make(chan delivery, 64),
 		deliverDone:   make(chan struct{}),
 		sweepStop:     make(chan struct{}),
 		sweepDone:     make(chan struct{}),
-		topics:        map[string]topicState{},
 		subs:          map[string][]*subscription{},
+	}
+	for i := range e.states {
+		e.states[i].topics = map[string]cachedState{}
+		e.states[i].assigned = map[string]assignedState{}
 	}
 	e.rsv = &reserve{path: filepath.Join(dir, reserveName), size: opt.Reserve}
 	e.fs = logWatchFS{
@@ -320,6 +385,13 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 		lock.Close()
 		return nil, err
 	}
+	indexed, err := e.get(ageIndexKey)
+	if err != nil {
+		e.db.Close()
+		lock.Close()
+		return nil, fmt.Errorf("local: read store metadata in %s: %w", e.dir, err)
+	}
+	e.ageIndexed.Store(indexed != nil)
 	if !writable || e.full.Load() {
 		log.Error("the disk is full: serving streams and history, refusing appends until there is room", "reserve_bytes", opt.Reserve)
 	}
@@ -376,6 +448,9 @@ func (e *Engine) loadEpoch(writable bool) (string, error) {
 	b := e.db.NewBatch()
 	b.Set(formatKey, []byte(formatVersion), nil)
 	b.Set(epochKey, []byte(newEpoch), nil)
+	if e.opt.MaxAge > 0 {
+		b.Set(ageIndexKey, nil, nil) // nothing to index yet
+	}
 	if err := b.Commit(pebble.Sync); err != nil {
 		return "", fmt.Errorf("local: create store in %s: %w", e.dir, err)
 	}
@@ -439,12 +514,17 @@ func (e *Engine) state(topic string) (topicState, error) { return e.loadState(to
 // loadState is state; with keep set it caches a topic that has no events too.
 // The committer sets it before writing a topic's first events, so that a reader
 // finds the durable state in the cache and never loads the applied but not yet
-// synced metadata from the store (stMu orders the two).
+// synced metadata from the store (the shard's mu orders the two).
 func (e *Engine) loadState(topic string, keep bool) (topicState, error) {
-	e.stMu.Lock()
-	defer e.stMu.Unlock()
-	if st, ok := e.topics[topic]; ok {
-		return st, nil
+	sh := e.shard(topic)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if c, ok := sh.topics[topic]; ok {
+		if c.used != sh.tick {
+			c.used = sh.tick
+			sh.topics[topic] = c
+		}
+		return c.topicState, nil
 	}
 	v, err := e.get(metaKey(topic))
 	if err != nil {
@@ -463,7 +543,7 @@ func (e *Engine) loadState(topic string, keep bool) (topicState, error) {
 			return topicState{}, fmt.Errorf("local: corrupt metadata of topic %q (head %d, oldest %d)", topic, st.head, st.oldest)
 		}
 	}
-	e.topics[topic] = st
+	sh.topics[topic] = cachedState{st, sh.tick}
 	return st, nil
 }
 
@@ -598,6 +678,11 @@ func (e *Engine) committer() {
 func (e *Engine) commitOrRefuse(batch []*request) {
 	var reopen []*request
 	batch = slices.DeleteFunc(batch, func(r *request) bool {
+		if r.evict > 0 {
+			e.evict(r.evict) // memory only: done even while writes are refused
+			close(r.done)
+			return true
+		}
 		if r.reopen {
 			reopen = append(reopen, r)
 		}
@@ -636,8 +721,8 @@ type commitJob struct {
 // waiting for its fsync, then hands it to the syncer. The next group is applied
 // while this one's fsync runs, and Pebble syncs everything applied meanwhile
 // with one fsync: a publisher waits for about one fsync, not for the fsync of
-// the group before its own as well. Offsets are assigned from e.assigned, the
-// committer's view; Read and Head see e.topics, updated once durable.
+// the group before its own as well. Offsets are assigned from assigned, the
+// committer's view; Read and Head see topics, updated once durable.
 func (e *Engine) commit(reqs []*request) {
 	job := &commitJob{reqs: slices.Clone(reqs), touched: map[string]topicState{}}
 	touched := job.touched
@@ -645,16 +730,17 @@ func (e *Engine) commit(reqs []*request) {
 		if st, ok := touched[topic]; ok {
 			return st, nil
 		}
-		if st, ok := e.assigned[topic]; ok {
-			return st, nil
+		if a, ok := e.shard(topic).assigned[topic]; ok {
+			return a.topicState, nil
 		}
-		// First use: the durable state is cached in e.topics before anything
+		// First use: the durable state is cached in topics before anything
 		// of this topic is written, so readers never load a state that is not
 		// durable yet.
 		return e.loadState(topic, true)
 	}
 	now := time.Unix(0, e.now().UnixNano()) // no monotonic reading: equal to what Read decodes
 	nanos := now.UnixNano()
+	bucket := ageBucket(nanos)
 	b := e.db.NewBatch()
 	job.b = b
 	// Expired keys go first: an append of this group that reuses one then
@@ -673,16 +759,24 @@ func (e *Engine) commit(reqs []*request) {
 		if r.expireKeys {
 			continue
 		}
-		if r.trimTopic != "" {
-			st, err := load(r.trimTopic)
-			if err != nil {
-				r.err = err
-				continue
+		if r.trimTopic != "" || len(r.put) > 0 || len(r.del) > 0 {
+			if r.trimTopic != "" {
+				st, err := load(r.trimTopic)
+				if err != nil {
+					r.err = err
+					continue
+				}
+				if before := min(r.trimBefore, st.head+1); before > st.oldest {
+					deleteEvents(b, r.trimTopic, st.oldest, before)
+					st.oldest = before
+					touched[r.trimTopic] = st
+				}
 			}
-			if before := min(r.trimBefore, st.head+1); before > st.oldest {
-				deleteEvents(b, r.trimTopic, st.oldest, before)
-				st.oldest = before
-				touched[r.trimTopic] = st
+			for _, k := range r.del {
+				b.Delete(k, nil)
+			}
+			for _, k := range r.put {
+				b.Set(k, nil, nil)
 			}
 			job.live = append(job.live, r)
 			continue
@@ -731,6 +825,7 @@ func (e *Engine) commit(reqs []*request) {
 			st, _ := load(ev.Topic)
 			st.head++
 			touched[ev.Topic] = st
+			e.indexAge(b, ev.Topic, bucket)
 			r.pos[i] = engine.Position{Epoch: e.epoch, Offset: st.head}
 			b.Set(logKey(ev.Topic, st.head), encodeEvent(now, ev.Type, ev.Data), nil)
 			if key != nil {
@@ -759,6 +854,11 @@ func (e *Engine) commit(reqs []*request) {
 			}
 			b.Set(metaKey(topic), encodeMeta(st), nil)
 		}
+		if e.opt.MaxAge <= 0 && e.ageIndexed.Load() {
+			// Appends without an age limit write no index: a later open with
+			// one must build it again.
+			b.Delete(ageIndexKey, nil)
+		}
 		if job.sync {
 			job.err = e.db.ApplyNoSyncWait(b, pebble.Sync)
 		} else {
@@ -766,8 +866,24 @@ func (e *Engine) commit(reqs []*request) {
 		}
 		if job.err == nil {
 			for topic, st := range touched {
-				e.assigned[topic] = st
+				sh := e.shard(topic)
+				a, ok := sh.assigned[topic]
+				if !ok {
+					e.nAssigned++
+				}
+				a.topicState = st
+				if _, ok := e.grpIndexed[topic]; ok {
+					a.bucket = bucket
+				}
+				sh.assigned[topic] = a
 			}
+			if e.opt.MaxAge <= 0 {
+				e.ageIndexed.Store(false)
+			}
+		}
+		clear(e.grpIndexed)
+		if e.nAssigned > e.opt.MaxTopics && time.Since(e.lastEvict) >= e.opt.TopicIdle/8/stateShards {
+			e.evict(1)
 		}
 	}
 	// Blocks while two groups already wait for their fsync: the pipeline is
@@ -827,11 +943,12 @@ func (e *Engine) finish(job *commitJob, failedBefore bool) (failed bool) {
 		}
 		return true
 	}
-	e.stMu.Lock()
 	for topic, st := range job.touched {
-		e.topics[topic] = st
+		sh := e.shard(topic)
+		sh.mu.Lock()
+		sh.topics[topic] = cachedState{st, sh.tick}
+		sh.mu.Unlock()
 	}
-	e.stMu.Unlock()
 	if len(job.delivered) > 0 {
 		seq := e.commitSeq.Add(1)
 		// Blocks when the deliverer is 64 commits behind: fan-out throttles
@@ -1074,91 +1191,6 @@ func (e *Engine) Close() error {
 		e.log.Debug("closed")
 	})
 	return e.closeErr
-}
-
-func (e *Engine) sweeper() {
-	defer close(e.sweepDone)
-	t := time.NewTicker(e.opt.SweepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-e.sweepStop:
-			return
-		case <-t.C:
-			if _, err := e.sweep(); err != nil && !errors.Is(err, engine.ErrClosed) {
-				e.log.Error("age sweep failed", "err", err)
-			}
-			if _, err := e.expireKeys(); err != nil && !errors.Is(err, engine.ErrClosed) {
-				e.log.Error("dropping expired idempotency keys failed", "err", err)
-			}
-		}
-	}
-}
-
-// sweep drops events older than MaxAge from every topic and reports how many
-// topics it trimmed. It reads the store directly and sends the trims through the
-// committer, so they are ordered with appends.
-func (e *Engine) sweep() (trimmed int, err error) {
-	if e.opt.MaxAge <= 0 || e.CanWrite() != nil {
-		return 0, nil // a trim is a write too; the next sweep does it
-	}
-	cutoff := e.now().Add(-e.opt.MaxAge)
-	var topics []string
-	err = e.readLocked(func() error {
-		it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: []byte("m"), UpperBound: []byte("n")})
-		if err != nil {
-			return err
-		}
-		for valid := it.First(); valid; valid = it.Next() {
-			topics = append(topics, string(it.Key()[1:]))
-		}
-		return it.Close()
-	})
-	if err != nil {
-		return 0, err
-	}
-	for _, topic := range topics {
-		var before uint64
-		err := e.readLocked(func() error {
-			st, err := e.state(topic)
-			if err != nil || st.oldest > st.head {
-				return err
-			}
-			it, err := e.db.NewIter(&pebble.IterOptions{LowerBound: logKey(topic, st.oldest), UpperBound: logEnd(topic)})
-			if err != nil {
-				return err
-			}
-			prefix := len(logPrefix(topic))
-			for valid := it.First(); valid; valid = it.Next() {
-				v, err := it.ValueAndErr()
-				if err != nil {
-					break
-				}
-				t, ok := eventTime(v)
-				if ok && !t.Before(cutoff) {
-					break
-				}
-				before = binary.BigEndian.Uint64(it.Key()[prefix:]) + 1
-			}
-			return it.Close()
-		})
-		if err != nil {
-			return trimmed, err
-		}
-		if before == 0 {
-			continue
-		}
-		r := &request{ctx: context.Background(), trimTopic: topic, trimBefore: before, done: make(chan struct{})}
-		if err := e.send(context.Background(), r); err != nil {
-			return trimmed, err
-		}
-		<-r.done
-		if r.err != nil {
-			return trimmed, r.err
-		}
-		trimmed++
-	}
-	return trimmed, nil
 }
 
 // readLocked runs fn while the store is open and not being reopened, or

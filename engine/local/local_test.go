@@ -418,10 +418,7 @@ func TestLookingUpUnknownTopicsKeepsNoState(t *testing.T) {
 	if p, err := e.Head(ctx, "somebody"); err != nil || p.Offset != 1 {
 		t.Fatalf("Head(somebody) = %v, %v", p, err)
 	}
-	e.stMu.Lock()
-	cached := len(e.topics)
-	e.stMu.Unlock()
-	if cached != 1 {
+	if cached := cachedLen(e); cached != 1 {
 		t.Fatalf("%d topic states kept after looking up 1000 unknown topics and writing one, want 1", cached)
 	}
 }

@@ -205,10 +205,14 @@ func (e *Engine) reopenDB() error {
 	e.dbMu.Lock()
 	e.db = db
 	if err == nil {
-		e.stMu.Lock()
-		clear(e.topics)
-		e.stMu.Unlock()
-		clear(e.assigned)
+		for i := range e.states {
+			sh := &e.states[i]
+			sh.mu.Lock()
+			clear(sh.topics)
+			sh.mu.Unlock()
+			clear(sh.assigned)
+		}
+		e.nAssigned = 0
 		e.broken.Store(false)
 	}
 	e.dbMu.Unlock()
