@@ -19,16 +19,20 @@ type HTTPError struct {
 	Message string
 }
 
-func (e *HTTPError) Error() string {
-	s := "client: HTTP " + strconv.Itoa(e.Status)
-	if t := http.StatusText(e.Status); t != "" {
+func (e *HTTPError) Error() string { return "client: " + describeAnswer(e.Status, e.Code, e.Message) }
+
+// describeAnswer renders an error answer: "HTTP 503 Service Unavailable:
+// engine_unavailable: the event was not acknowledged...".
+func describeAnswer(status int, code, message string) string {
+	s := "HTTP " + strconv.Itoa(status)
+	if t := http.StatusText(status); t != "" {
 		s += " " + t
 	}
-	if e.Code != "" {
-		s += ": " + e.Code
+	if code != "" {
+		s += ": " + code
 	}
-	if e.Message != "" {
-		s += ": " + e.Message
+	if message != "" {
+		s += ": " + message
 	}
 	return s
 }

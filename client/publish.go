@@ -93,17 +93,7 @@ type PublishError struct {
 }
 
 func (e *PublishError) Error() string {
-	s := "client: publish: HTTP " + strconv.Itoa(e.Status)
-	if t := http.StatusText(e.Status); t != "" {
-		s += " " + t
-	}
-	if e.Code != "" {
-		s += ": " + e.Code
-	}
-	if e.Message != "" {
-		s += ": " + e.Message
-	}
-	return s
+	return "client: publish: " + describeAnswer(e.Status, e.Code, e.Message)
 }
 
 // Temporary reports whether a retry may succeed: 408, 429 and 5xx. Other

@@ -72,11 +72,8 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	insecure := fs.Bool("insecure", false, "do not verify the server's TLS certificate (https:// URLs)")
 	caFile := fs.String("ca-file", "", "PEM CA certificates to verify the server's TLS certificate with (https:// URLs)")
 	fs.StringVar(&cfg.MetricsURL, "metrics-url", "", "Prometheus endpoint for the server's RSS and CPU when -pid is not given")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitBadConfig
+	if code, done := parseFlags(fs, args); done {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "herald bench: unexpected arguments %q\n", fs.Args())

@@ -101,3 +101,15 @@ func buildVersion() string {
 	}
 	return v
 }
+
+// parseFlags parses a command's flags: -h has printed the usage (exit 0), a
+// bad flag has printed its error (exit 2). done reports that the command ends.
+func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, true
+		}
+		return exitBadConfig, true
+	}
+	return 0, false
+}
