@@ -224,9 +224,6 @@ func (f *fleet) run(ctx context.Context, s *stream, results chan<- connectResult
 // calls onUp with the time to the response headers once the server answers
 // with a stream, and reports whether it did.
 func (f *fleet) connect(ctx context.Context, s *stream, retry *time.Duration, onUp func(time.Duration)) (up bool, err error) {
-	if f.h2 != nil {
-		return f.connectH2(ctx, s, retry, onUp)
-	}
 	select {
 	case f.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -240,6 +237,9 @@ func (f *fleet) connect(ctx context.Context, s *stream, retry *time.Duration, on
 		}
 	}
 	defer release()
+	if f.h2 != nil {
+		return f.connectH2(ctx, s, retry, onUp, release)
+	}
 	start := time.Now()
 	d := f.dialer
 	if s.src != nil {

@@ -76,20 +76,9 @@ func newH2Transports(mode string, n, per int, tlsConf *tls.Config, network strin
 // connectH2 opens s as one stream of its group's HTTP/2 connection and
 // reads it until it ends, ctx ends or dropAll cancels it. It is connect's
 // HTTP/2 counterpart, with the same results.
-func (f *fleet) connectH2(ctx context.Context, s *stream, retry *time.Duration, onUp func(time.Duration)) (up bool, err error) {
-	select {
-	case f.sem <- struct{}{}:
-	case <-ctx.Done():
-		return false, ctx.Err()
-	}
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			<-f.sem
-		}
-	}
-	defer release()
+// It holds a connect slot, which release gives back (connect calls it again
+// on return; it is idempotent).
+func (f *fleet) connectH2(ctx context.Context, s *stream, retry *time.Duration, onUp func(time.Duration), release func()) (up bool, err error) {
 	start := time.Now()
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
