@@ -337,15 +337,26 @@ func (p *Publisher) attempt(ctx context.Context, hc *http.Client, endpoint strin
 // connection failed, was refused, reset or timed out. A bad URL or a
 // certificate the client does not trust will not change.
 func retryable(err error) bool {
+	// Every error of http.Client.Do is a *url.Error, itself a net.Error:
+	// judge what it wraps.
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		err = uerr.Err
+	}
 	var cverr *tls.CertificateVerificationError
 	var uaerr x509.UnknownAuthorityError
 	var hnerr x509.HostnameError
 	var cierr x509.CertificateInvalidError
-	if errors.As(err, &cverr) || errors.As(err, &uaerr) || errors.As(err, &hnerr) || errors.As(err, &cierr) {
-		return false
+	var alert tls.AlertError
+	if errors.As(err, &cverr) || errors.As(err, &uaerr) || errors.As(err, &hnerr) || errors.As(err, &cierr) || errors.As(err, &alert) {
+		return false // the same certificates fail the same way
+	}
+	var operr *net.OpError
+	if errors.As(err, &operr) && operr.Op == "remote error" {
+		return false // a TLS alert from the server, e.g. a client certificate required
 	}
 	var nerr net.Error
-	return errors.As(err, &nerr) ||
+	return operr != nil || (errors.As(err, &nerr) && nerr.Timeout()) ||
 		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE)

@@ -3,6 +3,7 @@ package client
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -699,5 +701,35 @@ func TestPublishRetriesTimeout(t *testing.T) {
 	reqs := srv.requests()
 	if len(reqs) != 2 || reqs[0].key != reqs[1].key {
 		t.Fatalf("requests %+v", reqs)
+	}
+}
+
+// Errors that the same request meets again are not retried: a server that
+// demands a client certificate, a URL the client cannot use.
+func TestPublishDoesNotRetryWhatCannotChange(t *testing.T) {
+	var handshakes atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	srv.TLS = &tls.Config{ClientAuth: tls.RequireAnyClientCert, GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		handshakes.Add(1)
+		return nil, nil
+	}}
+	srv.StartTLS()
+	defer srv.Close()
+	for _, tc := range []struct {
+		name string
+		p    *Publisher
+	}{
+		{"client certificate required", &Publisher{URL: srv.URL, Key: "k", HTTPClient: srv.Client()}},
+		{"unsupported scheme", &Publisher{URL: "ftp://127.0.0.1:1", Key: "k"}},
+	} {
+		before := handshakes.Load()
+		tc.p.MaxAttempts, tc.p.MinBackoff, tc.p.MaxBackoff = 5, time.Millisecond, time.Millisecond
+		_, err := tc.p.Publish(context.Background(), Message{Topic: "a", Data: []byte("x")})
+		if err == nil || strings.Contains(err.Error(), "gave up after") {
+			t.Errorf("%s: %v, want a failure without retries", tc.name, err)
+		}
+		if n := handshakes.Load() - before; n > 1 {
+			t.Errorf("%s: %d TLS handshakes, want 1", tc.name, n)
+		}
 	}
 }
