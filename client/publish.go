@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"syscall"
 	"time"
 	"unicode/utf8"
 )
@@ -247,6 +246,9 @@ func (p *Publisher) do(ctx context.Context, body []byte, key string, decode func
 	if err != nil {
 		return fmt.Errorf("client: publish: URL: %w", err)
 	}
+	if u, _ := url.Parse(endpoint); u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("client: publish: URL %q: want http or https", p.URL)
+	}
 	hc := p.HTTPClient
 	if hc == nil {
 		hc = defaultPublishClient
@@ -333,12 +335,12 @@ func (p *Publisher) attempt(ctx context.Context, hc *http.Client, endpoint strin
 	return wait, perr.Temporary(), perr
 }
 
-// retryable reports whether a failed request may succeed if made again: the
-// connection failed, was refused, reset or timed out. A bad URL or a
-// certificate the client does not trust will not change.
+// retryable reports whether a failed request may succeed if made again: a
+// connection that failed, was refused, reset, closed or timed out may work
+// next time; a certificate the client does not trust, or a TLS alert from the
+// server (a client certificate required), will not change.
 func retryable(err error) bool {
-	// Every error of http.Client.Do is a *url.Error, itself a net.Error:
-	// judge what it wraps.
+	// Every error of http.Client.Do is a *url.Error: judge what it wraps.
 	var uerr *url.Error
 	if errors.As(err, &uerr) {
 		err = uerr.Err
@@ -349,17 +351,13 @@ func retryable(err error) bool {
 	var cierr x509.CertificateInvalidError
 	var alert tls.AlertError
 	if errors.As(err, &cverr) || errors.As(err, &uaerr) || errors.As(err, &hnerr) || errors.As(err, &cierr) || errors.As(err, &alert) {
-		return false // the same certificates fail the same way
+		return false
 	}
 	var operr *net.OpError
 	if errors.As(err, &operr) && operr.Op == "remote error" {
-		return false // a TLS alert from the server, e.g. a client certificate required
+		return false // a TLS alert from the server
 	}
-	var nerr net.Error
-	return operr != nil || (errors.As(err, &nerr) && nerr.Timeout()) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
-		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE)
+	return true
 }
 
 // wireMessage is a Message as the server reads it. Data is a JSON string, so
