@@ -293,6 +293,9 @@ func (h *Hub) register(ctx context.Context, s *Subscriber) error {
 		h.mu.Unlock()
 		return ErrClosing
 	}
+	// Counted from here, not once live: Shutdown waits for a stream whose
+	// engine subscriptions are still being made, so none outlives the engine.
+	h.streams.Add(1)
 	states := make([]*topicState, len(s.topics))
 	var mine []*topicState // new to the node: this stream subscribes to the engine for them
 	for i, t := range s.topics {
@@ -336,12 +339,12 @@ func (h *Hub) register(ctx context.Context, s *Subscriber) error {
 			// Under h.mu with closing unset, so Shutdown either sees the
 			// stream or the stream sees closing.
 			h.all[s] = struct{}{}
-			h.streams.Add(1)
 		}
 		h.mu.Unlock()
 	}
 	if err != nil {
 		h.release(states)
+		h.streams.Done()
 		return err
 	}
 	for i, ts := range states {

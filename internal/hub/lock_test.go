@@ -606,3 +606,30 @@ func BenchmarkSubscribeStorm(b *testing.B) {
 	}
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/storm")
 }
+
+// Shutdown waits for a stream whose engine subscription is still being made,
+// so no engine call outlives it (the server closes the engine next); the
+// stream is then refused.
+func TestShutdownWaitsForAStreamStillSubscribing(t *testing.T) {
+	eng := newGateEngine(openEngine(t))
+	release := eng.holdSubscribe(t, "t")
+	eng.entered = make(chan string, 1)
+	h := New(eng, Options{})
+	c := subscribeAsync(h, "t")
+	<-eng.entered // the engine is subscribing now
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := h.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with a subscription in flight: %v, want it to wait", err)
+	}
+	release()
+	if r := recv(t, c, "the stream subscribing at shutdown"); !errors.Is(r.err, ErrClosing) {
+		t.Fatalf("the stream subscribing at shutdown: %v, want ErrClosing", r.err)
+	}
+	if err := h.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := eng.count(eng.active, "t"); n != 0 {
+		t.Fatalf("%d engine subscriptions left after shutdown", n)
+	}
+}
