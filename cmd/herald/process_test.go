@@ -302,3 +302,27 @@ func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
 }
+
+// SIGHUP (systemctl reload) does not stop a node that has nothing to reload.
+func TestProcessSurvivesSIGHUPWithoutTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a herald process")
+	}
+	p := startProcess(t, t.TempDir())
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(p.logs.String(), "nothing to reload") {
+		select {
+		case <-p.done:
+			t.Fatalf("herald exited on SIGHUP: %v\n%s", p.err, p.logs)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no word of the SIGHUP within 5s\n%s", p.logs)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.publish("a", "still here")
+}

@@ -148,16 +148,30 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		}
 		defer stopDebug()
 	}
-	if certs != nil {
-		// Rotation: the files are polled, and SIGHUP reloads at once.
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		rctx, stopReload := context.WithCancel(context.Background())
-		reloaded := make(chan struct{})
-		go func() { defer close(reloaded); certs.run(rctx, hup) }()
-		defer func() { stopReload(); <-reloaded }()
-	}
+	// SIGHUP reloads the certificates at once (the files are polled too). It
+	// is caught without TLS as well: `systemctl reload` must not kill a node
+	// by the signal's default action.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	rctx, stopReload := context.WithCancel(context.Background())
+	reloaded := make(chan struct{})
+	go func() {
+		defer close(reloaded)
+		if certs != nil {
+			certs.run(rctx, hup)
+			return
+		}
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-hup:
+				log.Info("SIGHUP: nothing to reload without TLS")
+			}
+		}
+	}()
+	defer func() { stopReload(); <-reloaded }()
 	log.Info("listening", "addr", ln.Addr().String(), "tls", certs != nil, "mutual_tls", cfg.ClientCAs != nil, "data_dir", cfg.DataDir, "version", version)
 	served := make(chan error, 1)
 	go func() {
