@@ -32,18 +32,10 @@ func incompressible(n int) string {
 // tryPublish publishes one event and returns the status and the error code.
 func (p *process) tryPublish(topic, data string) (int, string) {
 	p.t.Helper()
-	body, _ := json.Marshal(map[string]string{"topic": topic, "data": data})
-	req, _ := http.NewRequest("POST", p.url("/v1/publish"), bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+processKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	status, raw := p.post(topic, data)
 	var e struct{ Error struct{ Code string } }
-	raw, _ := io.ReadAll(resp.Body)
 	_ = json.Unmarshal(raw, &e)
-	return resp.StatusCode, e.Error.Code
+	return status, e.Error.Code
 }
 
 func (p *process) ready() int {

@@ -102,7 +102,8 @@ func (l *logBuffer) String() string {
 
 func (p *process) url(path string) string { return "http://" + p.addr + path }
 
-func (p *process) publish(topic, data string) string {
+// post publishes one event and returns the answer's status and body.
+func (p *process) post(topic, data string) (int, []byte) {
 	p.t.Helper()
 	body, _ := json.Marshal(map[string]string{"topic": topic, "data": data})
 	req, _ := http.NewRequest("POST", p.url("/v1/publish"), bytes.NewReader(body))
@@ -113,8 +114,14 @@ func (p *process) publish(topic, data string) string {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		p.t.Fatalf("publish: %d %s", resp.StatusCode, raw)
+	return resp.StatusCode, raw
+}
+
+func (p *process) publish(topic, data string) string {
+	p.t.Helper()
+	status, raw := p.post(topic, data)
+	if status != 200 {
+		p.t.Fatalf("publish: %d %s", status, raw)
 	}
 	var r struct{ ID string }
 	_ = json.Unmarshal(raw, &r)

@@ -153,23 +153,29 @@ func (e *Engine) sweepOnce() (s sweepStats, err error) {
 				del[topic] = append(del[topic], k)
 			}
 		}
-		var reqs []*request
-		for _, topic := range order {
-			r, err := e.trimRequest(topic, cutoff, del[topic], &s)
-			if err != nil {
-				return s, err
-			}
-			if r != nil {
-				reqs = append(reqs, r)
-			}
-		}
-		if err := e.sendAll(reqs, &s); err != nil {
+		if err := e.trimTopics(order, cutoff, del, &s); err != nil {
 			return s, err
 		}
 		if len(keys) < sweepChunk {
 			return s, nil
 		}
 	}
+}
+
+// trimTopics trims topics by age through the committer, deleting the index
+// keys del names for each.
+func (e *Engine) trimTopics(topics []string, cutoff time.Time, del map[string][][]byte, s *sweepStats) error {
+	var reqs []*request
+	for _, topic := range topics {
+		r, err := e.trimRequest(topic, cutoff, del[topic], s)
+		if err != nil {
+			return err
+		}
+		if r != nil {
+			reqs = append(reqs, r)
+		}
+	}
+	return e.sendAll(reqs, s)
 }
 
 // sweepAll is the sweep of a store without the index: every topic, as the
@@ -194,17 +200,7 @@ func (e *Engine) sweepAll(cutoff time.Time) (s sweepStats, err error) {
 	for len(topics) > 0 {
 		chunk := topics[:min(len(topics), sweepChunk)]
 		topics = topics[len(chunk):]
-		var reqs []*request
-		for _, topic := range chunk {
-			r, err := e.trimRequest(topic, cutoff, nil, &s)
-			if err != nil {
-				return s, err
-			}
-			if r != nil {
-				reqs = append(reqs, r)
-			}
-		}
-		if err := e.sendAll(reqs, &s); err != nil {
+		if err := e.trimTopics(chunk, cutoff, nil, &s); err != nil {
 			return s, err
 		}
 	}

@@ -80,7 +80,9 @@ func (n *testNode) publish(topic, typ, data string) publishResult {
 	return r
 }
 
-func (n *testNode) post(contentType string, body []byte, key string) (*http.Response, []byte) {
+// post publishes body with key (none when empty) and extra headers (name,
+// value pairs).
+func (n *testNode) post(contentType string, body []byte, key string, header ...string) (*http.Response, []byte) {
 	n.t.Helper()
 	req, _ := http.NewRequest("POST", n.srv.URL+"/v1/publish", bytes.NewReader(body))
 	if contentType != "" {
@@ -88,6 +90,9 @@ func (n *testNode) post(contentType string, body []byte, key string) (*http.Resp
 	}
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Add(header[i], header[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,22 +16,10 @@ import (
 	"github.com/herald-hub/herald/internal/hub"
 )
 
-// postWith posts body with extra headers (name, value pairs).
+// postWith publishes body with the test key and extra headers.
 func (n *testNode) postWith(contentType, body string, header ...string) (*http.Response, []byte) {
 	n.t.Helper()
-	req, _ := http.NewRequest("POST", n.srv.URL+"/v1/publish", strings.NewReader(body))
-	req.Header.Set("Content-Type", contentType)
-	req.Header.Set("Authorization", "Bearer "+testKey)
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Add(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp, raw
+	return n.post(contentType, []byte(body), testKey, header...)
 }
 
 // A publish retried with the same Idempotency-Key gets the first answer, and
