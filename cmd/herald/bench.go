@@ -54,6 +54,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	fs.IntVar(&cfg.Sources, "sources", 250, "loopback source addresses 127.0.0.1..127.0.0.N to spread streams over (0: let the kernel pick)")
 	fs.IntVar(&cfg.ConnectConcurrency, "connect-concurrency", 256, "connection attempts in flight")
 	fs.IntVar(&cfg.Publishers, "publishers", 4, "publishing HTTP connections")
+	fs.IntVar(&cfg.Batch, "batch", 1000, "events per publish request at most (1: one event per request, as most applications publish)")
 	fs.DurationVar(&cfg.Settle, "settle", time.Second, "pause after connecting before the idle RSS reading")
 	fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "after publishing, wait this long without progress for late events")
 	fs.BoolVar(&cfg.Storm, "storm", false, "reconnect storm: drop every stream at once, publish while down, reconnect all with their last id")
@@ -170,7 +171,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 // starts: a bad command line exits 2 like every other bad configuration.
 func checkBench(cfg bench.Config) error {
 	for name, n := range map[string]int{"connections": cfg.Connections, "connect-concurrency": cfg.ConnectConcurrency,
-		"publishers": cfg.Publishers, "storm-missed": cfg.StormMissed, "streams-per-conn": cfg.StreamsPerConn} {
+		"publishers": cfg.Publishers, "batch": cfg.Batch, "storm-missed": cfg.StormMissed, "streams-per-conn": cfg.StreamsPerConn} {
 		if n < 1 {
 			return fmt.Errorf("-%s %d: want at least 1", name, n)
 		}

@@ -41,6 +41,7 @@ type Config struct {
 	Sources            int           // loopback source addresses 127.0.0.1.. [250]; -1: the kernel picks
 	ConnectConcurrency int           // connection attempts in flight [256]
 	Publishers         int           // publishing connections [4]
+	Batch              int           // events per publish request at most [1000]; a template publishes one
 	Settle             time.Duration // pause after connecting before the idle RSS reading [1s]
 	Drain              time.Duration // wait for late events after publishing, at most [10s]
 
@@ -103,6 +104,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Publishers <= 0 {
 		c.Publishers = 4
+	}
+	if c.Batch <= 0 {
+		c.Batch = 1000
 	}
 	if c.Settle == 0 {
 		c.Settle = time.Second

@@ -33,13 +33,18 @@ type heraldPublisher struct {
 	key    string
 	topics []string
 	pad    int
+	batch  int // events per request at most
 }
 
-func (p *heraldPublisher) maxBatch() int { return 1000 }
+func (p *heraldPublisher) maxBatch() int { return p.batch }
 
 func (p *heraldPublisher) send(ctx context.Context, evs []outEvent) error {
-	b := make([]byte, 0, len(evs)*(80+p.pad))
-	b = append(b, '[')
+	// One event goes as an object, as most applications send it; more as
+	// an array.
+	b := make([]byte, 0, len(evs)*(80+p.pad)+2)
+	if len(evs) > 1 {
+		b = append(b, '[')
+	}
 	for i, ev := range evs {
 		if i > 0 {
 			b = append(b, ',')
@@ -50,7 +55,9 @@ func (p *heraldPublisher) send(ctx context.Context, evs []outEvent) error {
 		b = appendPayload(b, ev.seq, ev.ts, p.pad)
 		b = append(b, '}')
 	}
-	b = append(b, ']')
+	if len(evs) > 1 {
+		b = append(b, ']')
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(b))
 	if err != nil {
 		return err

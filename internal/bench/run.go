@@ -292,7 +292,7 @@ func newTarget(cfg Config, base, key string, topics []string) (*target, error) {
 	if cfg.Publish != nil {
 		t.pub = &templatePublisher{client: client, tmpl: *cfg.Publish, topics: topics, pad: cfg.Pad}
 	} else {
-		t.pub = &heraldPublisher{client: client, url: base + "/v1/publish", key: key, topics: topics, pad: cfg.Pad}
+		t.pub = &heraldPublisher{client: client, url: base + "/v1/publish", key: key, topics: topics, pad: cfg.Pad, batch: cfg.Batch}
 	}
 	return t, nil
 }
