@@ -29,6 +29,10 @@ type Config struct {
 	// IdempotencyWindow is how long an Event.ID is remembered per topic (0:
 	// the engine's default).
 	IdempotencyWindow time.Duration
+	// SyncInterval, for engines with a local log, answers appends before
+	// their fsync and fsyncs at most this long after (0: fsync before every
+	// answer). Events are still delivered only once fsynced.
+	SyncInterval time.Duration
 	// Logger receives the engine's messages.
 	Logger *slog.Logger
 }

@@ -71,6 +71,7 @@ type config struct {
 
 	// Publishing.
 	IdempotencyWindow time.Duration
+	FsyncInterval     time.Duration
 
 	// TLS: both files or neither; ClientCAs only with them.
 	TLSCert, TLSKey string         // paths of PEM files
@@ -135,6 +136,15 @@ var settings = []setting{
 		return nil
 	}},
 	{"idempotency-window", "duration", "2m", "how long a publish's idempotency key (Idempotency-Key, or an event's id) keeps a retry from appending again; keys are stored that long (above 0)", positiveDurationTo(func(c *config) *time.Duration { return &c.IdempotencyWindow })},
+	{"fsync-interval", "duration", "0s", "answer a publish once it is written to the log, and fsync the log at most this long after; events still reach streams and history only once fsynced, but a crash loses up to this much acknowledged publishes; at most 1s. Default: every publish is fsynced before it is answered (0: none)", func(c *config, v string) error {
+		if err := durationTo(func(c *config) *time.Duration { return &c.FsyncInterval })(c, v); err != nil {
+			return err
+		}
+		if c.FsyncInterval > local.MaxSyncInterval {
+			return fmt.Errorf("at most %v, got %v", local.MaxSyncInterval, c.FsyncInterval)
+		}
+		return nil
+	}},
 	{"queue-size", "int", "1024", "events queued per stream before a slow client is cut off (at least 1)", positiveIntTo(func(c *config) *int { return &c.QueueSize })},
 	{"max-topics", "int", "64", "topics per stream (at least 1)", positiveIntTo(func(c *config) *int { return &c.MaxTopics })},
 	{"max-event-size", "int", "65536", "bytes of data per event (at least 1)", positiveIntTo(func(c *config) *int { return &c.MaxEventSize })},

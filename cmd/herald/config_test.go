@@ -191,7 +191,7 @@ func TestZeroLiftsALimitOrIsRefused(t *testing.T) {
 	lifts := map[string]bool{
 		"max-lifetime": true, "retention-age": true, "jwt-leeway": true,
 		"max-connections-per-ip": true, "max-connections-per-user": true,
-		"publish-rate": true, "publish-key-rate": true,
+		"publish-rate": true, "publish-key-rate": true, "fsync-interval": true,
 	}
 	refuses := map[string]bool{
 		"heartbeat": true, "retry": true, "retention-count": true, "queue-size": true,

@@ -87,6 +87,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		Reserve:           int64(cfg.ReservedSpace),
 		Logger:            log,
 		IdempotencyWindow: cfg.IdempotencyWindow,
+		SyncInterval:      cfg.FsyncInterval,
 	})
 	if err != nil {
 		return fmt.Errorf("open engine: %w", err)

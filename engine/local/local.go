@@ -3,16 +3,21 @@
 //
 // # Design
 //
-// One committer goroutine owned by the Engine writes every append. Append sends
-// its events on a channel and waits; the committer takes everything pending (up
-// to Options.MaxBatch events), writes it in one Pebble batch together with the
-// per-topic metadata and the count trimming, commits it with one WAL fsync (group
-// commit: concurrent publishers share fsyncs), answers the callers, then hands
-// the committed events to the delivery goroutine, which calls the subscribers of
-// each topic in position order. Appends are durable before Append returns, and
-// an append never waits for fan-out: with thousands of local subscribers, a
-// publisher would otherwise wait for every one of them to be handed the event,
-// and compete with their writers for the CPU meanwhile.
+// Appends are written in group commits under one lock (the commit lock). Append
+// queues its request and, unless another goroutine holds the lock, commits the
+// queue itself: everything pending (up to Options.MaxBatch events) in one
+// Pebble batch together with the per-topic metadata and the count trimming,
+// applied without waiting for the fsync. What is queued while the lock is held
+// goes into the holder's next group, or to the committer goroutine owned by the
+// Engine. The syncer goroutine waits for each group's WAL fsync (concurrent
+// publishers share fsyncs), answers the callers, then hands the committed
+// events to the delivery goroutine, which calls the subscribers of each topic
+// in position order. Appends are durable before Append returns (unless
+// Options.SyncInterval trades that away), and an append never waits for
+// fan-out: with thousands of local subscribers, a publisher would otherwise
+// wait for every one of them to be handed the event, and compete with their
+// writers for the CPU meanwhile. Below, "the committer" is whoever holds the
+// commit lock.
 //
 // The choice of Pebble over bbolt, with the measurements, is recorded in
 // docs/decisions/0001-local-engine-store.md.
@@ -79,6 +84,9 @@ const (
 	DefaultMaxLen   = 10_000
 	DefaultMaxAge   = 24 * time.Hour
 	DefaultMaxBatch = 1024
+	// MaxSyncInterval bounds SyncInterval: what a crash may lose, and how
+	// long delivery waits.
+	MaxSyncInterval = time.Second
 	// DefaultReserve is the room kept back for a full disk (see Options.Reserve).
 	DefaultReserve = 64 << 20
 	// DefaultSpaceCheckInterval is how often a store that refuses writes looks
@@ -108,6 +116,15 @@ type Options struct {
 	// NoSync commits without fsync: appends survive a process crash but not a
 	// machine crash. For tests and benchmarks only.
 	NoSync bool
+	// SyncInterval, when above 0, answers an append once it is written to
+	// the log, before its fsync, and fsyncs the log at most this long after
+	// the first write it has not covered yet. Events still reach subscribers,
+	// Read and Head only after the fsync that covers them, so nothing ever
+	// delivered can be lost; but a crash (or a failed fsync) loses the
+	// acknowledged events of up to SyncInterval, and a publisher may not read
+	// its own event back for that long. 0, the default, fsyncs every group
+	// commit before answering it.
+	SyncInterval time.Duration
 	// Logger receives the engine's and Pebble's messages. Nil means slog.Default().
 	Logger *slog.Logger
 	// MaxBatch is the most events written by one group commit. 0 means DefaultMaxBatch.
@@ -168,17 +185,26 @@ type Engine struct {
 	wake                 chan struct{} // asks the watcher to look at once
 	watchStop, watchDone chan struct{}
 
-	// mu guards closed. Everything that sends on reqs or touches db outside the
-	// committer holds it for reading, so Close (writer) knows they are done.
+	// mu guards closed. Everything that queues requests or touches db outside
+	// a commit holds it for reading, so Close (writer) knows they are done.
 	mu     sync.RWMutex
 	closed bool
 
-	reqs          chan *request
+	// Requests wait in queue (under queueMu) for a group commit. Whoever holds
+	// commitMu commits them: the caller of send when it could take the lock,
+	// else the committer goroutine, woken by kick. Below, "the committer" is
+	// whoever holds commitMu; group is its scratch list.
+	queueMu       sync.Mutex
+	queue         []*request
+	commitMu      sync.Mutex
+	group         []*request
+	kick          chan struct{}
+	commitStop    chan struct{}
 	committerDone chan struct{}
 	syncs         chan *commitJob // applied batches waiting for their fsync, in order
 	syncerDone    chan struct{}
 	deliveries    chan delivery // committed events, in commit order, for the deliverer
-	commitSeq     atomic.Uint64 // number of the last commit queued for delivery
+	commitSeq     atomic.Uint64 // number of the last commit handed to delivery
 	deliverDone   chan struct{}
 	sweepStop     chan struct{}
 	sweepDone     chan struct{}
@@ -189,7 +215,7 @@ type Engine struct {
 	states    [stateShards]stateShard
 	stateSeed maphash.Seed
 
-	// Touched by the committer goroutine only: the next shard an eviction
+	// Touched by the committer only: the next shard an eviction
 	// step visits, the number of entries of the assigned maps, when a step
 	// last ran, and the topics given an age index key in the current group.
 	evictNext  int
@@ -221,7 +247,7 @@ type stateShard struct {
 	tick   uint32
 
 	// assigned is the committer's own view: offsets handed out, possibly not
-	// yet durable. Touched by the committer goroutine only.
+	// yet durable. Touched by the committer only.
 	assigned map[string]assignedState
 }
 
@@ -267,8 +293,9 @@ type request struct {
 	expireKeys bool // from the sweeper: drop expired idempotency keys
 	expired    int  // how many it dropped
 
-	err  error
-	done chan struct{}
+	err       error
+	done      chan struct{}
+	committed bool // taken into a group; under the commit lock
 }
 
 var _ engine.Engine = (*Engine)(nil)
@@ -287,6 +314,9 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 	}
 	if opt.Reserve < 0 {
 		return nil, fmt.Errorf("local: Reserve %d is negative", opt.Reserve)
+	}
+	if opt.SyncInterval < 0 || opt.SyncInterval > MaxSyncInterval {
+		return nil, fmt.Errorf("local: SyncInterval %v: want 0 (fsync before answering) up to %v", opt.SyncInterval, MaxSyncInterval)
 	}
 	if opt.IdempotencyWindow < 0 {
 		return nil, fmt.Errorf("local: IdempotencyWindow %v is negative", opt.IdempotencyWindow)
@@ -336,7 +366,8 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 		dir: dir, opt: opt, log: log, lock: lock, now: now,
 		watchStop:     make(chan struct{}),
 		watchDone:     make(chan struct{}),
-		reqs:          make(chan *request, 4*opt.MaxBatch),
+		kick:          make(chan struct{}, 1),
+		commitStop:    make(chan struct{}),
 		committerDone: make(chan struct{}),
 		syncs:         make(chan *commitJob, 2),
 		syncerDone:    make(chan struct{}),
@@ -396,7 +427,11 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 		log.Error("the disk is full: serving streams and history, refusing appends until there is room", "reserve_bytes", opt.Reserve)
 	}
 	go e.committer()
-	go e.syncer()
+	if opt.SyncInterval > 0 {
+		go e.intervalSyncer()
+	} else {
+		go e.syncer()
+	}
 	go e.deliverer()
 	go e.sweeper()
 	go e.watcher()
@@ -593,7 +628,8 @@ func validate(topic string) error {
 	return nil
 }
 
-// Append makes the events durable (fsync, unless NoSync) and returns their positions.
+// Append makes the events durable (fsync, unless NoSync; written to the log
+// only, with SyncInterval) and returns their positions.
 // The whole call is rejected when one topic is invalid, and refused at once
 // while the store refuses writes (CanWrite). A context done before the events
 // are written cancels the call; one done while the write waits (for disk
@@ -617,7 +653,7 @@ func (e *Engine) Append(ctx context.Context, events []engine.Event) ([]engine.Po
 		return nil, err // at once, without queueing behind a stalled write
 	}
 	r := &request{ctx: ctx, events: events, done: make(chan struct{})}
-	if err := e.send(ctx, r); err != nil {
+	if err := e.send(r); err != nil {
 		return nil, err
 	}
 	select {
@@ -634,42 +670,97 @@ func (e *Engine) Append(ctx context.Context, events []engine.Event) ([]engine.Po
 	return r.pos, nil
 }
 
-func (e *Engine) send(ctx context.Context, r *request) error {
+// send queues r for the next group commit. The caller commits the queue
+// itself when no one else is committing (see drain), so an append costs no
+// hand-over to another goroutine on its way to the store.
+func (e *Engine) send(r *request) error {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.closed {
 		return engine.ErrClosed
 	}
-	select {
-	case e.reqs <- r:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	e.queueMu.Lock()
+	e.queue = append(e.queue, r)
+	e.queueMu.Unlock()
+	e.drain(r)
+	return nil
+}
+
+// drain commits queued requests, in groups, while it holds the commit lock,
+// and stops once r is committed: a publisher does not go on committing the
+// requests of others. If it cannot take the lock, the holder sees r when it
+// lets go (it looks at the queue after unlocking).
+func (e *Engine) drain(r *request) {
+	if !e.commitMu.TryLock() {
+		return
+	}
+	for !r.committed && e.commitGroup() {
+	}
+	e.unlockCommit()
+}
+
+// unlockCommit lets go of the commit lock and wakes the committer goroutine
+// if requests are still queued. Unlocking first, then looking, means a
+// request queued by someone who failed to take the lock is always seen.
+func (e *Engine) unlockCommit() {
+	e.commitMu.Unlock()
+	e.queueMu.Lock()
+	waiting := len(e.queue) > 0
+	e.queueMu.Unlock()
+	if waiting {
+		select {
+		case e.kick <- struct{}{}:
+		default: // already woken
+		}
 	}
 }
 
+// commitGroup takes the queued requests, up to Options.MaxBatch events (at
+// least one request), and commits them as one group; it reports whether
+// there were any. The caller holds the commit lock.
+func (e *Engine) commitGroup() bool {
+	e.queueMu.Lock()
+	n, k := 0, 0
+	for k < len(e.queue) && (k == 0 || n+len(e.queue[k].events) <= e.opt.MaxBatch) {
+		n += len(e.queue[k].events)
+		k++
+	}
+	e.group = append(e.group[:0], e.queue[:k]...)
+	rest := copy(e.queue, e.queue[k:])
+	clear(e.queue[rest:])
+	e.queue = e.queue[:rest]
+	e.queueMu.Unlock()
+	if k == 0 {
+		return false
+	}
+	for _, r := range e.group {
+		r.committed = true
+	}
+	e.commitOrRefuse(e.group)
+	clear(e.group)
+	return true
+}
+
+// committer is the Engine's goroutine (stopped by Close) that commits what
+// the callers of send left queued: requests that arrived while another
+// goroutine held the commit lock and were not in its groups.
 func (e *Engine) committer() {
 	defer close(e.committerDone)
-	defer close(e.syncs) // the committer is the only sender
-	var batch []*request
-	for r := range e.reqs {
-		batch = append(batch[:0], r)
-		n := len(r.events)
-	drain:
-		for n < e.opt.MaxBatch {
-			select {
-			case r, ok := <-e.reqs:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, r)
-				n += len(r.events)
-			default:
-				break drain
+	defer close(e.syncs) // the last sender: Close saw every caller of send return
+	for {
+		select {
+		case <-e.kick:
+		case <-e.commitStop:
+			e.commitMu.Lock()
+			for e.commitGroup() {
 			}
+			e.commitMu.Unlock()
+			return
 		}
-		e.commitOrRefuse(batch)
-		clear(batch)
+		e.commitMu.Lock()
+		for e.commitGroup() {
+		}
+		e.unlockCommit()
 	}
 }
 
@@ -715,6 +806,9 @@ type commitJob struct {
 	live      []*request // those written in b
 	touched   map[string]topicState
 	delivered []engine.Event
+	seq       uint64 // the commit's number for delivery, once durable
+	answered  bool   // the committer answered it before its fsync (SyncInterval)
+	syncErr   error  // the fsync that covers it failed (SyncInterval)
 }
 
 // commit writes one group of requests into one batch and applies it without
@@ -859,10 +953,18 @@ func (e *Engine) commit(reqs []*request) {
 			// one must build it again.
 			b.Delete(ageIndexKey, nil)
 		}
-		if job.sync {
+		if job.sync && e.opt.SyncInterval == 0 {
 			job.err = e.db.ApplyNoSyncWait(b, pebble.Sync)
 		} else {
 			job.err = e.db.Apply(b, pebble.NoSync)
+			if job.err == nil && e.opt.SyncInterval > 0 {
+				// Written to the log: answered now, fsynced within
+				// SyncInterval, delivered after that.
+				for _, r := range job.reqs {
+					close(r.done)
+				}
+				job.answered = true
+			}
 		}
 		if job.err == nil {
 			for topic, st := range touched {
@@ -899,13 +1001,79 @@ func (e *Engine) syncer() {
 	// A group failed since the last reopen.
 	failed := false
 	for job := range e.syncs {
-		if job.barrier != nil {
-			failed = false
+		e.complete(job, &failed)
+	}
+}
+
+// complete finishes one job, then hands its events to delivery. failed says
+// whether a group failed since the last reopen.
+func (e *Engine) complete(job *commitJob, failed *bool) {
+	if job.barrier != nil {
+		*failed = false
+	}
+	jobFailed := e.finish(job, *failed)
+	*failed = *failed || jobFailed
+	if !jobFailed && job.seq > 0 {
+		// After finish has answered the publishers: fan-out never delays
+		// an answer.
+		e.handOff(delivery{job.seq, job.delivered})
+	}
+}
+
+// intervalSyncer replaces the syncer when SyncInterval is set: the groups
+// were answered when applied; it fsyncs the log once per SyncInterval
+// (counted from the first group not covered yet), then finishes every group
+// the fsync covers, in order.
+func (e *Engine) intervalSyncer() {
+	defer close(e.syncerDone)
+	defer close(e.deliveries) // the syncer is the only sender
+	failed := false
+	var pending []*commitJob
+	timer := time.NewTimer(e.opt.SyncInterval)
+	timer.Stop()
+	flush := func() {
+		timer.Stop()
+		var err error
+		if slices.ContainsFunc(pending, func(j *commitJob) bool { return j.answered }) {
+			err = e.syncLog() // covers every group applied before it
 		}
-		if e.finish(job, failed) {
-			failed = true
+		for _, job := range pending {
+			job.syncErr = err
+			e.complete(job, &failed)
+		}
+		clear(pending)
+		pending = pending[:0]
+	}
+	for {
+		select {
+		case job, ok := <-e.syncs:
+			switch {
+			case !ok:
+				flush()
+				return
+			case job.barrier != nil:
+				flush()
+				e.complete(job, &failed)
+			default:
+				if len(pending) == 0 {
+					timer.Reset(e.opt.SyncInterval)
+				}
+				pending = append(pending, job)
+			}
+		case <-timer.C:
+			flush()
 		}
 	}
+}
+
+// syncLog fsyncs the log, covering everything applied before.
+func (e *Engine) syncLog() error {
+	e.dbMu.RLock()
+	defer e.dbMu.RUnlock()
+	if e.db == nil {
+		return errors.New("no store")
+	}
+	return e.db.LogData(nil, pebble.Sync)
 }
 
 // finish answers one group and reports whether it failed. A group after one
@@ -918,12 +1086,17 @@ func (e *Engine) finish(job *commitJob, failedBefore bool) (failed bool) {
 		return false
 	}
 	defer func() {
-		for _, r := range job.reqs {
-			close(r.done)
+		if !job.answered {
+			for _, r := range job.reqs {
+				close(r.done)
+			}
 		}
 	}()
 	err := job.err
-	if err == nil && job.sync && len(job.live) > 0 {
+	if err == nil {
+		err = job.syncErr
+	}
+	if err == nil && job.sync && !job.answered && len(job.live) > 0 {
 		err = job.b.SyncWait()
 	}
 	_ = job.b.Close()
@@ -937,6 +1110,12 @@ func (e *Engine) finish(job *commitJob, failedBefore bool) (failed bool) {
 		// The log may refuse every record from now on: stop writing and
 		// reopen the store. Whatever this group wrote is not acknowledged.
 		e.refuse(&e.broken, "commit failed: "+err.Error())
+		if job.answered {
+			// Acknowledged before the fsync (SyncInterval): what the
+			// group wrote may be lost, and is never delivered.
+			e.log.Error("commit failed after its appends were acknowledged: they may be lost", "err", err, "requests", len(job.live))
+			return true
+		}
 		e.log.Error("commit failed", "err", err, "requests", len(job.live))
 		for _, r := range job.live {
 			r.pos, r.err = nil, fmt.Errorf("%w: local: commit: %v", engine.ErrUnavailable, err)
@@ -950,12 +1129,18 @@ func (e *Engine) finish(job *commitJob, failedBefore bool) (failed bool) {
 		sh.mu.Unlock()
 	}
 	if len(job.delivered) > 0 {
-		seq := e.commitSeq.Add(1)
-		// Blocks when the deliverer is 64 commits behind: fan-out throttles
-		// appends rather than queueing without bound.
-		e.deliveries <- delivery{seq, job.delivered}
+		// Numbered before the publishers are answered: a Subscribe after
+		// Append returned is not delivered the commit.
+		job.seq = e.commitSeq.Add(1)
 	}
 	return false
+}
+
+// handOff queues a commit for the deliverer.
+func (e *Engine) handOff(d delivery) {
+	// Blocks when the deliverer is 64 commits behind: fan-out throttles
+	// appends rather than queueing without bound.
+	e.deliveries <- d
 }
 
 // deleteEvents drops topic's events with offsets in [from, before).
@@ -1168,9 +1353,9 @@ func (e *Engine) Head(ctx context.Context, topic string) (engine.Position, error
 func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		e.mu.Lock()
-		e.closed = true
-		close(e.reqs) // no sender left: they all hold mu for reading
+		e.closed = true // no sender left: they all hold mu for reading
 		e.mu.Unlock()
+		close(e.commitStop)
 		close(e.sweepStop)
 		close(e.watchStop)
 		<-e.sweepDone

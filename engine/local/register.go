@@ -23,6 +23,7 @@ func init() {
 			MaxAge:            c.MaxAge,
 			Reserve:           c.Reserve,
 			IdempotencyWindow: c.IdempotencyWindow,
+			SyncInterval:      c.SyncInterval,
 			Logger:            c.Logger,
 		})
 	})
