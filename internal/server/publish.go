@@ -205,33 +205,9 @@ func (s *Server) parsePublish(w http.ResponseWriter, r *http.Request) ([]engine.
 		}
 		inputs = []eventInput{in}
 	case "", "application/json", "text/plain":
-		var reqs []publishRequest
-		trimmed := bytes.TrimLeft(body, " \t\r\n")
-		if len(trimmed) > 0 && trimmed[0] == '[' {
-			batch = true
-			if err := strictUnmarshal(body, &reqs); err != nil {
-				return nil, false, badRequest("bad_json", "malformed JSON array of events: %v", err)
-			}
-		} else {
-			var one publishRequest
-			if err := strictUnmarshal(body, &one); err != nil {
-				return nil, false, badRequest("bad_json", `malformed JSON event (want {"topic","type","data","id"}): %v`, err)
-			}
-			reqs = []publishRequest{one}
-		}
-		if len(reqs) > s.cfg.MaxBatch {
-			return nil, false, &apiError{http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("%d events in one request, at most %d", len(reqs), s.cfg.MaxBatch)}
-		}
-		inputs = make([]eventInput, len(reqs))
-		for i, req := range reqs {
-			in, err := req.input()
-			if err != nil {
-				if batch {
-					err.message = fmt.Sprintf("event %d: %s", i, err.message)
-				}
-				return nil, false, err
-			}
-			inputs[i] = in
+		var aerr *apiError
+		if inputs, batch, aerr = jsonInputs(body, s.cfg.MaxBatch); aerr != nil {
+			return nil, false, aerr
 		}
 	default:
 		return nil, false, &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "send application/json or application/x-www-form-urlencoded"}
@@ -263,6 +239,58 @@ func (s *Server) parsePublish(w http.ResponseWriter, r *http.Request) ([]engine.
 		events[i] = ev
 	}
 	return events, batch, nil
+}
+
+// jsonInputs decodes a JSON event or array of events: the common shapes by
+// scanPublish, anything else, errors included, by strictInputs.
+func jsonInputs(body []byte, maxBatch int) ([]eventInput, bool, *apiError) {
+	inputs, batch, ok := scanPublish(body)
+	if !ok {
+		return strictInputs(body, maxBatch)
+	}
+	if len(inputs) > maxBatch {
+		return nil, false, batchTooLarge(len(inputs), maxBatch)
+	}
+	return inputs, batch, nil
+}
+
+// strictInputs decodes a JSON event or array of events with encoding/json,
+// and says what is wrong with any other body.
+func strictInputs(body []byte, maxBatch int) ([]eventInput, bool, *apiError) {
+	var reqs []publishRequest
+	batch := false
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		batch = true
+		if err := strictUnmarshal(body, &reqs); err != nil {
+			return nil, false, badRequest("bad_json", "malformed JSON array of events: %v", err)
+		}
+	} else {
+		var one publishRequest
+		if err := strictUnmarshal(body, &one); err != nil {
+			return nil, false, badRequest("bad_json", `malformed JSON event (want {"topic","type","data","id"}): %v`, err)
+		}
+		reqs = []publishRequest{one}
+	}
+	if len(reqs) > maxBatch {
+		return nil, false, batchTooLarge(len(reqs), maxBatch)
+	}
+	inputs := make([]eventInput, len(reqs))
+	for i, req := range reqs {
+		in, err := req.input()
+		if err != nil {
+			if batch {
+				err.message = fmt.Sprintf("event %d: %s", i, err.message)
+			}
+			return nil, false, err
+		}
+		inputs[i] = in
+	}
+	return inputs, batch, nil
+}
+
+func batchTooLarge(n, limit int) *apiError {
+	return &apiError{http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("%d events in one request, at most %d", n, limit)}
 }
 
 func strictUnmarshal(b []byte, v any) error {
