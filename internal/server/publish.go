@@ -175,7 +175,7 @@ func (s *Server) answerPartial(w http.ResponseWriter, events []engine.Event, pos
 
 // parsePublish reads and validates the body: JSON object, JSON array, or form.
 func (s *Server) parsePublish(w http.ResponseWriter, r *http.Request) ([]engine.Event, bool, *apiError) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodySize))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodySize), r.ContentLength, s.cfg.MaxBodySize)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -183,7 +183,7 @@ func (s *Server) parsePublish(w http.ResponseWriter, r *http.Request) ([]engine.
 		}
 		return nil, false, badRequest("bad_body", "reading the request body: %v", err)
 	}
-	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ct := mediaType(r.Header.Get("Content-Type"))
 	var inputs []eventInput
 	batch := false
 	if first := bytes.TrimLeft(body, " \t\r\n"); ct == "application/x-www-form-urlencoded" && len(first) > 0 && (first[0] == '{' || first[0] == '[') {
@@ -239,6 +239,46 @@ func (s *Server) parsePublish(w http.ResponseWriter, r *http.Request) ([]engine.
 		events[i] = ev
 	}
 	return events, batch, nil
+}
+
+// readBody reads all of rd. A body whose length the request states, within
+// limit, is read into one buffer of that size instead of io.ReadAll's growing
+// ones. Every body has a buffer of its own, never pooled: the engine may keep
+// the slices of the events it is given.
+func readBody(rd io.Reader, size, limit int64) ([]byte, error) {
+	if size < 0 || size > limit {
+		return io.ReadAll(rd)
+	}
+	// One byte more than stated, so that the read meeting the end has room.
+	b := make([]byte, 0, size+1)
+	for {
+		n, err := rd.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			// Longer than stated, which net/http does not let through;
+			// read on all the same, as io.ReadAll would.
+			b = slices.Grow(b, 512)
+		}
+	}
+}
+
+// mediaType is the media type of a Content-Type header, as
+// mime.ParseMediaType gives it. The values publishers send are already what
+// it returns for them (lower case, no parameters), and are common enough to
+// skip its cost.
+func mediaType(contentType string) string {
+	switch contentType {
+	case "", "application/json", "application/x-www-form-urlencoded", "text/plain":
+		return contentType
+	}
+	mt, _, _ := mime.ParseMediaType(contentType)
+	return mt
 }
 
 // jsonInputs decodes a JSON event or array of events: the common shapes by
