@@ -143,7 +143,7 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, results)
 		return
 	}
-	writeJSON(w, http.StatusOK, results[0])
+	writeResult(w, results[0])
 }
 
 func appended(p engine.Position) bool { return p != engine.Position{} }
