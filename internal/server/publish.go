@@ -143,7 +143,7 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, results)
 		return
 	}
-	writeJSON(w, http.StatusOK, results[0])
+	writeResult(w, results[0])
 }
 
 func appended(p engine.Position) bool { return p != engine.Position{} }
@@ -175,7 +175,7 @@ func (s *Server) answerPartial(w http.ResponseWriter, events []engine.Event, pos
 
 // parsePublish reads and validates the body: JSON object, JSON array, or form.
 func (s *Server) parsePublish(w http.ResponseWriter, r *http.Request) ([]engine.Event, bool, *apiError) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodySize))
+	body, err := readBody(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodySize), r.ContentLength, s.cfg.MaxBodySize)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -183,7 +183,7 @@ func (s *Server) parsePublish(w http.ResponseWriter, r *http.Request) ([]engine.
 		}
 		return nil, false, badRequest("bad_body", "reading the request body: %v", err)
 	}
-	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	ct := mediaType(r.Header.Get("Content-Type"))
 	var inputs []eventInput
 	batch := false
 	if first := bytes.TrimLeft(body, " \t\r\n"); ct == "application/x-www-form-urlencoded" && len(first) > 0 && (first[0] == '{' || first[0] == '[') {
@@ -205,33 +205,9 @@ func (s *Server) parsePublish(w http.ResponseWriter, r *http.Request) ([]engine.
 		}
 		inputs = []eventInput{in}
 	case "", "application/json", "text/plain":
-		var reqs []publishRequest
-		trimmed := bytes.TrimLeft(body, " \t\r\n")
-		if len(trimmed) > 0 && trimmed[0] == '[' {
-			batch = true
-			if err := strictUnmarshal(body, &reqs); err != nil {
-				return nil, false, badRequest("bad_json", "malformed JSON array of events: %v", err)
-			}
-		} else {
-			var one publishRequest
-			if err := strictUnmarshal(body, &one); err != nil {
-				return nil, false, badRequest("bad_json", `malformed JSON event (want {"topic","type","data","id"}): %v`, err)
-			}
-			reqs = []publishRequest{one}
-		}
-		if len(reqs) > s.cfg.MaxBatch {
-			return nil, false, &apiError{http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("%d events in one request, at most %d", len(reqs), s.cfg.MaxBatch)}
-		}
-		inputs = make([]eventInput, len(reqs))
-		for i, req := range reqs {
-			in, err := req.input()
-			if err != nil {
-				if batch {
-					err.message = fmt.Sprintf("event %d: %s", i, err.message)
-				}
-				return nil, false, err
-			}
-			inputs[i] = in
+		var aerr *apiError
+		if inputs, batch, aerr = jsonInputs(body, s.cfg.MaxBatch); aerr != nil {
+			return nil, false, aerr
 		}
 	default:
 		return nil, false, &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "send application/json or application/x-www-form-urlencoded"}
@@ -263,6 +239,98 @@ func (s *Server) parsePublish(w http.ResponseWriter, r *http.Request) ([]engine.
 		events[i] = ev
 	}
 	return events, batch, nil
+}
+
+// readBody reads all of rd. A body whose length the request states, within
+// limit, is read into one buffer of that size instead of io.ReadAll's growing
+// ones. Every body has a buffer of its own, never pooled: the engine may keep
+// the slices of the events it is given.
+func readBody(rd io.Reader, size, limit int64) ([]byte, error) {
+	if size < 0 || size > limit {
+		return io.ReadAll(rd)
+	}
+	// One byte more than stated, so that the read meeting the end has room.
+	b := make([]byte, 0, size+1)
+	for {
+		n, err := rd.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) {
+			// Longer than stated, which net/http does not let through;
+			// read on all the same, as io.ReadAll would.
+			b = slices.Grow(b, 512)
+		}
+	}
+}
+
+// mediaType is the media type of a Content-Type header, as
+// mime.ParseMediaType gives it. The values publishers send are already what
+// it returns for them (lower case, no parameters), and are common enough to
+// skip its cost.
+func mediaType(contentType string) string {
+	switch contentType {
+	case "", "application/json", "application/x-www-form-urlencoded", "text/plain":
+		return contentType
+	}
+	mt, _, _ := mime.ParseMediaType(contentType)
+	return mt
+}
+
+// jsonInputs decodes a JSON event or array of events: the common shapes by
+// scanPublish, anything else, errors included, by strictInputs.
+func jsonInputs(body []byte, maxBatch int) ([]eventInput, bool, *apiError) {
+	inputs, batch, ok := scanPublish(body)
+	if !ok {
+		return strictInputs(body, maxBatch)
+	}
+	if len(inputs) > maxBatch {
+		return nil, false, batchTooLarge(len(inputs), maxBatch)
+	}
+	return inputs, batch, nil
+}
+
+// strictInputs decodes a JSON event or array of events with encoding/json,
+// and says what is wrong with any other body.
+func strictInputs(body []byte, maxBatch int) ([]eventInput, bool, *apiError) {
+	var reqs []publishRequest
+	batch := false
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		batch = true
+		if err := strictUnmarshal(body, &reqs); err != nil {
+			return nil, false, badRequest("bad_json", "malformed JSON array of events: %v", err)
+		}
+	} else {
+		var one publishRequest
+		if err := strictUnmarshal(body, &one); err != nil {
+			return nil, false, badRequest("bad_json", `malformed JSON event (want {"topic","type","data","id"}): %v`, err)
+		}
+		reqs = []publishRequest{one}
+	}
+	if len(reqs) > maxBatch {
+		return nil, false, batchTooLarge(len(reqs), maxBatch)
+	}
+	inputs := make([]eventInput, len(reqs))
+	for i, req := range reqs {
+		in, err := req.input()
+		if err != nil {
+			if batch {
+				err.message = fmt.Sprintf("event %d: %s", i, err.message)
+			}
+			return nil, false, err
+		}
+		inputs[i] = in
+	}
+	return inputs, batch, nil
+}
+
+func batchTooLarge(n, limit int) *apiError {
+	return &apiError{http.StatusRequestEntityTooLarge, "batch_too_large", fmt.Sprintf("%d events in one request, at most %d", n, limit)}
 }
 
 func strictUnmarshal(b []byte, v any) error {

@@ -2,10 +2,15 @@ package server
 
 import (
 	"encoding/json"
+	"errors"
+	"io"
+	"mime"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -227,6 +232,44 @@ func TestPublishRefusesTextThatIsNotUnicode(t *testing.T) {
 		ev := next(t, s, 5*time.Second)
 		if ev.Type != want[0] || ev.Data != want[1] {
 			t.Fatalf("got type %q data %q, want %q", ev.Type, ev.Data, want)
+		}
+	}
+}
+
+// readBody reads what io.ReadAll reads, whatever length the request states.
+func TestReadBodyReadsTheWholeBody(t *testing.T) {
+	body := strings.Repeat("0123456789", 100)
+	for _, size := range []int64{-1, 0, 1, 999, 1000, 1001, 5000, 10000} {
+		for _, r := range map[string]io.Reader{
+			"whole":    strings.NewReader(body),
+			"one byte": iotest.OneByteReader(strings.NewReader(body)),
+			"data+EOF": iotest.DataErrReader(strings.NewReader(body)),
+		} {
+			got, err := readBody(r, size, 5000)
+			if err != nil || string(got) != body {
+				t.Fatalf("stated %d: %d bytes, %v", size, len(got), err)
+			}
+		}
+	}
+	if _, err := readBody(iotest.TimeoutReader(strings.NewReader(body)), 1000, 5000); err != iotest.ErrTimeout {
+		t.Fatalf("error %v, want the reader's", err)
+	}
+	// Over the limit, whatever the stated length: MaxBytesReader's error.
+	for _, size := range []int64{-1, 100, 1000} {
+		rec := httptest.NewRecorder()
+		_, err := readBody(http.MaxBytesReader(rec, io.NopCloser(strings.NewReader(body)), 100), size, 100)
+		var mbe *http.MaxBytesError
+		if !errors.As(err, &mbe) {
+			t.Fatalf("stated %d: error %v, want *http.MaxBytesError", size, err)
+		}
+	}
+}
+
+func TestMediaTypeIsParseMediaType(t *testing.T) {
+	for _, ct := range []string{"", "application/json", "application/x-www-form-urlencoded", "text/plain", "Application/JSON", "application/json; charset=utf-8", " application/json", "application/json;", "application/json; charset", "text/plain;x=1", "application/xml", "garbage"} {
+		want, _, _ := mime.ParseMediaType(ct)
+		if got := mediaType(ct); got != want {
+			t.Errorf("%q: %q, want %q", ct, got, want)
 		}
 	}
 }
