@@ -45,12 +45,18 @@ func (h *Hub) runSoon(s *Subscriber) { h.writers.hand(job{one: s}) }
 // fan-out: below it, handing over costs more than the writes it spreads.
 const minShare = 256
 
+// inlineWrites is the most streams a fan-out writes on its caller's
+// goroutine (the engine's delivery goroutine), without waiting: an event to
+// one user's stream costs a write, not a writer's wake-up and then a write.
+const inlineWrites = 8
+
 // yieldEvery is how many streams a share writes between yields, about a
 // millisecond of writes.
 const yieldEvery = 256
 
 // runBatch runs the streams a fan-out claimed. The streams whose writer can
-// write without waiting are split into shares of at least minShare streams,
+// write without waiting are written at once when they are few (inlineWrites),
+// else split into shares of at least minShare streams,
 // at most one per CPU, each written by one writer goroutine: a fan-out to
 // 10,000 streams wakes two goroutines rather than 10,000. The others each get
 // a writer goroutine of their own, since they may block.
@@ -68,8 +74,10 @@ func (h *Hub) runBatch(b []*Subscriber) {
 	switch {
 	case n == 0:
 		return
-	case n == 1:
-		h.runSoon(b[0])
+	case n <= inlineWrites:
+		for _, s := range b {
+			s.runTry()
+		}
 		return
 	}
 	shares := min(runtime.GOMAXPROCS(0), (n+minShare-1)/minShare)
