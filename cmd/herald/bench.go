@@ -54,6 +54,7 @@ func benchCmd(ctx context.Context, args []string, getenv func(string) string, st
 	fs.IntVar(&cfg.Sources, "sources", 250, "loopback source addresses 127.0.0.1..127.0.0.N to spread streams over (0: let the kernel pick)")
 	fs.IntVar(&cfg.ConnectConcurrency, "connect-concurrency", 256, "connection attempts in flight")
 	fs.IntVar(&cfg.Publishers, "publishers", 4, "publishing HTTP connections")
+	fs.DurationVar(&cfg.Tick, "tick", 10*time.Millisecond, "publishing comes due in ticks this far apart: rate×tick events at once (1ms spreads single-event publishes the way independent publishers do)")
 	fs.IntVar(&cfg.Batch, "batch", 1000, "events per publish request at most (1: one event per request, as most applications publish)")
 	fs.DurationVar(&cfg.Settle, "settle", time.Second, "pause after connecting before the idle RSS reading")
 	fs.DurationVar(&cfg.Drain, "drain", 10*time.Second, "after publishing, wait this long without progress for late events")
@@ -176,7 +177,7 @@ func checkBench(cfg bench.Config) error {
 			return fmt.Errorf("-%s %d: want at least 1", name, n)
 		}
 	}
-	for name, d := range map[string]time.Duration{"duration": cfg.Duration, "drain": cfg.Drain, "poll-interval": cfg.PollInterval} {
+	for name, d := range map[string]time.Duration{"duration": cfg.Duration, "drain": cfg.Drain, "poll-interval": cfg.PollInterval, "tick": cfg.Tick} {
 		if d <= 0 {
 			return fmt.Errorf("-%s %v: want a positive duration", name, d)
 		}

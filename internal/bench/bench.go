@@ -36,6 +36,7 @@ type Config struct {
 	Layout      Layout        // topic per stream [shared]
 	Rate        float64       // events published per second over all topics
 	Duration    time.Duration // publishing time [10s]
+	Tick        time.Duration // events come due in ticks this far apart [10ms]
 	Pad         int           // extra bytes in each event's payload
 
 	Sources            int           // loopback source addresses 127.0.0.1.. [250]; -1: the kernel picks
@@ -95,6 +96,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Duration <= 0 {
 		c.Duration = 10 * time.Second
+	}
+	if c.Tick <= 0 {
+		c.Tick = 10 * time.Millisecond
 	}
 	if c.Sources == 0 {
 		c.Sources = 250

@@ -180,7 +180,7 @@ func comparePolling(ctx context.Context, cfg Config, pub *pump, urls []string, p
 	cpu0, _ := pr.read(ctx)
 	req0, bytes0 := pl.requests.Load(), pl.bytes.Load()
 	start := time.Now()
-	pub.paced(ctx, cfg.Rate, cfg.Duration)
+	pub.paced(ctx, cfg.Rate, cfg.Duration, cfg.Tick)
 	// One more interval lets the last updates be seen.
 	sleep(ctx, cfg.PollInterval)
 	took := time.Since(start).Seconds()

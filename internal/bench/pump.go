@@ -32,25 +32,25 @@ func newPump(pub publisher, topics, workers int) *pump {
 }
 
 // paced publishes rate×d events round-robin over the topics, spread evenly
-// over d in 10 ms ticks, and returns when all were answered or ctx ended. An
+// over d in ticks of tick, and returns when all were answered or ctx ended. An
 // event's timestamp is the tick it was due in, not when a worker got to send
 // it: a server slow to accept publishes shows as latency rather than as a
 // lower offered rate.
-func (p *pump) paced(ctx context.Context, rate float64, d time.Duration) {
+func (p *pump) paced(ctx context.Context, rate float64, d, tick time.Duration) {
 	total := int64(rate * d.Seconds())
 	if total <= 0 {
 		return
 	}
 	p.run(ctx, func(b *batcher) {
 		start := time.Now()
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
+		ticker := time.NewTicker(tick)
+		defer ticker.Stop()
 		var issued int64
 		for issued < total {
 			select {
 			case <-ctx.Done():
 				return
-			case now := <-tick.C:
+			case now := <-ticker.C:
 				due := min(int64(rate*now.Sub(start).Seconds()), total)
 				ts := now.UnixNano()
 				for ; issued < due; issued++ {

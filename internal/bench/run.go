@@ -139,7 +139,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		bytes0 += s.bytes.Load()
 	}
 	logf("publishing %.0f events/s for %v", cfg.Rate, cfg.Duration)
-	p.paced(ctx, cfg.Rate, cfg.Duration)
+	p.paced(ctx, cfg.Rate, cfg.Duration, cfg.Tick)
 	pubTook := time.Since(pubStart)
 	complete := drain(ctx, f, p, cfg.Drain)
 	sseSpan := time.Since(pubStart)

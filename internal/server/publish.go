@@ -241,6 +241,9 @@ func (s *Server) parsePublish(w http.ResponseWriter, r *http.Request) ([]engine.
 	return events, batch, nil
 }
 
+// readBodyUpFront bounds the buffer readBody makes before any byte arrives.
+const readBodyUpFront = 64 << 10
+
 // readBody reads all of rd. A body whose length the request states, within
 // limit, is read into one buffer of that size instead of io.ReadAll's growing
 // ones. Every body has a buffer of its own, never pooled: the engine may keep
@@ -249,8 +252,10 @@ func readBody(rd io.Reader, size, limit int64) ([]byte, error) {
 	if size < 0 || size > limit {
 		return io.ReadAll(rd)
 	}
-	// One byte more than stated, so that the read meeting the end has room.
-	b := make([]byte, 0, size+1)
+	// One byte more than stated, so that the read meeting the end has room;
+	// at most readBodyUpFront, so a publisher that states a large body and
+	// sends it slowly does not get that memory held for it at once.
+	b := make([]byte, 0, min(size+1, readBodyUpFront))
 	for {
 		n, err := rd.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
@@ -261,9 +266,10 @@ func readBody(rd io.Reader, size, limit int64) ([]byte, error) {
 			return b, err
 		}
 		if len(b) == cap(b) {
-			// Longer than stated, which net/http does not let through;
-			// read on all the same, as io.ReadAll would.
-			b = slices.Grow(b, 512)
+			// Past readBodyUpFront; or longer than stated, which
+			// net/http does not let through: read on all the same, as
+			// io.ReadAll would.
+			b = slices.Grow(b, min(max(int(size)+1-len(b), 512), len(b)))
 		}
 	}
 }

@@ -251,6 +251,17 @@ func TestReadBodyReadsTheWholeBody(t *testing.T) {
 			}
 		}
 	}
+	// A stated length past what is allocated up front is read whole too.
+	big := strings.Repeat("x", 3*readBodyUpFront+7)
+	for _, size := range []int64{int64(len(big)), int64(len(big)) - 1000, int64(len(big)) + 1000} {
+		got, err := readBody(strings.NewReader(big), size, 1<<20)
+		if err != nil || string(got) != big {
+			t.Fatalf("stated %d of %d: %d bytes, %v", size, len(big), len(got), err)
+		}
+		if c := cap(got); c > 2*len(big) {
+			t.Fatalf("stated %d of %d: a buffer of %d bytes", size, len(big), c)
+		}
+	}
 	if _, err := readBody(iotest.TimeoutReader(strings.NewReader(body)), 1000, 5000); err != iotest.ErrTimeout {
 		t.Fatalf("error %v, want the reader's", err)
 	}
