@@ -227,6 +227,10 @@ type Engine struct {
 	// without it the sweeper scans every topic once and builds the index.
 	ageIndexed atomic.Bool
 
+	// logSyncs counts the log's fsyncs as they complete: the tests check with
+	// it that an append is answered, or delivered, only after one.
+	logSyncs atomic.Uint64
+
 	subMu sync.RWMutex // held for reading while callbacks run
 	subs  map[string][]*subscription
 }
@@ -390,6 +394,7 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 		onError:  e.onLogError,
 		stop:     e.watchStop,
 		interval: opt.SpaceCheckInterval,
+		syncs:    &e.logSyncs,
 	}
 	// The reserve is written before the store is opened for writing: on a disk
 	// with no room for it, a writable store could not even flush what it

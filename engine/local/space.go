@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -124,6 +125,7 @@ type logWatchFS struct {
 	onError  func(error)
 	stop     <-chan struct{} // closed when the engine closes: give up waiting
 	interval time.Duration
+	syncs    *atomic.Uint64 // fsyncs of the log that succeeded
 }
 
 func isLog(name string) bool { return strings.HasSuffix(name, ".log") }
@@ -200,11 +202,21 @@ func (f *logFile) retry(op func() error) error {
 	return f.check(err)
 }
 
-func (f *logFile) Sync() error     { return f.retry(f.File.Sync) }
-func (f *logFile) SyncData() error { return f.retry(f.File.SyncData) }
+// sync runs one of the file's syncs and counts it when it succeeds, before
+// Pebble tells anyone waiting for it.
+func (f *logFile) sync(op func() error) error {
+	err := f.retry(op)
+	if err == nil {
+		f.fs.syncs.Add(1)
+	}
+	return err
+}
+
+func (f *logFile) Sync() error     { return f.sync(f.File.Sync) }
+func (f *logFile) SyncData() error { return f.sync(f.File.SyncData) }
 
 func (f *logFile) SyncTo(length int64) (full bool, err error) {
-	err = f.retry(func() (err error) {
+	err = f.sync(func() (err error) {
 		full, err = f.File.SyncTo(length)
 		return err
 	})
