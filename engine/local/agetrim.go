@@ -289,7 +289,7 @@ func (e *Engine) sendAll(reqs []*request, s *sweepStats) error {
 	sent := 0
 	var err error
 	for _, r := range reqs {
-		if err = e.send(r); err != nil {
+		if err = e.send(r.ctx, r); err != nil {
 			break
 		}
 		sent++

@@ -116,7 +116,7 @@ func (e *Engine) sendWait(r *request) error {
 	if r.ctx == nil {
 		r.ctx = context.Background()
 	}
-	if err := e.send(r); err != nil {
+	if err := e.send(r.ctx, r); err != nil {
 		return err
 	}
 	<-r.done

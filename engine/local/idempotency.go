@@ -140,7 +140,7 @@ func (e *Engine) expireKeys() (int, error) {
 			return total, nil // a delete is a write too; the next sweep does it
 		}
 		r := &request{ctx: context.Background(), expireKeys: true, done: make(chan struct{})}
-		if err := e.send(r); err != nil {
+		if err := e.send(context.Background(), r); err != nil {
 			return total, err
 		}
 		<-r.done

@@ -3,21 +3,17 @@
 //
 // # Design
 //
-// Appends are written in group commits under one lock (the commit lock). Append
-// queues its request and, unless another goroutine holds the lock, commits the
-// queue itself: everything pending (up to Options.MaxBatch events) in one
-// Pebble batch together with the per-topic metadata and the count trimming,
-// applied without waiting for the fsync. What is queued while the lock is held
-// goes into the holder's next group, or to the committer goroutine owned by the
-// Engine. The syncer goroutine waits for each group's WAL fsync (concurrent
-// publishers share fsyncs), answers the callers, then hands the committed
-// events to the delivery goroutine, which calls the subscribers of each topic
-// in position order. Appends are durable before Append returns (unless
-// Options.SyncInterval trades that away), and an append never waits for
-// fan-out: with thousands of local subscribers, a publisher would otherwise
-// wait for every one of them to be handed the event, and compete with their
-// writers for the CPU meanwhile. Below, "the committer" is whoever holds the
-// commit lock.
+// One committer goroutine owned by the Engine writes every append. Append sends
+// its events on a channel and waits; the committer takes everything pending (up
+// to Options.MaxBatch events), writes it in one Pebble batch together with the
+// per-topic metadata and the count trimming, commits it with one WAL fsync (group
+// commit: concurrent publishers share fsyncs), answers the callers, then hands
+// the committed events to the delivery goroutine, which calls the subscribers of
+// each topic in position order. Appends are durable before Append returns
+// (unless Options.SyncInterval trades that away), and an append never waits
+// for fan-out: with thousands of local subscribers, a publisher would
+// otherwise wait for every one of them to be handed the event, and compete
+// with their writers for the CPU meanwhile.
 //
 // The choice of Pebble over bbolt, with the measurements, is recorded in
 // docs/decisions/0001-local-engine-store.md.
@@ -185,21 +181,12 @@ type Engine struct {
 	wake                 chan struct{} // asks the watcher to look at once
 	watchStop, watchDone chan struct{}
 
-	// mu guards closed. Everything that queues requests or touches db outside
-	// a commit holds it for reading, so Close (writer) knows they are done.
+	// mu guards closed. Everything that sends on reqs or touches db outside the
+	// committer holds it for reading, so Close (writer) knows they are done.
 	mu     sync.RWMutex
 	closed bool
 
-	// Requests wait in queue (under queueMu) for a group commit. Whoever holds
-	// commitMu commits them: the caller of send when it could take the lock,
-	// else the committer goroutine, woken by kick. Below, "the committer" is
-	// whoever holds commitMu; group is its scratch list.
-	queueMu       sync.Mutex
-	queue         []*request
-	commitMu      sync.Mutex
-	group         []*request
-	kick          chan struct{}
-	commitStop    chan struct{}
+	reqs          chan *request
 	committerDone chan struct{}
 	syncs         chan *commitJob // applied batches waiting for their fsync, in order
 	syncerDone    chan struct{}
@@ -215,7 +202,7 @@ type Engine struct {
 	states    [stateShards]stateShard
 	stateSeed maphash.Seed
 
-	// Touched by the committer only: the next shard an eviction
+	// Touched by the committer goroutine only: the next shard an eviction
 	// step visits, the number of entries of the assigned maps, when a step
 	// last ran, and the topics given an age index key in the current group.
 	evictNext  int
@@ -251,7 +238,7 @@ type stateShard struct {
 	tick   uint32
 
 	// assigned is the committer's own view: offsets handed out, possibly not
-	// yet durable. Touched by the committer only.
+	// yet durable. Touched by the committer goroutine only.
 	assigned map[string]assignedState
 }
 
@@ -297,9 +284,8 @@ type request struct {
 	expireKeys bool // from the sweeper: drop expired idempotency keys
 	expired    int  // how many it dropped
 
-	err       error
-	done      chan struct{}
-	committed bool // taken into a group; under the commit lock
+	err  error
+	done chan struct{}
 }
 
 var _ engine.Engine = (*Engine)(nil)
@@ -370,8 +356,7 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 		dir: dir, opt: opt, log: log, lock: lock, now: now,
 		watchStop:     make(chan struct{}),
 		watchDone:     make(chan struct{}),
-		kick:          make(chan struct{}, 1),
-		commitStop:    make(chan struct{}),
+		reqs:          make(chan *request, 4*opt.MaxBatch),
 		committerDone: make(chan struct{}),
 		syncs:         make(chan *commitJob, 2),
 		syncerDone:    make(chan struct{}),
@@ -658,7 +643,7 @@ func (e *Engine) Append(ctx context.Context, events []engine.Event) ([]engine.Po
 		return nil, err // at once, without queueing behind a stalled write
 	}
 	r := &request{ctx: ctx, events: events, done: make(chan struct{})}
-	if err := e.send(r); err != nil {
+	if err := e.send(ctx, r); err != nil {
 		return nil, err
 	}
 	select {
@@ -675,97 +660,42 @@ func (e *Engine) Append(ctx context.Context, events []engine.Event) ([]engine.Po
 	return r.pos, nil
 }
 
-// send queues r for the next group commit. The caller commits the queue
-// itself when no one else is committing (see drain), so an append costs no
-// hand-over to another goroutine on its way to the store.
-func (e *Engine) send(r *request) error {
+func (e *Engine) send(ctx context.Context, r *request) error {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	if e.closed {
 		return engine.ErrClosed
 	}
-	e.queueMu.Lock()
-	e.queue = append(e.queue, r)
-	e.queueMu.Unlock()
-	e.drain(r)
-	return nil
-}
-
-// drain commits queued requests, in groups, while it holds the commit lock,
-// and stops once r is committed: a publisher does not go on committing the
-// requests of others. If it cannot take the lock, the holder sees r when it
-// lets go (it looks at the queue after unlocking).
-func (e *Engine) drain(r *request) {
-	if !e.commitMu.TryLock() {
-		return
-	}
-	for !r.committed && e.commitGroup() {
-	}
-	e.unlockCommit()
-}
-
-// unlockCommit lets go of the commit lock and wakes the committer goroutine
-// if requests are still queued. Unlocking first, then looking, means a
-// request queued by someone who failed to take the lock is always seen.
-func (e *Engine) unlockCommit() {
-	e.commitMu.Unlock()
-	e.queueMu.Lock()
-	waiting := len(e.queue) > 0
-	e.queueMu.Unlock()
-	if waiting {
-		select {
-		case e.kick <- struct{}{}:
-		default: // already woken
-		}
+	select {
+	case e.reqs <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
-// commitGroup takes the queued requests, up to Options.MaxBatch events (at
-// least one request), and commits them as one group; it reports whether
-// there were any. The caller holds the commit lock.
-func (e *Engine) commitGroup() bool {
-	e.queueMu.Lock()
-	n, k := 0, 0
-	for k < len(e.queue) && (k == 0 || n+len(e.queue[k].events) <= e.opt.MaxBatch) {
-		n += len(e.queue[k].events)
-		k++
-	}
-	e.group = append(e.group[:0], e.queue[:k]...)
-	rest := copy(e.queue, e.queue[k:])
-	clear(e.queue[rest:])
-	e.queue = e.queue[:rest]
-	e.queueMu.Unlock()
-	if k == 0 {
-		return false
-	}
-	for _, r := range e.group {
-		r.committed = true
-	}
-	e.commitOrRefuse(e.group)
-	clear(e.group)
-	return true
-}
-
-// committer is the Engine's goroutine (stopped by Close) that commits what
-// the callers of send left queued: requests that arrived while another
-// goroutine held the commit lock and were not in its groups.
 func (e *Engine) committer() {
 	defer close(e.committerDone)
-	defer close(e.syncs) // the last sender: Close saw every caller of send return
-	for {
-		select {
-		case <-e.kick:
-		case <-e.commitStop:
-			e.commitMu.Lock()
-			for e.commitGroup() {
+	defer close(e.syncs) // the committer is the only sender
+	var batch []*request
+	for r := range e.reqs {
+		batch = append(batch[:0], r)
+		n := len(r.events)
+	drain:
+		for n < e.opt.MaxBatch {
+			select {
+			case r, ok := <-e.reqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+				n += len(r.events)
+			default:
+				break drain
 			}
-			e.commitMu.Unlock()
-			return
 		}
-		e.commitMu.Lock()
-		for e.commitGroup() {
-		}
-		e.unlockCommit()
+		e.commitOrRefuse(batch)
+		clear(batch)
 	}
 }
 
@@ -1358,9 +1288,9 @@ func (e *Engine) Head(ctx context.Context, topic string) (engine.Position, error
 func (e *Engine) Close() error {
 	e.closeOnce.Do(func() {
 		e.mu.Lock()
-		e.closed = true // no sender left: they all hold mu for reading
+		e.closed = true
+		close(e.reqs) // no sender left: they all hold mu for reading
 		e.mu.Unlock()
-		close(e.commitStop)
 		close(e.sweepStop)
 		close(e.watchStop)
 		<-e.sweepDone

@@ -149,7 +149,7 @@ func (e *Engine) resume(ctx context.Context) error {
 	}
 	if e.broken.Load() {
 		r := &request{ctx: ctx, reopen: true, done: make(chan struct{})}
-		if err := e.send(r); err != nil {
+		if err := e.send(ctx, r); err != nil {
 			return err
 		}
 		<-r.done
