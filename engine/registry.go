@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// Engines are chosen by URL (-engine local, memory://, later redis://...),
+// Engines are chosen by URL (-engine local, memory://, redis://...),
 // through a registry that each engine package fills from its init function, so
 // the binary links the engines it imports and nothing else knows their names.
 

@@ -5,4 +5,5 @@ package main
 import (
 	_ "github.com/herald-hub/herald/engine/local"
 	_ "github.com/herald-hub/herald/engine/memory"
+	_ "github.com/herald-hub/herald/engine/redis"
 )

@@ -1,0 +1,104 @@
+-- Herald append: every event of one Engine.Append call, all topics, in one
+-- atomic script. Validation happened in Go; this script reads everything it
+-- needs before it writes anything, so an error leaves Redis untouched.
+--
+-- KEYS: per topic, its meta hash and its stream: KEYS[2i-1], KEYS[2i].
+-- ARGV: now (unix ms), maxlen (0: none), maxage (ms, 0: none), metattl (ms),
+--       idempotency window (ms), new epoch, topic count, then per topic:
+--       channel, event count, then per event: id ('' for none), type, data.
+-- Returns per topic: epoch, then one offset per event (a retried ID gives the
+-- offset its first append got).
+local now, maxlen, maxage = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local metattl, window, newepoch = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local ntopics = tonumber(ARGV[7])
+
+-- Phase 1: read.
+local plan = {}
+local a = 8
+for i = 1, ntopics do
+  local meta, log = KEYS[2*i-1], KEYS[2*i]
+  local p = {meta = meta, log = log, chan = ARGV[a], n = tonumber(ARGV[a+1]), at = a + 2}
+  a = a + 2 + 3 * p.n
+  local m = redis.call('HMGET', meta, 'e', 's')
+  p.epoch, p.head = m[1], tonumber(m[2] or '0') or 0
+  if p.epoch then
+    local last = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
+    if #last > 0 and tonumber(string.match(last[1][1], '^(%d+)')) > p.head then
+      return redis.error_reply('HERALD stream ' .. log .. ' is ahead of its head ' .. p.head)
+    end
+  end
+  p.rbase = string.sub(meta, 1, -2) .. 'r:'
+  plan[i] = p
+end
+
+-- Phase 2: write.
+local out = {}
+for i = 1, ntopics do
+  local p = plan[i]
+  if not p.epoch then
+    p.epoch, p.head = newepoch, 0
+    redis.call('DEL', p.log) -- an orphaned stream of a lost epoch
+    redis.call('HSET', p.meta, 'e', newepoch, 's', 0)
+  end
+  out[#out+1] = p.epoch
+  local seen = {}
+  local frame = {}
+  local off = p.head
+  local added = 0
+  for j = 0, p.n - 1 do
+    local id, typ, data = ARGV[p.at + 3*j], ARGV[p.at + 3*j + 1], ARGV[p.at + 3*j + 2]
+    local got = nil
+    if id ~= '' then
+      got = seen[id]
+      if not got then
+        local r = redis.call('GET', p.rbase .. id)
+        if r then
+          local re, ro = string.match(r, '^(.*) (%d+)$')
+          if re == p.epoch then got = tonumber(ro) end
+        end
+      end
+    end
+    if got then
+      out[#out+1] = got
+    else
+      off = off + 1
+      added = added + 1
+      if maxlen > 0 then
+        redis.call('XADD', p.log, 'MAXLEN', '~', maxlen, off .. '-0', 't', now, 'y', typ, 'd', data)
+      else
+        redis.call('XADD', p.log, off .. '-0', 't', now, 'y', typ, 'd', data)
+      end
+      if id ~= '' then
+        seen[id] = off
+        redis.call('SET', p.rbase .. id, p.epoch .. ' ' .. off, 'PX', window)
+      end
+      frame[#frame+1] = struct.pack('>I8I4c0I4c0', off, #typ, typ, #data, data)
+      out[#out+1] = off
+    end
+  end
+  if added > 0 then
+    redis.call('HSET', p.meta, 's', off)
+    redis.call('PUBLISH', p.chan, struct.pack('>BI8I2c0I4', 1, now, #p.epoch, p.epoch, added) .. table.concat(frame))
+    -- Bounded age trim: at most 100 expired entries from the front per append.
+    -- The first entry alone is looked at unless it has expired.
+    local first = maxage > 0 and redis.call('XRANGE', p.log, '-', '+', 'COUNT', 1)[1]
+    if first and tonumber(first[2][2]) < now - maxage then
+      local old = redis.call('XRANGE', p.log, '-', '+', 'COUNT', 100)
+      local keep = nil
+      for _, en in ipairs(old) do
+        if tonumber(en[2][2]) >= now - maxage then break end
+        keep = en[1]
+      end
+      if keep then
+        redis.call('XTRIM', p.log, 'MINID', tonumber(string.match(keep, '^(%d+)')) + 1)
+      end
+    end
+  end
+  redis.call('PEXPIRE', p.meta, metattl)
+  if maxage > 0 and maxage < metattl then
+    redis.call('PEXPIRE', p.log, maxage)
+  else
+    redis.call('PEXPIRE', p.log, metattl)
+  end
+end
+return out

@@ -1,0 +1,81 @@
+// Package redis is Herald's engine on a Redis 7 primary shared by every node:
+// "-engine redis://host:port/db" (or "rediss://" for TLS). Each node opens it
+// with the same URL and key prefix; appends made through any node reach the
+// subscribers of every node.
+//
+// # Design
+//
+// Every topic has its own log and its own epoch, under keys that share the
+// topic in a hash tag (so that one topic's keys would sit in one Redis
+// Cluster slot; the engine itself talks to a single primary):
+//
+//	key                          type     contents                                   TTL
+//	<prefix>{<topic>}:m          hash     e: epoch (13 random chars), s: head offset  meta-ttl (30 days), refreshed by Append and Head
+//	<prefix>{<topic>}:l          stream   entry ID <offset>-0, fields t (unix ms),   MaxAge (or meta-ttl), refreshed by Append
+//	                                      y (type), d (data)
+//	<prefix>{<topic>}:r:<id>     string   "<epoch> <offset>" of an Event.ID           the idempotency window (2 minutes)
+//	<prefix>{<topic>}:c          channel  a binary frame per Append and topic         -
+//
+// Append validates the whole call in Go (topics, ID lengths), since Redis
+// does not roll a script back when it fails midway, and then runs one Lua
+// script (EVALSHA, EVAL on NOSCRIPT) for every event of every topic of the
+// call: a call across topics is atomic. The script reads all it needs before
+// it writes anything (it refuses a topic whose stream is ahead of its head,
+// keys changed behind Herald's back, and then writes nothing). Per topic it
+// takes the epoch from the meta hash, or creates it from a random epoch the
+// caller passes, deleting a stream orphaned by a lost meta; gives dense
+// offsets from the head s (Prev = Offset-1); checks and writes the
+// idempotency keys (a retry returns the first position and appends nothing,
+// within the call too); XADDs with MAXLEN ~ MaxLen; PUBLISHes one frame on
+// the topic's channel; refreshes the TTLs; and trims at most 100 expired
+// entries from the front. Event times come from the engine's clock (an
+// ARGV), so tests can drive retention by age.
+//
+// Read and Head are scripts too. Retention is applied logically on the
+// engine's clock, so MaxLen and MaxAge are exact for readers even though
+// MAXLEN ~ keeps a few extra entries: the oldest retained offset is the
+// first entry at or after s-MaxLen+1 not older than MaxAge, or s+1 when
+// there is none (every event expired: the head stays). A cursor of another
+// epoch, or before the oldest retained event's Prev, reads a *GapError whose
+// Resume is {epoch, oldest retained Prev}. Head of an unseen topic creates
+// its epoch (a write on the read path, bounded by meta-ttl), so that reading
+// after it later returns the first events without a gap.
+//
+// Fan-out uses a few Pub/Sub connections per engine (the pubsub URL option,
+// 2 by default), never one per topic: a topic's channel is hashed onto one of
+// them, so its frames arrive in order. Subscribe returns once Redis has
+// confirmed the channel's subscription. A frame at or before what the topic
+// has delivered is dropped. A connection that breaks is dialled again and
+// every channel of it subscribed again; a confirmation for a channel that was
+// already active calls its subscribers' lost, so the hub re-reads history
+// after its cursors (events published while the connection was down are not
+// replayed by Pub/Sub). The last subscriber's cancel unsubscribes the
+// channel. Close lets calls in flight finish, stops the connections, and
+// waits for any delivery running, so no callback runs after it returns.
+//
+// # Guarantees
+//
+// An acknowledged Append is in Redis's memory; it is durable only as far as
+// Redis is (AOF with appendfsync always, or replication). Losing a topic's
+// meta hash (FLUSHDB, a restart without persistence, a DEL, meta-ttl expiry
+// of an idle topic, eviction) starts a new epoch at its next Append or Head,
+// and cursors of the old one read a gap. Open refuses a Redis whose
+// maxmemory-policy is not noeviction (the keys carry TTLs, so even volatile-*
+// policies would evict them); it only warns when CONFIG is disabled.
+//
+// # Not detected, not done
+//
+//   - A failover to a replica that lagged behind rolls s back under the same
+//     epoch: offsets are then given again and readers may skip events
+//     silently. Use a single primary with AOF, or WAIT after appends (not
+//     implemented).
+//   - A Pub/Sub connection that stays up but stops receiving (a silent path
+//     after a failover) is not noticed: there is no idle probe, and no
+//     periodic sweep of heads against what was delivered. A broken connection
+//     is noticed.
+//   - Redis Cluster (one script per slot, SPUBLISH) is not supported.
+//   - Physical age trimming happens on appends (and by the stream's TTL), so
+//     a Read of a topic idle for longer than MaxAge scans its expired entries
+//     inside the script, up to MaxLen of them; there is no background sweep.
+//   - No metrics of the engine's own (reconnects, lost calls) yet.
+package redis

@@ -1,0 +1,683 @@
+package redis
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/herald-hub/herald/engine"
+)
+
+var (
+	//go:embed append.lua
+	appendSrc string
+	//go:embed read.lua
+	readSrc string
+	//go:embed head.lua
+	headSrc string
+
+	appendScript = rueidis.NewLuaScript(appendSrc)
+	readScript   = rueidis.NewLuaScript(readSrc)
+	headScript   = rueidis.NewLuaScript(headSrc)
+)
+
+// Defaults applied by Open to zero Options fields.
+const (
+	DefaultMaxLen            = 10_000
+	DefaultMaxAge            = 24 * time.Hour
+	DefaultMetaTTL           = 30 * 24 * time.Hour
+	DefaultIdempotencyWindow = 2 * time.Minute
+	DefaultPrefix            = "herald:"
+	DefaultPubSubConns       = 2
+	// SubscribeTimeout bounds how long Subscribe waits for Redis to confirm.
+	SubscribeTimeout = 10 * time.Second
+	// MaxIDLen is the longest Event.ID accepted.
+	MaxIDLen = 1024
+	// subscribeBatch is the most channels of one SUBSCRIBE on a resubscribe.
+	subscribeBatch = 512
+)
+
+// Options configure an engine.
+type Options struct {
+	// Client is the rueidis client option (address, database, TLS).
+	Client rueidis.ClientOption
+	// Prefix starts every key and channel of the engine; engines sharing a
+	// Redis and a prefix are nodes of one Herald.
+	Prefix string
+	// MaxLen is the most events kept per topic (0: DefaultMaxLen).
+	MaxLen int
+	// MaxAge drops events older than this (0: DefaultMaxAge; negative: no age limit).
+	MaxAge time.Duration
+	// MetaTTL is how long an idle topic's head and epoch are kept (0:
+	// DefaultMetaTTL). It must exceed MaxAge plus the longest client absence.
+	MetaTTL time.Duration
+	// IdempotencyWindow is how long an Event.ID is remembered (0: DefaultIdempotencyWindow).
+	IdempotencyWindow time.Duration
+	// PubSubConns is the number of Pub/Sub connections (0: DefaultPubSubConns).
+	PubSubConns int
+	// Now tells the time to stamp events and apply MaxAge (nil: time.Now).
+	Now func() time.Time
+	// Logger receives the engine's messages (nil: slog.Default()).
+	Logger *slog.Logger
+}
+
+// Engine is the Redis engine. See the package documentation.
+type Engine struct {
+	opt    Options
+	client rueidis.Client
+	log    *slog.Logger
+
+	mu       sync.RWMutex // guards closed against inflight.Add
+	closed   bool
+	inflight sync.WaitGroup
+	stopping chan struct{} // closed when Close starts
+	stopped  atomic.Bool   // set before the delivery barrier in Close
+	done     chan struct{} // closed when Close has finished
+	once     sync.Once
+
+	shards []*shard
+	runs   sync.WaitGroup
+	stop   context.CancelFunc // ends the shards' run loops
+}
+
+// Open connects to Redis and starts the Pub/Sub connections. It refuses a
+// Redis whose maxmemory-policy could evict Herald's keys.
+func Open(opt Options) (*Engine, error) {
+	if opt.Prefix == "" {
+		opt.Prefix = DefaultPrefix
+	}
+	if opt.MaxLen <= 0 {
+		opt.MaxLen = DefaultMaxLen
+	}
+	if opt.MaxAge == 0 {
+		opt.MaxAge = DefaultMaxAge
+	}
+	if opt.MetaTTL <= 0 {
+		opt.MetaTTL = DefaultMetaTTL
+	}
+	if opt.MaxAge > 0 && opt.MetaTTL < opt.MaxAge {
+		return nil, fmt.Errorf("redis engine: meta TTL %v is shorter than max age %v", opt.MetaTTL, opt.MaxAge)
+	}
+	if opt.IdempotencyWindow <= 0 {
+		opt.IdempotencyWindow = DefaultIdempotencyWindow
+	}
+	if opt.PubSubConns <= 0 {
+		opt.PubSubConns = DefaultPubSubConns
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	opt.Client.DisableCache = true
+	if opt.Client.ConnWriteTimeout == 0 {
+		opt.Client.ConnWriteTimeout = 10 * time.Second
+	}
+	client, err := rueidis.NewClient(opt.Client)
+	if err != nil {
+		return nil, fmt.Errorf("redis engine: %w: %w", engine.ErrUnavailable, err)
+	}
+	e := &Engine{opt: opt, client: client, log: opt.Logger, stopping: make(chan struct{}), done: make(chan struct{})}
+	if err := e.checkEviction(); err != nil {
+		client.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.stop = cancel
+	for i := range opt.PubSubConns {
+		s := &shard{e: e, topics: map[string]*topic{}}
+		e.shards = append(e.shards, s)
+		e.runs.Go(func() { s.run(ctx, i) })
+	}
+	return e, nil
+}
+
+// checkEviction refuses a Redis that may evict keys; it only warns when
+// CONFIG is disabled (managed services), since it cannot tell.
+func (e *Engine) checkEviction() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	m, err := e.client.Do(ctx, e.client.B().ConfigGet().Parameter("maxmemory-policy").Build()).AsStrMap()
+	if err != nil {
+		var re *rueidis.RedisError
+		if errors.As(err, &re) {
+			e.log.Warn("redis engine: cannot read maxmemory-policy (CONFIG disabled?); it must be noeviction, or Redis may evict topics' heads and reuse offsets", "err", err)
+			return nil
+		}
+		return fmt.Errorf("redis engine: %w: %w", engine.ErrUnavailable, err)
+	}
+	if p, ok := m["maxmemory-policy"]; ok && p != "noeviction" {
+		return fmt.Errorf("redis engine: maxmemory-policy is %q, which may evict Herald's keys and silently lose history; set it to noeviction", p)
+	} else if !ok {
+		e.log.Warn("redis engine: CONFIG GET maxmemory-policy returned nothing; it must be noeviction")
+	}
+	return nil
+}
+
+// enter registers a call in flight, or reports ErrClosed.
+func (e *Engine) enter() error {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if e.closed {
+		return engine.ErrClosed
+	}
+	e.inflight.Add(1)
+	return nil
+}
+
+func (e *Engine) key(topic string) string { return e.opt.Prefix + "{" + topic + "}:" }
+func (e *Engine) channel(t string) string { return e.key(t) + "c" }
+
+// newEpoch is a random 13-character epoch.
+func newEpoch() string {
+	const alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+	var b [13]byte
+	rand.Read(b[:])
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b[:])
+}
+
+func ms(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+
+// failed maps a Redis call's error.
+func (e *Engine) failed(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return fmt.Errorf("redis engine: %w: %w", engine.ErrUnavailable, err)
+}
+
+// Append implements engine.Engine: one script for the whole call.
+func (e *Engine) Append(ctx context.Context, events []engine.Event) ([]engine.Position, error) {
+	for _, ev := range events {
+		if err := engine.ValidateTopic(ev.Topic); err != nil {
+			return nil, err
+		}
+		if len(ev.ID) > MaxIDLen {
+			return nil, fmt.Errorf("redis engine: event ID of %d bytes, at most %d", len(ev.ID), MaxIDLen)
+		}
+	}
+	if err := e.enter(); err != nil {
+		return nil, err
+	}
+	defer e.inflight.Done()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(events) == 0 {
+		return nil, nil
+	}
+	// Group by topic, keeping the order within each.
+	var order []string
+	idx := map[string][]int{}
+	for i, ev := range events {
+		if _, ok := idx[ev.Topic]; !ok {
+			order = append(order, ev.Topic)
+		}
+		idx[ev.Topic] = append(idx[ev.Topic], i)
+	}
+	maxAge := e.opt.MaxAge
+	if maxAge < 0 {
+		maxAge = 0
+	}
+	now := e.opt.Now()
+	keys := make([]string, 0, 2*len(order))
+	args := make([]string, 0, 7+2*len(order)+3*len(events))
+	args = append(args, strconv.FormatInt(now.UnixMilli(), 10), strconv.Itoa(e.opt.MaxLen), ms(maxAge), ms(e.opt.MetaTTL), ms(e.opt.IdempotencyWindow), newEpoch(), strconv.Itoa(len(order)))
+	for _, tp := range order {
+		k := e.key(tp)
+		keys = append(keys, k+"m", k+"l")
+		args = append(args, k+"c", strconv.Itoa(len(idx[tp])))
+		for _, i := range idx[tp] {
+			args = append(args, events[i].ID, events[i].Type, string(events[i].Data))
+		}
+	}
+	res, err := appendScript.Exec(ctx, e.client, keys, args).ToArray()
+	if err != nil {
+		return nil, e.failed(ctx, err)
+	}
+	pos := make([]engine.Position, len(events))
+	at := 0
+	for _, tp := range order {
+		if at >= len(res) {
+			return nil, e.failed(ctx, errors.New("short reply from the append script"))
+		}
+		epoch, err := res[at].ToString()
+		if err != nil {
+			return nil, e.failed(ctx, err)
+		}
+		at++
+		for _, i := range idx[tp] {
+			if at >= len(res) {
+				return nil, e.failed(ctx, errors.New("short reply from the append script"))
+			}
+			off, err := res[at].AsInt64()
+			if err != nil {
+				return nil, e.failed(ctx, err)
+			}
+			at++
+			pos[i] = engine.Position{Epoch: epoch, Offset: uint64(off)}
+		}
+	}
+	return pos, nil
+}
+
+// Read implements engine.Engine.
+func (e *Engine) Read(ctx context.Context, tp string, after engine.Position, limit int) ([]engine.Event, error) {
+	if err := engine.ValidateTopic(tp); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, fmt.Errorf("redis engine: Read limit %d, want at least 1", limit)
+	}
+	if err := e.enter(); err != nil {
+		return nil, err
+	}
+	defer e.inflight.Done()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	has := "0"
+	if after != (engine.Position{}) {
+		has = "1"
+	}
+	maxAge := max(e.opt.MaxAge, 0)
+	k := e.key(tp)
+	res, err := readScript.Exec(ctx, e.client, []string{k + "m", k + "l"}, []string{
+		has, after.Epoch, strconv.FormatUint(after.Offset, 10), strconv.Itoa(limit),
+		strconv.FormatInt(e.opt.Now().UnixMilli(), 10), strconv.Itoa(e.opt.MaxLen), ms(maxAge),
+		newEpoch(), ms(e.opt.MetaTTL),
+	}).ToArray()
+	if err != nil {
+		return nil, e.failed(ctx, err)
+	}
+	if len(res) < 3 || (len(res)-3)%4 != 0 {
+		return nil, e.failed(ctx, fmt.Errorf("reply of %d items from the read script", len(res)))
+	}
+	epoch, _ := res[0].ToString()
+	status, _ := res[1].ToString()
+	if status == "gap" {
+		resume, err := res[2].AsInt64()
+		if err != nil {
+			return nil, e.failed(ctx, err)
+		}
+		return nil, &engine.GapError{Topic: tp, Resume: engine.Position{Epoch: epoch, Offset: uint64(resume)}}
+	}
+	out := make([]engine.Event, 0, (len(res)-3)/4)
+	for i := 3; i < len(res); i += 4 {
+		id, _ := res[i].ToString()
+		tms, _ := res[i+1].ToString()
+		typ, _ := res[i+2].ToString()
+		data, _ := res[i+3].ToString()
+		off, err := strconv.ParseUint(strings.TrimSuffix(id, "-0"), 10, 64)
+		if err != nil {
+			return nil, e.failed(ctx, fmt.Errorf("stream entry id %q", id))
+		}
+		t, _ := strconv.ParseInt(tms, 10, 64)
+		out = append(out, engine.Event{Topic: tp, Type: typ, Data: []byte(data), Pos: engine.Position{Epoch: epoch, Offset: off}, Prev: off - 1, Time: time.UnixMilli(t)})
+	}
+	return out, nil
+}
+
+// Head implements engine.Engine.
+func (e *Engine) Head(ctx context.Context, tp string) (engine.Position, error) {
+	if err := engine.ValidateTopic(tp); err != nil {
+		return engine.Position{}, err
+	}
+	if err := e.enter(); err != nil {
+		return engine.Position{}, err
+	}
+	defer e.inflight.Done()
+	if err := ctx.Err(); err != nil {
+		return engine.Position{}, err
+	}
+	k := e.key(tp)
+	res, err := headScript.Exec(ctx, e.client, []string{k + "m", k + "l"}, []string{newEpoch(), ms(e.opt.MetaTTL)}).ToArray()
+	if err != nil {
+		return engine.Position{}, e.failed(ctx, err)
+	}
+	if len(res) != 2 {
+		return engine.Position{}, e.failed(ctx, fmt.Errorf("reply of %d items from the head script", len(res)))
+	}
+	epoch, err1 := res[0].ToString()
+	off, err2 := res[1].AsInt64()
+	if err := errors.Join(err1, err2); err != nil {
+		return engine.Position{}, e.failed(ctx, err)
+	}
+	return engine.Position{Epoch: epoch, Offset: uint64(off)}, nil
+}
+
+// Close implements engine.Engine: calls in flight finish, then the Pub/Sub
+// connections stop and no callback runs after Close returns.
+func (e *Engine) Close() error {
+	e.once.Do(func() {
+		e.mu.Lock()
+		e.closed = true
+		e.mu.Unlock()
+		close(e.stopping)
+		e.inflight.Wait()
+		e.stop()
+		e.runs.Wait()
+		e.stopped.Store(true)
+		for _, s := range e.shards { // barrier: a delivery running now ends first
+			s.mu.Lock()
+			ts := slices.Collect(mapValues(s.topics))
+			s.mu.Unlock()
+			for _, t := range ts {
+				t.mu.Lock()
+				t.mu.Unlock() //nolint:staticcheck // an empty critical section is the barrier
+			}
+		}
+		e.client.Close()
+		close(e.done)
+	})
+	<-e.done
+	return nil
+}
+
+func mapValues[K comparable, V any](m map[K]V) func(func(V) bool) {
+	return func(yield func(V) bool) {
+		for _, v := range m {
+			if !yield(v) {
+				return
+			}
+		}
+	}
+}
+
+// shard is one Pub/Sub connection and the topics hashed onto it.
+type shard struct {
+	e *Engine
+
+	sendMu sync.Mutex // orders SUBSCRIBE and UNSUBSCRIBE with the changes to topics
+
+	mu     sync.Mutex
+	conn   rueidis.DedicatedClient // nil while disconnected
+	gen    uint64                  // connection generation
+	topics map[string]*topic       // by channel
+}
+
+// topic is one subscribed channel's local state.
+type topic struct {
+	name      string
+	confirmed chan struct{} // closed on the first subscribe confirmation
+	active    bool          // confirmed once (under shard.mu)
+	gen       uint64        // the generation it was last confirmed on (under shard.mu)
+
+	mu        sync.Mutex // held while delivering
+	subs      []*sub
+	epoch     string
+	delivered uint64
+}
+
+type sub struct {
+	fn   func(engine.Event)
+	lost func()
+}
+
+func (e *Engine) shardOf(ch string) *shard {
+	h := fnv.New32a()
+	h.Write([]byte(ch))
+	return e.shards[h.Sum32()%uint32(len(e.shards))]
+}
+
+// Subscribe implements engine.Engine. It returns once Redis has confirmed
+// the channel's subscription.
+func (e *Engine) Subscribe(tp string, fn func(engine.Event), lost func()) (func(), error) {
+	if err := engine.ValidateTopic(tp); err != nil {
+		return nil, err
+	}
+	if err := e.enter(); err != nil {
+		return nil, err
+	}
+	defer e.inflight.Done()
+	ch := e.channel(tp)
+	s := e.shardOf(ch)
+	sb := &sub{fn: fn, lost: lost}
+
+	s.sendMu.Lock()
+	s.mu.Lock()
+	t := s.topics[ch]
+	isNew := t == nil
+	if isNew {
+		t = &topic{name: tp, confirmed: make(chan struct{})}
+		s.topics[ch] = t
+	}
+	t.mu.Lock()
+	t.subs = append(slices.Clip(t.subs), sb)
+	t.mu.Unlock()
+	conn := s.conn
+	s.mu.Unlock()
+	if isNew && conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), SubscribeTimeout)
+		// An error means the connection broke: the reconnect subscribes again.
+		conn.Do(ctx, conn.B().Subscribe().Channel(ch).Build())
+		cancel()
+	}
+	s.sendMu.Unlock()
+
+	cancel := func() { s.cancel(ch, t, sb) }
+	timer := time.NewTimer(SubscribeTimeout)
+	defer timer.Stop()
+	select {
+	case <-t.confirmed:
+		return sync.OnceFunc(cancel), nil
+	case <-e.stopping:
+		cancel()
+		return nil, engine.ErrClosed
+	case <-timer.C:
+		cancel()
+		return nil, fmt.Errorf("redis engine: %w: subscription to %q not confirmed within %v", engine.ErrUnavailable, tp, SubscribeTimeout)
+	}
+}
+
+// cancel removes a subscriber; the last one unsubscribes the channel.
+func (s *shard) cancel(ch string, t *topic, sb *sub) {
+	t.mu.Lock()
+	i := slices.Index(t.subs, sb)
+	if i >= 0 {
+		t.subs = slices.Delete(slices.Clone(t.subs), i, i+1)
+	}
+	empty := len(t.subs) == 0
+	t.mu.Unlock()
+	if !empty || i < 0 {
+		return
+	}
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	s.mu.Lock()
+	t.mu.Lock()
+	empty = len(t.subs) == 0
+	t.mu.Unlock()
+	if !empty || s.topics[ch] != t {
+		s.mu.Unlock()
+		return
+	}
+	delete(s.topics, ch)
+	conn := s.conn
+	s.mu.Unlock()
+	if conn != nil && !s.e.stopped.Load() {
+		ctx, cancel := context.WithTimeout(context.Background(), SubscribeTimeout)
+		conn.Do(ctx, conn.B().Unsubscribe().Channel(ch).Build())
+		cancel()
+	}
+}
+
+// run keeps the shard's Pub/Sub connection up until ctx ends, subscribing
+// every wanted channel after each (re)connect.
+func (s *shard) run(ctx context.Context, n int) {
+	backoff := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		conn, _ := s.e.client.Dedicate()
+		s.mu.Lock()
+		s.gen++
+		gen := s.gen
+		s.mu.Unlock()
+		errs := conn.SetPubSubHooks(rueidis.PubSubHooks{
+			OnMessage:      func(m rueidis.PubSubMessage) { s.message(m) },
+			OnSubscription: func(c rueidis.PubSubSubscription) { s.confirm(gen, c) },
+		})
+		s.sendMu.Lock()
+		s.mu.Lock()
+		s.conn = conn
+		chans := make([]string, 0, len(s.topics))
+		for ch := range s.topics {
+			chans = append(chans, ch)
+		}
+		s.mu.Unlock()
+		ok := true
+		for b := range slices.Chunk(chans, subscribeBatch) {
+			sctx, cancel := context.WithTimeout(ctx, SubscribeTimeout)
+			err := conn.Do(sctx, conn.B().Subscribe().Channel(b...).Build()).Error()
+			cancel()
+			if err != nil {
+				ok = false
+				break
+			}
+		}
+		s.sendMu.Unlock()
+		var err error
+		if ok {
+			select {
+			case err = <-errs:
+			case <-ctx.Done():
+			}
+		}
+		s.sendMu.Lock()
+		s.mu.Lock()
+		s.conn = nil
+		s.mu.Unlock()
+		s.sendMu.Unlock()
+		conn.Close() // also releases it
+		if ctx.Err() != nil {
+			return
+		}
+		s.e.log.Warn("redis engine: Pub/Sub connection lost; reconnecting", "conn", n, "err", err)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// confirm handles a subscribe confirmation on connection generation gen: the
+// first one lets Subscribe return; a later one on a new connection means
+// events may have been missed while it was down, so the subscribers re-read.
+func (s *shard) confirm(gen uint64, c rueidis.PubSubSubscription) {
+	if c.Kind != "subscribe" {
+		return
+	}
+	s.mu.Lock()
+	t := s.topics[c.Channel]
+	if t == nil {
+		s.mu.Unlock()
+		return
+	}
+	first, again := !t.active, t.active && t.gen < gen
+	t.active, t.gen = true, gen
+	s.mu.Unlock()
+	if first {
+		close(t.confirmed)
+	}
+	if again {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if s.e.stopped.Load() {
+			return
+		}
+		for _, sb := range t.subs {
+			if sb.lost != nil {
+				sb.lost()
+			}
+		}
+	}
+}
+
+// message delivers a frame to the topic's subscribers, in order, dropping
+// what was already delivered.
+func (s *shard) message(m rueidis.PubSubMessage) {
+	s.mu.Lock()
+	t := s.topics[m.Channel]
+	s.mu.Unlock()
+	if t == nil {
+		return
+	}
+	events, err := decodeFrame(t.name, []byte(m.Message))
+	if err != nil {
+		s.e.log.Error("redis engine: undecodable frame", "channel", m.Channel, "err", err)
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s.e.stopped.Load() {
+		return
+	}
+	for _, ev := range events {
+		if ev.Pos.Epoch == t.epoch && ev.Pos.Offset <= t.delivered {
+			continue
+		}
+		t.epoch, t.delivered = ev.Pos.Epoch, ev.Pos.Offset
+		for _, sb := range t.subs {
+			sb.fn(ev)
+		}
+	}
+}
+
+// decodeFrame decodes the append script's frame:
+// version(1) time-ms(8) epoch-len(2) epoch count(4), then per event
+// offset(8) type-len(4) type data-len(4) data; big-endian.
+func decodeFrame(tp string, b []byte) ([]engine.Event, error) {
+	bad := errors.New("short frame")
+	if len(b) < 15 || b[0] != 1 {
+		return nil, fmt.Errorf("frame of %d bytes, version %d", len(b), b[0])
+	}
+	tm := time.UnixMilli(int64(binary.BigEndian.Uint64(b[1:])))
+	el := int(binary.BigEndian.Uint16(b[9:]))
+	b = b[11:]
+	if len(b) < el+4 {
+		return nil, bad
+	}
+	epoch := string(b[:el])
+	n := int(binary.BigEndian.Uint32(b[el:]))
+	b = b[el+4:]
+	out := make([]engine.Event, 0, n)
+	for range n {
+		if len(b) < 12 {
+			return nil, bad
+		}
+		off := binary.BigEndian.Uint64(b)
+		tl := int(binary.BigEndian.Uint32(b[8:]))
+		b = b[12:]
+		if len(b) < tl+4 {
+			return nil, bad
+		}
+		typ := string(b[:tl])
+		dl := int(binary.BigEndian.Uint32(b[tl:]))
+		b = b[tl+4:]
+		if len(b) < dl {
+			return nil, bad
+		}
+		data := slices.Clone(b[:dl])
+		b = b[dl:]
+		out = append(out, engine.Event{Topic: tp, Type: typ, Data: data, Pos: engine.Position{Epoch: epoch, Offset: off}, Prev: off - 1, Time: tm})
+	}
+	return out, nil
+}
