@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -387,5 +388,77 @@ func TestAppendTrimsExpiredEntries(t *testing.T) {
 	got, err := readAll(t, e, "at", engine.Position{})
 	if err != nil || len(got) != 1 || got[0].Pos != p[0] || got[0].Prev != 5 {
 		t.Fatalf("Read = %v, %v; want the late event at offset 6", got, err)
+	}
+}
+
+// Where CONFIG is disabled (managed Redis services), Open cannot check the
+// eviction policy: it warns and opens.
+func TestOpensWhenConfigIsDisabled(t *testing.T) {
+	r := startPrivateRedis(t, "--rename-command", "CONFIG", "")
+	opt := testOptions(t, r.url())
+	var logged strings.Builder
+	var mu sync.Mutex
+	opt.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return logged.Write(p)
+	}), nil))
+	e := mustOpen(t, opt)
+	appendOK(t, e, ev("cfg", "", "1"))
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(logged.String(), "noeviction") {
+		t.Fatalf("no warning about the eviction policy; logged %q", logged.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// The last cancel of a topic unsubscribes its channel; a new Subscribe
+// subscribes it again and receives.
+func TestLastCancelUnsubscribes(t *testing.T) {
+	e := mustOpen(t, testOptions(t, testURL(t)))
+	ch := e.channel("un")
+	numsub := func() int64 {
+		v, err := do(t, e, "PUBSUB", "NUMSUB", ch).ToArray()
+		if err != nil || len(v) != 2 {
+			t.Fatalf("PUBSUB NUMSUB: %v %v", v, err)
+		}
+		n, _ := v[1].AsInt64()
+		return n
+	}
+	rec := &recorder{}
+	c1, err := e.Subscribe("un", rec.fn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := e.Subscribe("un", rec.fn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := numsub(); n != 1 {
+		t.Fatalf("%d subscriptions of the channel for two subscribers, want one", n)
+	}
+	c1()
+	if n := numsub(); n != 1 {
+		t.Fatalf("%d subscriptions after one cancel of two, want 1", n)
+	}
+	c2()
+	c2() // idempotent
+	if n := numsub(); n != 0 {
+		t.Fatalf("%d subscriptions after the last cancel, want 0", n)
+	}
+	rec2 := &recorder{}
+	c3, err := e.Subscribe("un", rec2.fn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3()
+	appendOK(t, e, ev("un", "", "1"))
+	waitFor(t, "delivery after subscribing again", func() bool { return rec2.len() == 1 })
+	if rec.len() != 0 {
+		t.Fatalf("a cancelled subscriber got %d events", rec.len())
 	}
 }
