@@ -471,7 +471,22 @@ func TestQuietTopicEventLostInFanOutArrivesByLost(t *testing.T) {
 	r := startPrivateRedis(t)
 	opt := testOptions(t, r.url())
 	opt.PubSubConns = 1
+	opt.Client.PipelineMultiplex = -1 // one command connection, open from the start
 	e := mustOpen(t, opt)
+	// An administrator's connection, logged in before logins are refused.
+	adm, release := e.client.Dedicate()
+	aclDefault := func(state string) error {
+		return adm.Do(context.Background(), adm.B().Arbitrary("ACL", "SETUSER").Args("default", state).Build()).Error()
+	}
+	if err := aclDefault("on"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := aclDefault("on"); err != nil {
+			t.Errorf("ACL SETUSER default on: %v", err)
+		}
+		release()
+	})
 	var mu sync.Mutex
 	var cursor engine.Position
 	var got []string
@@ -504,14 +519,14 @@ func TestQuietTopicEventLostInFanOutArrivesByLost(t *testing.T) {
 	// Keep the engine's Pub/Sub connection from coming back (new
 	// connections cannot log in; the open command connection stays), so
 	// that the append below is published to nobody.
-	if err := do(t, e, "ACL", "SETUSER", "default", "off").Error(); err != nil {
+	if err := aclDefault("off"); err != nil {
 		t.Fatal(err)
 	}
 	if err := do(t, e, "CLIENT", "KILL", "TYPE", "pubsub").Error(); err != nil {
 		t.Fatal(err)
 	}
 	appendOK(t, e, ev("quiet", "", "only"))
-	if err := do(t, e, "ACL", "SETUSER", "default", "on").Error(); err != nil {
+	if err := aclDefault("on"); err != nil {
 		t.Fatal(err)
 	}
 	select {
