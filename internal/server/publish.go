@@ -105,11 +105,7 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 	// accepted whole or not at all.
 	for i, ev := range events {
 		if !p.CanPublish(ev.Topic) {
-			e := forbidden("publish to", ev.Topic)
-			if batch {
-				e.message = fmt.Sprintf("event %d: %s", i, e.message)
-			}
-			s.refuse(w, e)
+			s.refuse(w, numbered(forbidden("publish to", ev.Topic), batch, i))
 			return
 		}
 	}
@@ -147,6 +143,14 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 }
 
 func appended(p engine.Position) bool { return p != engine.Position{} }
+
+// numbered names event i in err's message when the request was a batch.
+func numbered(err *apiError, batch bool, i int) *apiError {
+	if batch {
+		err.message = fmt.Sprintf("event %d: %s", i, err.message)
+	}
+	return err
+}
 
 // answerPartial answers a batch that the engine appended for some topics
 // only: 207, and per event either its result or why it was not appended, so
@@ -231,10 +235,7 @@ func (s *Server) parsePublish(w http.ResponseWriter, r *http.Request) ([]engine.
 	for i, in := range inputs {
 		ev, err := s.toEvent(in)
 		if err != nil {
-			if batch {
-				err.message = fmt.Sprintf("event %d: %s", i, err.message)
-			}
-			return nil, false, err
+			return nil, false, numbered(err, batch, i)
 		}
 		events[i] = ev
 	}
@@ -325,10 +326,7 @@ func strictInputs(body []byte, maxBatch int) ([]eventInput, bool, *apiError) {
 	for i, req := range reqs {
 		in, err := req.input()
 		if err != nil {
-			if batch {
-				err.message = fmt.Sprintf("event %d: %s", i, err.message)
-			}
-			return nil, false, err
+			return nil, false, numbered(err, batch, i)
 		}
 		inputs[i] = in
 	}
