@@ -587,28 +587,23 @@ func (s *shard) run(ctx context.Context, n int) {
 		// channel to subscribe would otherwise pass for up without ever
 		// having reached Redis.
 		pctx, pcancel := context.WithTimeout(ctx, SubscribeTimeout)
-		ok := conn.Do(pctx, conn.B().Ping().Build()).Error() == nil
+		err := conn.Do(pctx, conn.B().Ping().Build()).Error()
 		pcancel()
 		for b := range slices.Chunk(chans, subscribeBatch) {
-			if !ok {
+			if err != nil {
 				break
 			}
 			sctx, cancel := context.WithTimeout(ctx, SubscribeTimeout)
-			err := conn.Do(sctx, conn.B().Subscribe().Channel(b...).Build()).Error()
+			err = conn.Do(sctx, conn.B().Subscribe().Channel(b...).Build()).Error()
 			cancel()
-			if err != nil {
-				ok = false
-				break
-			}
 		}
-		if ok {
+		if err == nil {
 			s.mu.Lock()
 			s.up = true
 			s.mu.Unlock()
 		}
 		s.sendMu.Unlock()
-		var err error
-		if ok {
+		if err == nil {
 			select {
 			case err = <-errs:
 			case <-ctx.Done():
