@@ -160,6 +160,7 @@ func TestReadinessFollowsRedis(t *testing.T) {
 	if d := time.Since(stopped); d > 5*time.Second {
 		t.Errorf("not ready only %v after Redis stopped", d)
 	}
+	t.Logf("/readyz with Redis stopped: %+v", body)
 	if body.Error.Code == "" || body.Error.Message == "" {
 		t.Errorf("/readyz 503 body %+v, want the error shape", body)
 	}
