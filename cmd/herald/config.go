@@ -29,6 +29,7 @@ type config struct {
 	Addr            string
 	Engine          string
 	DataDir         string
+	NodeID          string // empty: generated once into the data dir
 	PublishKeys     []string
 	Heartbeat       time.Duration
 	Retry           time.Duration
@@ -96,13 +97,22 @@ func (s setting) env() string {
 
 var settings = []setting{
 	{"addr", "address", ":8080", "listen address", func(c *config, v string) error { c.Addr = v; return nil }},
-	{"data-dir", "dir", "./data", "directory of the embedded store and generated keys", func(c *config, v string) error { c.DataDir = v; return nil }},
+	{"data-dir", "dir", "./data", "directory of the embedded store, the generated publish key and the generated node id", func(c *config, v string) error { c.DataDir = v; return nil }},
 	{"engine", "url", "local", "the engine: local (the embedded store in -data-dir), redis://host:port/db or rediss:// (a Redis shared by every node), or memory:// (in memory, lost at exit: for tests and demos)", func(c *config, v string) error {
 		scheme, _, _ := strings.Cut(v, ":")
 		if !slices.Contains(engine.Schemes(), scheme) {
 			return fmt.Errorf("unknown engine %q (this herald has: %s)", v, strings.Join(engine.Schemes(), ", "))
 		}
 		c.Engine = v
+		return nil
+	}},
+	{"node-id", "id", "", "this node's stable id (letters, digits, -, _, ., 1 to 64 bytes), in metrics, logs and health answers (generated once into the data dir when empty)", func(c *config, v string) error {
+		if v != "" {
+			if err := checkNodeID(v); err != nil {
+				return err
+			}
+		}
+		c.NodeID = v
 		return nil
 	}},
 	{"publish-key", "list", "", "comma-separated publish keys, bare or name=KEY, 16 bytes at least (generated into the data dir when empty)", func(c *config, v string) error {
@@ -470,4 +480,22 @@ func readConfigFile(path string) (map[string]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// maxNodeIDLen is the longest node id.
+const maxNodeIDLen = 64
+
+// checkNodeID accepts 1 to 64 bytes of letters, digits, '-', '_' and '.':
+// safe in a URL, a metric label and a log line without quoting.
+func checkNodeID(id string) error {
+	if len(id) == 0 || len(id) > maxNodeIDLen {
+		return fmt.Errorf("node id %q: want 1 to %d bytes, got %d", id, maxNodeIDLen, len(id))
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("node id %q: byte %d (%q) is not a letter, a digit, '-', '_' or '.'", id, i, c)
+		}
+	}
+	return nil
 }

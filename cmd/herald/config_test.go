@@ -311,6 +311,9 @@ func TestBadConfigurationExitsTwo(t *testing.T) {
 		{serve(), map[string]string{"HERALD_QUEUE_SIZE": "0"}, "HERALD_QUEUE_SIZE"},
 		{serve("-config", filepath.Join(dir, "missing.toml")), nil, "missing.toml"},
 		{serve("-publish-key", "short"), nil, "publish-key"},
+		{serve("-node-id", "a/b"), nil, "node-id"},
+		{serve("-node-id", strings.Repeat("n", 65)), nil, "node-id"},
+		{serve(), map[string]string{"HERALD_NODE_ID": "has space"}, "HERALD_NODE_ID"},
 		{serve("-jwt-public-key", filepath.Join(dir, "missing.pem")), nil, "jwt-public-key"},
 		{serve("-jwt-public-key", garbage), nil, "jwt-public-key"},
 		{[]string{"token", "-nope"}, nil, "not defined"},
@@ -381,5 +384,96 @@ func TestServeOnTheMemoryEngine(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dataDir, "log")); err == nil {
 		t.Fatal("the memory engine created a store in the data dir")
+	}
+}
+
+// The node id: generated once into the data dir and kept across restarts,
+// or set; shown in the start log, /healthz, /readyz and herald_node_info.
+// A bad stored id is a configuration error, like a bad flag.
+func TestNodeID(t *testing.T) {
+	for _, id := range []string{"a", "node-1_eu.west", strings.Repeat("Z", 64)} {
+		if err := checkNodeID(id); err != nil {
+			t.Errorf("checkNodeID(%q): %v", id, err)
+		}
+	}
+	for _, id := range []string{"", "a b", "a/b", "é", "a\n", strings.Repeat("z", 65)} {
+		if err := checkNodeID(id); err == nil {
+			t.Errorf("checkNodeID(%q) accepted", id)
+		}
+	}
+
+	dir := t.TempDir()
+	id, err := loadOrCreateNodeID(dir)
+	if err != nil || checkNodeID(id) != nil {
+		t.Fatalf("generated %q, %v", id, err)
+	}
+	again, err := loadOrCreateNodeID(dir)
+	if err != nil || again != id {
+		t.Fatalf("second load %q, %v; want %q", again, err, id)
+	}
+	other, _ := loadOrCreateNodeID(t.TempDir())
+	if other == id {
+		t.Errorf("two data dirs generated the same id %q", id)
+	}
+
+	bad := filepath.Join(t.TempDir(), "data")
+	os.MkdirAll(bad, 0o700)
+	os.WriteFile(filepath.Join(bad, "node.id"), []byte("not valid\n"), 0o600)
+	var errb strings.Builder
+	code := run(t.Context(), []string{"serve", "-addr", "127.0.0.1:0", "-data-dir", bad}, func(string) string { return "" }, io.Discard, &errb)
+	if code != exitBadConfig || !strings.Contains(errb.String(), "node.id") {
+		t.Errorf("bad stored node id: exit %d, want 2 naming node.id:\n%s", code, errb.String())
+	}
+	// A configured id wins over the bad file.
+	cfg, err := loadConfig([]string{"-node-id", "set-1"}, func(string) string { return "" }, io.Discard)
+	if err != nil || cfg.NodeID != "set-1" {
+		t.Fatalf("-node-id set-1: %q, %v", cfg.NodeID, err)
+	}
+}
+
+func TestProcessNodeID(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	dataDir := filepath.Join(t.TempDir(), "data")
+	get := func(p *process, path string) string {
+		resp, err := http.Get(p.url(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	p := startProcess(t, dataDir)
+	b, err := os.ReadFile(filepath.Join(dataDir, "node.id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimSpace(string(b))
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if body := get(p, path); !strings.Contains(body, `"node":"`+id+`"`) {
+			t.Errorf("%s: %s, want node %q", path, body, id)
+		}
+	}
+	if m := get(p, "/metrics"); !strings.Contains(m, `herald_node_info{node="`+id+`"} 1`) {
+		t.Errorf("/metrics lacks herald_node_info for %q", id)
+	}
+	if !strings.Contains(p.logs.String(), "node="+id) {
+		t.Errorf("start log does not name node %q:\n%s", id, p.logs)
+	}
+	p.cmd.Process.Kill()
+	<-p.done
+
+	p = startProcess(t, dataDir) // kept across restarts
+	if body := get(p, "/healthz"); !strings.Contains(body, `"node":"`+id+`"`) {
+		t.Errorf("after a restart /healthz: %s, want node %q", body, id)
+	}
+	p.cmd.Process.Kill()
+	<-p.done
+
+	p = startProcess(t, dataDir, "-node-id", "eu-1") // a set id wins
+	if m := get(p, "/metrics"); !strings.Contains(m, `herald_node_info{node="eu-1"} 1`) {
+		t.Errorf("-node-id eu-1: /metrics lacks it")
 	}
 }

@@ -68,6 +68,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		if err := serve(ctx, cfg, stderr); err != nil {
 			fmt.Fprintln(stderr, "herald serve:", err)
+			var bad *badConfigError
+			if errors.As(err, &bad) {
+				return exitBadConfig
+			}
 			return exitFailure
 		}
 		return exitOK

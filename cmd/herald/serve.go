@@ -59,6 +59,12 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	nodeID := cfg.NodeID
+	if nodeID == "" {
+		if nodeID, err = loadOrCreateNodeID(cfg.DataDir); err != nil {
+			return err
+		}
+	}
 	keys := cfg.PublishKeys
 	if len(keys) == 0 {
 		key, path, err := loadOrCreateKey(cfg.DataDir)
@@ -115,6 +121,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		PublishBurst:       cfg.PublishBurst,
 		KeyPublishRate:     cfg.PublishKeyRate,
 		KeyPublishBurst:    cfg.PublishKeyBurst,
+		NodeID:             nodeID,
 		Logger:             log,
 	})
 	if cfg.ClientCAs != nil {
@@ -173,7 +180,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		}
 	}()
 	defer func() { stopReload(); <-reloaded }()
-	log.Info("listening", "addr", ln.Addr().String(), "tls", certs != nil, "mutual_tls", cfg.ClientCAs != nil, "data_dir", cfg.DataDir, "version", version)
+	log.Info("listening", "addr", ln.Addr().String(), "node", nodeID, "tls", certs != nil, "mutual_tls", cfg.ClientCAs != nil, "data_dir", cfg.DataDir, "version", version)
 	served := make(chan error, 1)
 	go func() {
 		if certs != nil {
@@ -228,6 +235,44 @@ func loadOrCreateKey(dir string) (key, path string, err error) {
 		return "", path, fmt.Errorf("write publish key: %w", err)
 	}
 	return key, path, nil
+}
+
+// badConfigError is a configuration error found while starting (a bad file
+// in the data dir): the command exits 2, as for a bad flag.
+type badConfigError struct{ err error }
+
+func (e *badConfigError) Error() string { return e.err.Error() }
+func (e *badConfigError) Unwrap() error { return e.err }
+
+// loadOrCreateNodeID returns the node id kept in the data dir, generating it
+// on first start: 12 random characters of the base32 alphabet, lower case.
+// A stored id that is not valid is a configuration error.
+func loadOrCreateNodeID(dir string) (string, error) {
+	path := filepath.Join(dir, "node.id")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		id := strings.TrimSpace(string(b))
+		if err := checkNodeID(id); err != nil {
+			return "", &badConfigError{fmt.Errorf("%s: %w (fix or delete the file, or set -node-id)", path, err)}
+		}
+		return id, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read node id: %w", err)
+	}
+	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+	var raw [12]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", err
+	}
+	for i := range raw {
+		raw[i] = alphabet[raw[i]%32]
+	}
+	id := string(raw[:])
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write node id: %w", err)
+	}
+	return id, nil
 }
 
 // newVerifier builds the token verifier from the jwt-* settings; nil when no key

@@ -53,6 +53,11 @@
 // channel. Close lets calls in flight finish, stops the connections, and
 // waits for any delivery running, so no callback runs after it returns.
 //
+// The engine is an engine.WriteChecker, for readiness: CanWrite reports
+// ErrUnavailable while a Pub/Sub connection is down or not yet resubscribed,
+// and while Redis does not answer a PING within ReadyPingTimeout; the PING's
+// outcome is reused for ReadyCacheTTL.
+//
 // # Guarantees
 //
 // An acknowledged Append is in Redis's memory; it is durable only as far as

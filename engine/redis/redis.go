@@ -44,6 +44,10 @@ const (
 	DefaultPubSubConns       = 2
 	// SubscribeTimeout bounds how long Subscribe waits for Redis to confirm.
 	SubscribeTimeout = 10 * time.Second
+	// ReadyPingTimeout bounds CanWrite's PING; ReadyCacheTTL is how long
+	// its outcome is reused.
+	ReadyPingTimeout = 500 * time.Millisecond
+	ReadyCacheTTL    = time.Second
 	// MaxIDLen is the longest Event.ID accepted.
 	MaxIDLen = 1024
 	// subscribeBatch is the most channels of one SUBSCRIBE on a resubscribe.
@@ -91,6 +95,10 @@ type Engine struct {
 	shards []*shard
 	runs   sync.WaitGroup
 	stop   context.CancelFunc // ends the shards' run loops
+
+	pingMu  sync.Mutex // one readiness PING at a time; guards pingAt and pingErr
+	pingAt  time.Time  // when the last readiness PING answered or failed
+	pingErr error      // its outcome, reused for ReadyCacheTTL
 }
 
 // Open connects to Redis and starts the Pub/Sub connections. It refuses a
@@ -391,6 +399,39 @@ func (e *Engine) Close() error {
 	return nil
 }
 
+// CanWrite implements engine.WriteChecker for readiness, cheaply: it
+// reports ErrUnavailable while a Pub/Sub connection is down or reconnecting
+// (its subscribers would miss live events), and while Redis does not answer
+// a PING within ReadyPingTimeout. The PING's outcome is reused for
+// ReadyCacheTTL, so a readiness probe polled often does not load Redis.
+func (e *Engine) CanWrite() error {
+	if err := e.enter(); err != nil {
+		return err
+	}
+	defer e.inflight.Done()
+	for i, s := range e.shards {
+		s.mu.Lock()
+		up := s.up
+		s.mu.Unlock()
+		if !up {
+			return fmt.Errorf("redis engine: %w: Pub/Sub connection %d is down, reconnecting", engine.ErrUnavailable, i)
+		}
+	}
+	e.pingMu.Lock()
+	defer e.pingMu.Unlock()
+	if e.pingAt.IsZero() || time.Since(e.pingAt) >= ReadyCacheTTL {
+		ctx, cancel := context.WithTimeout(context.Background(), ReadyPingTimeout)
+		err := e.client.Do(ctx, e.client.B().Ping().Build()).Error()
+		cancel()
+		e.pingErr = nil
+		if err != nil {
+			e.pingErr = fmt.Errorf("redis engine: %w: PING: %w", engine.ErrUnavailable, err)
+		}
+		e.pingAt = time.Now()
+	}
+	return e.pingErr
+}
+
 func mapValues[K comparable, V any](m map[K]V) func(func(V) bool) {
 	return func(yield func(V) bool) {
 		for _, v := range m {
@@ -409,6 +450,7 @@ type shard struct {
 
 	mu     sync.Mutex
 	conn   rueidis.DedicatedClient // nil while disconnected
+	up     bool                    // conn answered and every channel is subscribed again
 	gen    uint64                  // connection generation
 	topics map[string]*topic       // by channel
 }
@@ -541,19 +583,27 @@ func (s *shard) run(ctx context.Context, n int) {
 			chans = append(chans, ch)
 		}
 		s.mu.Unlock()
-		ok := true
+		// A PING first: a dedicated connection dials lazily, and one with no
+		// channel to subscribe would otherwise pass for up without ever
+		// having reached Redis.
+		pctx, pcancel := context.WithTimeout(ctx, SubscribeTimeout)
+		err := conn.Do(pctx, conn.B().Ping().Build()).Error()
+		pcancel()
 		for b := range slices.Chunk(chans, subscribeBatch) {
-			sctx, cancel := context.WithTimeout(ctx, SubscribeTimeout)
-			err := conn.Do(sctx, conn.B().Subscribe().Channel(b...).Build()).Error()
-			cancel()
 			if err != nil {
-				ok = false
 				break
 			}
+			sctx, cancel := context.WithTimeout(ctx, SubscribeTimeout)
+			err = conn.Do(sctx, conn.B().Subscribe().Channel(b...).Build()).Error()
+			cancel()
+		}
+		if err == nil {
+			s.mu.Lock()
+			s.up = true
+			s.mu.Unlock()
 		}
 		s.sendMu.Unlock()
-		var err error
-		if ok {
+		if err == nil {
 			select {
 			case err = <-errs:
 			case <-ctx.Done():
@@ -561,7 +611,7 @@ func (s *shard) run(ctx context.Context, n int) {
 		}
 		s.sendMu.Lock()
 		s.mu.Lock()
-		s.conn = nil
+		s.conn, s.up = nil, false
 		s.mu.Unlock()
 		s.sendMu.Unlock()
 		conn.Close() // also releases it

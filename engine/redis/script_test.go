@@ -551,3 +551,28 @@ func TestQuietTopicEventLostInFanOutArrivesByLost(t *testing.T) {
 		t.Fatalf("subscriber has %q (%d by fan-out), want the event published while fan-out was down, by the re-read", res, viaFn)
 	}
 }
+
+// CanWrite (readiness) turns unavailable within seconds of Redis going
+// away, and available again once it is back and Pub/Sub is resubscribed.
+func TestCanWriteFollowsRedis(t *testing.T) {
+	r := startPrivateRedis(t)
+	e := mustOpen(t, testOptions(t, r.url()))
+	var _ engine.WriteChecker = e
+	waitFor(t, "ready after Open", func() bool { return e.CanWrite() == nil })
+	r.stop()
+	stopped := time.Now()
+	var err error
+	waitFor(t, "not ready once Redis is stopped", func() bool { err = e.CanWrite(); return err != nil })
+	if d := time.Since(stopped); d > 5*time.Second {
+		t.Errorf("not ready only after %v", d)
+	}
+	if !errors.Is(err, engine.ErrUnavailable) {
+		t.Errorf("CanWrite = %v, want ErrUnavailable", err)
+	}
+	r.start()
+	waitFor(t, "ready once Redis is back", func() bool { return e.CanWrite() == nil })
+	e.Close()
+	if err := e.CanWrite(); !errors.Is(err, engine.ErrClosed) {
+		t.Errorf("CanWrite after Close = %v, want ErrClosed", err)
+	}
+}

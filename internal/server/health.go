@@ -10,7 +10,7 @@ import (
 
 // handleHealthz answers while the process serves HTTP at all.
 func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	writeJSON(w, http.StatusOK, s.status("ok"))
 }
 
 // handleReadyz answers 200 when the engine answers and accepts appends, so a
@@ -30,5 +30,15 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	writeJSON(w, http.StatusOK, s.status("ready"))
+}
+
+// status is a health answer's body: {"status": ..., "node": <id>}, without
+// node when no id is configured.
+func (s *Server) status(st string) map[string]string {
+	b := map[string]string{"status": st}
+	if s.cfg.NodeID != "" {
+		b["node"] = s.cfg.NodeID
+	}
+	return b
 }

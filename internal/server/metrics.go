@@ -21,7 +21,8 @@ type metrics struct {
 
 // newMetrics registers Herald's metrics on reg. Hub counters are read at scrape
 // time, so the delivery path only bumps atomics.
-func newMetrics(reg *prometheus.Registry, h *hub.Hub, tokens *auth.Verifier) *metrics {
+// nodeID, when set, is exported as herald_node_info{node="<id>"} 1.
+func newMetrics(reg *prometheus.Registry, h *hub.Hub, tokens *auth.Verifier, nodeID string) *metrics {
 	m := &metrics{
 		published: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_published_events_total", Help: "Events accepted by publish (durably appended).",
@@ -62,6 +63,14 @@ func newMetrics(reg *prometheus.Registry, h *hub.Hub, tokens *auth.Verifier) *me
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if nodeID != "" {
+		info := prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "herald_node_info", Help: "Always 1; its node label is this node's id (-node-id).",
+			ConstLabels: prometheus.Labels{"node": nodeID},
+		})
+		info.Set(1)
+		reg.MustRegister(info)
+	}
 	if _, ok := tokens.JWKSStatus(); ok {
 		jwks := func() auth.JWKSStatus { st, _ := tokens.JWKSStatus(); return st }
 		reg.MustRegister(

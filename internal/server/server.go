@@ -47,7 +47,10 @@ type Config struct {
 	// TrustedProxies are the proxies whose X-Forwarded-For names the client,
 	// for the per-address limit [none: the peer address counts].
 	TrustedProxies []netip.Prefix
-	Logger         *slog.Logger
+	// NodeID names this node in herald_node_info and the health answers
+	// [none: left out].
+	NodeID string
+	Logger *slog.Logger
 
 	now func() time.Time // tests
 }
@@ -101,7 +104,7 @@ func New(h *hub.Hub, cfg Config) *Server {
 	s.userRate = newRateLimiter(cfg.PublishRate, cfg.PublishBurst, cfg.now)
 	s.keyRate = newRateLimiter(cfg.KeyPublishRate, cfg.KeyPublishBurst, cfg.now)
 	reg := prometheus.NewRegistry()
-	s.metrics = newMetrics(reg, h, cfg.Tokens)
+	s.metrics = newMetrics(reg, h, cfg.Tokens, cfg.NodeID)
 	s.mux.HandleFunc("GET /v1/events", s.handleEvents)
 	s.mux.HandleFunc("POST /v1/publish", s.handlePublish)
 	s.mux.HandleFunc("GET /healthz", s.handleHealthz)

@@ -1,0 +1,177 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/herald-hub/herald/engine/redis"
+	"github.com/herald-hub/herald/internal/hub"
+)
+
+// testRedisServer is a redis-server of the test's own on a free port,
+// without persistence, that the test stops and starts again.
+type testRedisServer struct {
+	t    *testing.T
+	port int
+	cmd  *exec.Cmd
+}
+
+func startTestRedis(t *testing.T) *testRedisServer {
+	t.Helper()
+	if os.Getenv("HERALD_TEST_REDIS_URL") == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("HERALD_TEST_REDIS_URL is not set, and CI=true: the Redis tests must run in CI")
+		}
+		t.Skip("set HERALD_TEST_REDIS_URL to run the Redis tests")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("redis-server is not installed")
+		}
+		t.Skip("redis-server is not installed")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &testRedisServer{t: t, port: l.Addr().(*net.TCPAddr).Port}
+	l.Close()
+	r.start()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *testRedisServer) start() {
+	r.t.Helper()
+	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	eventually(r.t, "the private redis-server to answer", func() bool {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", r.port), time.Second)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		c.Write([]byte("PING\r\n"))
+		b := make([]byte, 7)
+		n, _ := c.Read(b)
+		return strings.HasPrefix(string(b[:n]), "+PONG")
+	})
+}
+
+func (r *testRedisServer) stop() {
+	if r.cmd != nil {
+		r.cmd.Process.Kill()
+		r.cmd.Wait()
+		r.cmd = nil
+	}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A node on Redis is not ready while Redis is down, and its publishes answer
+// 503 engine_unavailable with Retry-After; once Redis is back, it is ready
+// and publishes again.
+func TestReadinessFollowsRedis(t *testing.T) {
+	r := startTestRedis(t)
+	co, err := rueidis.ParseURL(fmt.Sprintf("redis://127.0.0.1:%d/0", r.port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := redis.Open(redis.Options{Client: co, Prefix: "herald-test-" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := hub.New(eng, hub.Options{Retry: 50 * time.Millisecond})
+	srv := httptest.NewServer(New(h, Config{PublishKeys: []string{testKey}}))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = h.Shutdown(ctx)
+		srv.Close()
+		_ = eng.Close()
+		srv.Client().CloseIdleConnections()
+	})
+	get := func(path string) (int, errorBody) {
+		resp, err := srv.Client().Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b errorBody
+		raw, _ := io.ReadAll(resp.Body)
+		_ = json.Unmarshal(raw, &b)
+		return resp.StatusCode, b
+	}
+	publish := func() (*http.Response, errorBody) {
+		body := []byte(`{"topic":"ready/t","data":"x"}`)
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/publish", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+testKey)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b errorBody
+		raw, _ := io.ReadAll(resp.Body)
+		_ = json.Unmarshal(raw, &b)
+		return resp, b
+	}
+	ready := func() bool { code, _ := get("/readyz"); return code == http.StatusOK }
+
+	eventually(t, "ready on a running Redis", ready)
+	if resp, b := publish(); resp.StatusCode != http.StatusOK {
+		t.Fatalf("publish on a running Redis: %d %+v", resp.StatusCode, b)
+	}
+
+	r.stop()
+	stopped := time.Now()
+	var body errorBody
+	eventually(t, "not ready once Redis is stopped", func() bool {
+		var code int
+		code, body = get("/readyz")
+		return code == http.StatusServiceUnavailable
+	})
+	if d := time.Since(stopped); d > 5*time.Second {
+		t.Errorf("not ready only %v after Redis stopped", d)
+	}
+	t.Logf("/readyz with Redis stopped: %+v", body)
+	if body.Error.Code == "" || body.Error.Message == "" {
+		t.Errorf("/readyz 503 body %+v, want the error shape", body)
+	}
+	resp, b := publish()
+	if resp.StatusCode != http.StatusServiceUnavailable || b.Error.Code != "engine_unavailable" || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("publish with Redis stopped: %d %+v Retry-After %q, want 503 engine_unavailable with Retry-After", resp.StatusCode, b, resp.Header.Get("Retry-After"))
+	}
+
+	r.start()
+	eventually(t, "ready once Redis is back", ready)
+	if resp, b := publish(); resp.StatusCode != http.StatusOK {
+		t.Fatalf("publish once Redis is back: %d %+v", resp.StatusCode, b)
+	}
+}
