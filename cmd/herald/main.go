@@ -26,6 +26,7 @@ Usage:
   herald token [flags]   mint a token for development (herald token -h)
   herald backup DIR      copy the store of a running herald (herald backup -h)
   herald restore BACKUP  put a backup in place of the store, with a new epoch
+  herald probe [URL]     GET /readyz (or URL): exit 0 on 2xx, for health checks
   herald version         print the version
 
 Exit status: 0 on success; 1 when a command fails while running; 2 on a bad
@@ -83,6 +84,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return backupCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "restore":
 		return restoreCmd(ctx, args[1:], getenv, stdout, stderr)
+	case "probe":
+		return probeCmd(ctx, args[1:], getenv, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "herald", buildVersion())
 		return exitOK
