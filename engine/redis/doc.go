@@ -50,7 +50,16 @@
 // already active calls its subscribers' lost, so the hub re-reads history
 // after its cursors (events published while the connection was down are not
 // replayed by Pub/Sub). The last subscriber's cancel unsubscribes the
-// channel. Close lets calls in flight finish, stops the connections, and
+// channel.
+//
+// Each Pub/Sub connection also subscribes to a service channel of its own,
+// <prefix>probe:<engine id>:<n>. When it has received nothing for
+// ProbeInterval (the probe URL option, 30s by default), the engine PUBLISHes
+// a probe there through the command client; if nothing arrives within
+// another ProbeInterval, the connection is treated as broken: closed,
+// dialled again and resubscribed, with lost called as above. This finds a
+// connection that is open but silent (a blackholed path, a failover), which
+// the client's keep-alive PINGs may not. Close lets calls in flight finish, stops the connections, and
 // waits for any delivery running, so no callback runs after it returns.
 //
 // The engine is an engine.WriteChecker, for readiness: CanWrite reports
@@ -74,10 +83,9 @@
 //     epoch: offsets are then given again and readers may skip events
 //     silently. Use a single primary with AOF, or WAIT after appends (not
 //     implemented).
-//   - A Pub/Sub connection that stays up but stops receiving (a silent path
-//     after a failover) is not noticed: there is no idle probe, and no
-//     periodic sweep of heads against what was delivered. A broken connection
-//     is noticed.
+//   - There is no periodic sweep of heads against what was delivered: a
+//     frame lost while its connection goes on receiving (the probe arrives)
+//     is noticed only at the topic's next event.
 //   - Redis Cluster (one script per slot, SPUBLISH) is not supported.
 //   - Physical age trimming happens on appends (and by the stream's TTL), so
 //     a Read of a topic idle for longer than MaxAge scans its expired entries

@@ -42,6 +42,7 @@ const (
 	DefaultIdempotencyWindow = 2 * time.Minute
 	DefaultPrefix            = "herald:"
 	DefaultPubSubConns       = 2
+	DefaultProbeInterval     = 30 * time.Second
 	// SubscribeTimeout bounds how long Subscribe waits for Redis to confirm.
 	SubscribeTimeout = 10 * time.Second
 	// ReadyPingTimeout bounds CanWrite's PING; ReadyCacheTTL is how long
@@ -72,6 +73,11 @@ type Options struct {
 	IdempotencyWindow time.Duration
 	// PubSubConns is the number of Pub/Sub connections (0: DefaultPubSubConns).
 	PubSubConns int
+	// ProbeInterval is how long a Pub/Sub connection may receive nothing
+	// before the engine publishes a probe to it, and how long the probe
+	// then has to arrive before the connection is treated as broken (0:
+	// DefaultProbeInterval).
+	ProbeInterval time.Duration
 	// Now tells the time to stamp events and apply MaxAge (nil: time.Now).
 	Now func() time.Time
 	// Logger receives the engine's messages (nil: slog.Default()).
@@ -125,6 +131,9 @@ func Open(opt Options) (*Engine, error) {
 	if opt.PubSubConns <= 0 {
 		opt.PubSubConns = DefaultPubSubConns
 	}
+	if opt.ProbeInterval <= 0 {
+		opt.ProbeInterval = DefaultProbeInterval
+	}
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
@@ -146,8 +155,9 @@ func Open(opt Options) (*Engine, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.stop = cancel
+	node := newEpoch() // names this engine's service channels
 	for i := range opt.PubSubConns {
-		s := &shard{e: e, topics: map[string]*topic{}}
+		s := &shard{e: e, topics: map[string]*topic{}, svc: opt.Prefix + "probe:" + node + ":" + strconv.Itoa(i)}
 		e.shards = append(e.shards, s)
 		e.runs.Go(func() { s.run(ctx, i) })
 	}
@@ -446,6 +456,9 @@ func mapValues[K comparable, V any](m map[K]V) func(func(V) bool) {
 type shard struct {
 	e *Engine
 
+	svc   string       // the service channel the idle probe is published on
+	heard atomic.Int64 // unix ns of the last message or confirmation received
+
 	sendMu sync.Mutex // orders SUBSCRIBE and UNSUBSCRIBE with the changes to topics
 
 	mu     sync.Mutex
@@ -572,13 +585,14 @@ func (s *shard) run(ctx context.Context, n int) {
 		gen := s.gen
 		s.mu.Unlock()
 		errs := conn.SetPubSubHooks(rueidis.PubSubHooks{
-			OnMessage:      func(m rueidis.PubSubMessage) { s.message(m) },
-			OnSubscription: func(c rueidis.PubSubSubscription) { s.confirm(gen, c) },
+			OnMessage:      func(m rueidis.PubSubMessage) { s.heard.Store(time.Now().UnixNano()); s.message(m) },
+			OnSubscription: func(c rueidis.PubSubSubscription) { s.heard.Store(time.Now().UnixNano()); s.confirm(gen, c) },
 		})
 		s.sendMu.Lock()
 		s.mu.Lock()
 		s.conn = conn
-		chans := make([]string, 0, len(s.topics))
+		chans := make([]string, 0, len(s.topics)+1)
+		chans = append(chans, s.svc)
 		for ch := range s.topics {
 			chans = append(chans, ch)
 		}
@@ -604,10 +618,7 @@ func (s *shard) run(ctx context.Context, n int) {
 		}
 		s.sendMu.Unlock()
 		if err == nil {
-			select {
-			case err = <-errs:
-			case <-ctx.Done():
-			}
+			err = s.watch(ctx, errs)
 		}
 		s.sendMu.Lock()
 		s.mu.Lock()
@@ -625,6 +636,47 @@ func (s *shard) run(ctx context.Context, n int) {
 			return
 		}
 		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// errSilent is why a connection that did not receive its probe is closed.
+var errSilent = errors.New("the idle probe did not arrive: the connection is open but receives nothing")
+
+// watch waits until the connection breaks (its error), ctx ends (nil), or
+// the connection turns out silent (errSilent): when it has received nothing
+// for ProbeInterval, a probe is published on its service channel through the
+// command client, and it must arrive within another ProbeInterval.
+func (s *shard) watch(ctx context.Context, errs <-chan error) error {
+	every := s.e.opt.ProbeInterval
+	tick := time.NewTicker(max(every/4, time.Millisecond))
+	defer tick.Stop()
+	s.heard.Store(time.Now().UnixNano())
+	var sent int64 // unix ns when the pending probe was published; 0: none pending
+	for {
+		select {
+		case err := <-errs:
+			return err
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		now, heard := time.Now().UnixNano(), s.heard.Load()
+		if sent != 0 && heard >= sent {
+			sent = 0
+		}
+		switch {
+		case sent != 0:
+			if now-sent >= int64(every) {
+				return errSilent
+			}
+		case now-heard >= int64(every):
+			sent = now
+			pctx, cancel := context.WithTimeout(ctx, every)
+			// A failed PUBLISH leaves the probe pending: if it does not
+			// arrive, the connection is redialled all the same.
+			s.e.client.Do(pctx, s.e.client.B().Publish().Channel(s.svc).Message("probe").Build())
+			cancel()
+		}
 	}
 }
 
