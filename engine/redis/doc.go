@@ -59,7 +59,17 @@
 // another ProbeInterval, the connection is treated as broken: closed,
 // dialled again and resubscribed, with lost called as above. This finds a
 // connection that is open but silent (a blackholed path, a failover), which
-// the client's keep-alive PINGs may not. Close lets calls in flight finish, stops the connections, and
+// the client's keep-alive PINGs may not.
+//
+// A backstop sweep runs every SweepInterval (the sweep URL option, 5m by
+// default; it cannot be turned off): it reads the meta hash (HMGET e s) of
+// every confirmed topic of the connections that are up, pipelined
+// sweepBatch at a time, and calls lost for each topic whose head is past the
+// last offset delivered, or of another epoch; it then takes the head as
+// delivered, since the re-read covers it. Before a topic's first frame the
+// comparison is with its head read right after its first subscription was
+// confirmed. This finds a frame lost while the connection goes on
+// receiving; a frame still on its way may cause a needless re-read. Close lets calls in flight finish, stops the connections, and
 // waits for any delivery running, so no callback runs after it returns.
 //
 // The engine is an engine.WriteChecker, for readiness: CanWrite reports
@@ -83,12 +93,9 @@
 //     epoch: offsets are then given again and readers may skip events
 //     silently. Use a single primary with AOF, or WAIT after appends (not
 //     implemented).
-//   - There is no periodic sweep of heads against what was delivered: a
-//     frame lost while its connection goes on receiving (the probe arrives)
-//     is noticed only at the topic's next event.
 //   - Redis Cluster (one script per slot, SPUBLISH) is not supported.
 //   - Physical age trimming happens on appends (and by the stream's TTL), so
 //     a Read of a topic idle for longer than MaxAge scans its expired entries
-//     inside the script, up to MaxLen of them; there is no background sweep.
+//     inside the script, up to MaxLen of them; nothing trims in the background.
 //   - No metrics of the engine's own (reconnects, lost calls) yet.
 package redis

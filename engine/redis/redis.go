@@ -43,6 +43,7 @@ const (
 	DefaultPrefix            = "herald:"
 	DefaultPubSubConns       = 2
 	DefaultProbeInterval     = 30 * time.Second
+	DefaultSweepInterval     = 5 * time.Minute
 	// SubscribeTimeout bounds how long Subscribe waits for Redis to confirm.
 	SubscribeTimeout = 10 * time.Second
 	// ReadyPingTimeout bounds CanWrite's PING; ReadyCacheTTL is how long
@@ -53,6 +54,8 @@ const (
 	MaxIDLen = 1024
 	// subscribeBatch is the most channels of one SUBSCRIBE on a resubscribe.
 	subscribeBatch = 512
+	// sweepBatch is the most HMGETs of one pipeline of a sweep.
+	sweepBatch = 1000
 )
 
 // Options configure an engine.
@@ -78,6 +81,9 @@ type Options struct {
 	// then has to arrive before the connection is treated as broken (0:
 	// DefaultProbeInterval).
 	ProbeInterval time.Duration
+	// SweepInterval is how often the heads of every subscribed topic are
+	// read and compared with what was delivered (0: DefaultSweepInterval).
+	SweepInterval time.Duration
 	// Now tells the time to stamp events and apply MaxAge (nil: time.Now).
 	Now func() time.Time
 	// Logger receives the engine's messages (nil: slog.Default()).
@@ -134,6 +140,9 @@ func Open(opt Options) (*Engine, error) {
 	if opt.ProbeInterval <= 0 {
 		opt.ProbeInterval = DefaultProbeInterval
 	}
+	if opt.SweepInterval <= 0 {
+		opt.SweepInterval = DefaultSweepInterval
+	}
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
@@ -161,6 +170,7 @@ func Open(opt Options) (*Engine, error) {
 		e.shards = append(e.shards, s)
 		e.runs.Go(func() { s.run(ctx, i) })
 	}
+	e.runs.Go(func() { e.sweepLoop(ctx) })
 	return e, nil
 }
 
@@ -479,6 +489,8 @@ type topic struct {
 	subs      []*sub
 	epoch     string
 	delivered uint64
+	base      engine.Position // the head read after the first confirmation, while epoch is ""
+	based     bool            // base is set
 }
 
 type sub struct {
@@ -532,6 +544,9 @@ func (e *Engine) Subscribe(tp string, fn func(engine.Event), lost func()) (func(
 	defer timer.Stop()
 	select {
 	case <-t.confirmed:
+		if isNew {
+			e.baseline(t)
+		}
 		return sync.OnceFunc(cancel), nil
 	case <-e.stopping:
 		cancel()
@@ -637,6 +652,127 @@ func (s *shard) run(ctx context.Context, n int) {
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// heads reads the heads of topics in one pipeline: a zero Position for a
+// topic without a meta hash, ok false for one whose read failed.
+func (e *Engine) heads(ctx context.Context, ts []*topic) (heads []engine.Position, ok []bool) {
+	cmds := make(rueidis.Commands, 0, len(ts))
+	for _, t := range ts {
+		cmds = append(cmds, e.client.B().Hmget().Key(e.key(t.name)+"m").Field("e", "s").Build())
+	}
+	heads, ok = make([]engine.Position, len(ts)), make([]bool, len(ts))
+	for i, r := range e.client.DoMulti(ctx, cmds...) {
+		v, err := r.ToArray()
+		if err != nil || len(v) != 2 {
+			continue
+		}
+		epoch, err := v[0].ToString()
+		if err != nil { // no meta hash: no epoch yet
+			ok[i] = true
+			continue
+		}
+		off, err := v[1].AsUint64()
+		if err != nil {
+			continue
+		}
+		heads[i], ok[i] = engine.Position{Epoch: epoch, Offset: off}, true
+	}
+	return heads, ok
+}
+
+// baseline records the head of a topic just subscribed, which the sweep
+// compares with until a frame is delivered; on error the first sweep
+// records it instead.
+func (e *Engine) baseline(t *topic) {
+	ctx, cancel := context.WithTimeout(context.Background(), SubscribeTimeout)
+	defer cancel()
+	h, ok := e.heads(ctx, []*topic{t})
+	if !ok[0] {
+		return
+	}
+	t.mu.Lock()
+	if !t.based {
+		t.base, t.based = h[0], true
+	}
+	t.mu.Unlock()
+}
+
+// sweepLoop runs a sweep every SweepInterval until ctx ends.
+func (e *Engine) sweepLoop(ctx context.Context) {
+	tick := time.NewTicker(e.opt.SweepInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		e.sweep(ctx)
+	}
+}
+
+// sweep reads the heads of every confirmed topic of the connections that
+// are up, in pipelines of sweepBatch, and calls lost for each topic whose
+// head is past what it delivered (or of another epoch); it returns how many.
+// A frame still on its way may cause a needless re-read; that is cheap.
+func (e *Engine) sweep(ctx context.Context) int {
+	var ts []*topic
+	for _, s := range e.shards {
+		s.mu.Lock()
+		if s.up {
+			for _, t := range s.topics {
+				if t.active {
+					ts = append(ts, t)
+				}
+			}
+		}
+		s.mu.Unlock()
+	}
+	n := 0
+	for b := range slices.Chunk(ts, sweepBatch) {
+		bctx, cancel := context.WithTimeout(ctx, SubscribeTimeout)
+		heads, ok := e.heads(bctx, b)
+		cancel()
+		for i, t := range b {
+			if ok[i] && t.behind(e, heads[i]) {
+				n++
+			}
+		}
+	}
+	if n > 0 {
+		e.log.Warn("redis engine: the sweep found topics behind their heads; their subscribers re-read", "topics", n)
+	}
+	return n
+}
+
+// behind calls the subscribers' lost if head is past what the topic
+// delivered (or its baseline, before any delivery), and then takes head as
+// delivered: the re-read starts after the lost call, so it covers head.
+func (t *topic) behind(e *Engine, head engine.Position) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e.stopped.Load() || head.Epoch == "" {
+		return false // a topic without a meta hash has nothing to miss
+	}
+	cur := engine.Position{Epoch: t.epoch, Offset: t.delivered}
+	if t.epoch == "" {
+		if !t.based {
+			t.base, t.based = head, true
+			return false
+		}
+		cur = t.base
+	}
+	if head.Epoch == cur.Epoch && head.Offset <= cur.Offset {
+		return false
+	}
+	t.epoch, t.delivered = head.Epoch, head.Offset
+	for _, sb := range t.subs {
+		if sb.lost != nil {
+			sb.lost()
+		}
+	}
+	return true
 }
 
 // errSilent is why a connection that did not receive its probe is closed.

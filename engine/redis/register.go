@@ -16,8 +16,10 @@ import (
 // "herald:"), pubsub (Pub/Sub connections, default 2), meta-ttl (how long an
 // idle topic's head and epoch are kept, a Go duration, default 720h), probe
 // (how long a Pub/Sub connection may stay idle before a probe checks that it
-// still receives, and how long the probe has to arrive; default 30s); the
-// other query options are rueidis's (dial_timeout, ...).
+// still receives, and how long the probe has to arrive; default 30s), sweep
+// (how often the heads of subscribed topics are compared with what was
+// delivered; default 5m, and 0 is refused); the other query options are
+// rueidis's (dial_timeout, ...).
 func init() {
 	for _, scheme := range []string{"redis", "rediss"} {
 		engine.Register(scheme, openURL)
@@ -54,6 +56,14 @@ func openURL(u *url.URL, c engine.Config) (engine.Engine, error) {
 		}
 		opt.ProbeInterval = d
 		q.Del("probe")
+	}
+	if v, ok := q["sweep"]; ok {
+		d, err := time.ParseDuration(v[0])
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("engine redis: sweep=%q, want a positive duration (the sweep cannot be turned off)", v[0])
+		}
+		opt.SweepInterval = d
+		q.Del("sweep")
 	}
 	if v, ok := q["meta-ttl"]; ok {
 		d, err := time.ParseDuration(v[0])
