@@ -69,7 +69,11 @@
 // delivered, since the re-read covers it. Before a topic's first frame the
 // comparison is with its head read right after its first subscription was
 // confirmed. This finds a frame lost while the connection goes on
-// receiving; a frame still on its way may cause a needless re-read. Close lets calls in flight finish, stops the connections, and
+// receiving; a frame still on its way may cause a needless re-read.
+//
+// The engine is an engine.Metrics: it counts reconnects, lost topics (each
+// lost call for a topic), probes sent and failed, sweeps, and topics a sweep
+// found behind; the server exports them as herald_engine_<name>_total. Close lets calls in flight finish, stops the connections, and
 // waits for any delivery running, so no callback runs after it returns.
 //
 // The engine is an engine.WriteChecker, for readiness: CanWrite reports
@@ -97,5 +101,4 @@
 //   - Physical age trimming happens on appends (and by the stream's TTL), so
 //     a Read of a topic idle for longer than MaxAge scans its expired entries
 //     inside the script, up to MaxLen of them; nothing trims in the background.
-//   - No metrics of the engine's own (reconnects, lost calls) yet.
 package redis

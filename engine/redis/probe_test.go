@@ -12,6 +12,8 @@ import (
 	"github.com/herald-hub/herald/engine"
 )
 
+var _ engine.Metrics = (*Engine)(nil)
+
 // silencer is a TCP proxy to a Redis whose Pub/Sub connections (those that
 // have sent a SUBSCRIBE) can be silenced: they stop forwarding bytes in both
 // directions and stay open, like a path that blackholes. Connections made
@@ -207,4 +209,16 @@ func TestSilentPubSubConnectionIsFoundByTheProbe(t *testing.T) {
 	// Fan-out works on the new connection.
 	appendOK(t, e, ev("silent", "", "next"))
 	waitFor(t, "an event by fan-out after the reconnect", func() bool { mu.Lock(); defer mu.Unlock(); return viaFn == 1 })
+	m := metrics(e)
+	if m["probes_sent"] < 2 || m["probes_failed"] != 1 || m["reconnects"] != 1 || m["lost_topics"] != 1 {
+		t.Errorf("metrics %v, want several probes sent, one failed, one reconnect, one lost topic", m)
+	}
+}
+
+func metrics(e *Engine) map[string]uint64 {
+	m := map[string]uint64{}
+	for _, c := range e.Metrics() {
+		m[c.Name] = c.Value
+	}
+	return m
 }

@@ -108,6 +108,9 @@ type Engine struct {
 	runs   sync.WaitGroup
 	stop   context.CancelFunc // ends the shards' run loops
 
+	// Counters of Metrics.
+	reconnects, lostTopics, probesSent, probesFailed, sweeps, sweepBehind atomic.Uint64
+
 	pingMu  sync.Mutex // one readiness PING at a time; guards pingAt and pingErr
 	pingAt  time.Time  // when the last readiness PING answered or failed
 	pingErr error      // its outcome, reused for ReadyCacheTTL
@@ -645,12 +648,25 @@ func (s *shard) run(ctx context.Context, n int) {
 			return
 		}
 		s.e.log.Warn("redis engine: Pub/Sub connection lost; reconnecting", "conn", n, "err", err)
+		s.e.reconnects.Add(1)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
 			return
 		}
 		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// Metrics implements engine.Metrics.
+func (e *Engine) Metrics() []engine.Counter {
+	return []engine.Counter{
+		{Name: "reconnects", Help: "Pub/Sub connections dialled again after they broke or failed their probe.", Value: e.reconnects.Load()},
+		{Name: "lost_topics", Help: "Times a topic's subscribers were told to re-read history (after a reconnect, or by the sweep).", Value: e.lostTopics.Load()},
+		{Name: "probes_sent", Help: "Probes published to a Pub/Sub connection that had been idle.", Value: e.probesSent.Load()},
+		{Name: "probes_failed", Help: "Probes that did not arrive in time; the connection was dialled again.", Value: e.probesFailed.Load()},
+		{Name: "sweeps", Help: "Sweeps of subscribed topics' heads against what was delivered.", Value: e.sweeps.Load()},
+		{Name: "sweep_behind_topics", Help: "Topics a sweep found behind their head.", Value: e.sweepBehind.Load()},
 	}
 }
 
@@ -740,6 +756,8 @@ func (e *Engine) sweep(ctx context.Context) int {
 			}
 		}
 	}
+	e.sweeps.Add(1)
+	e.sweepBehind.Add(uint64(n))
 	if n > 0 {
 		e.log.Warn("redis engine: the sweep found topics behind their heads; their subscribers re-read", "topics", n)
 	}
@@ -767,6 +785,7 @@ func (t *topic) behind(e *Engine, head engine.Position) bool {
 		return false
 	}
 	t.epoch, t.delivered = head.Epoch, head.Offset
+	e.lostTopics.Add(1)
 	for _, sb := range t.subs {
 		if sb.lost != nil {
 			sb.lost()
@@ -803,6 +822,7 @@ func (s *shard) watch(ctx context.Context, errs <-chan error) error {
 		switch {
 		case sent != 0:
 			if now-sent >= int64(every) {
+				s.e.probesFailed.Add(1)
 				return errSilent
 			}
 		case now-heard >= int64(every):
@@ -812,6 +832,7 @@ func (s *shard) watch(ctx context.Context, errs <-chan error) error {
 			// arrive, the connection is redialled all the same.
 			s.e.client.Do(pctx, s.e.client.B().Publish().Channel(s.svc).Message("probe").Build())
 			cancel()
+			s.e.probesSent.Add(1)
 		}
 	}
 }
@@ -841,6 +862,7 @@ func (s *shard) confirm(gen uint64, c rueidis.PubSubSubscription) {
 		if s.e.stopped.Load() {
 			return
 		}
+		s.e.lostTopics.Add(1)
 		for _, sb := range t.subs {
 			if sb.lost != nil {
 				sb.lost()

@@ -64,4 +64,7 @@ func TestSweepFindsATopicBehindItsHead(t *testing.T) {
 	if n := recs["behind"].losses.Load(); n != 1 {
 		t.Errorf("behind: %d lost calls after a delivered event, want 1", n)
 	}
+	if m := metrics(e); m["sweeps"] < 5 || m["sweep_behind_topics"] != 2 || m["lost_topics"] != 2 || m["reconnects"] != 0 {
+		t.Errorf("metrics %v, want several sweeps, two topics found behind, two lost topics, no reconnect", m)
+	}
 }
