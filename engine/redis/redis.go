@@ -470,7 +470,7 @@ type shard struct {
 	e *Engine
 
 	svc   string       // the service channel the idle probe is published on
-	heard atomic.Int64 // unix ns of the last message or confirmation received
+	heard atomic.Int64 // monotonic() of the last message or confirmation received
 
 	sendMu sync.Mutex // orders SUBSCRIBE and UNSUBSCRIBE with the changes to topics
 
@@ -603,8 +603,8 @@ func (s *shard) run(ctx context.Context, n int) {
 		gen := s.gen
 		s.mu.Unlock()
 		errs := conn.SetPubSubHooks(rueidis.PubSubHooks{
-			OnMessage:      func(m rueidis.PubSubMessage) { s.heard.Store(time.Now().UnixNano()); s.message(m) },
-			OnSubscription: func(c rueidis.PubSubSubscription) { s.heard.Store(time.Now().UnixNano()); s.confirm(gen, c) },
+			OnMessage:      func(m rueidis.PubSubMessage) { s.heard.Store(monotonic()); s.message(m) },
+			OnSubscription: func(c rueidis.PubSubSubscription) { s.heard.Store(monotonic()); s.confirm(gen, c) },
 		})
 		s.sendMu.Lock()
 		s.mu.Lock()
@@ -794,6 +794,12 @@ func (t *topic) behind(e *Engine, head engine.Position) bool {
 	return true
 }
 
+// started anchors monotonic.
+var started = time.Now()
+
+// monotonic is the time in ns on the monotonic clock, at least 1.
+func monotonic() int64 { return int64(time.Since(started)) + 1 }
+
 // errSilent is why a connection that did not receive its probe is closed.
 var errSilent = errors.New("the idle probe did not arrive: the connection is open but receives nothing")
 
@@ -805,8 +811,12 @@ func (s *shard) watch(ctx context.Context, errs <-chan error) error {
 	every := s.e.opt.ProbeInterval
 	tick := time.NewTicker(max(every/4, time.Millisecond))
 	defer tick.Stop()
-	s.heard.Store(time.Now().UnixNano())
-	var sent int64 // unix ns when the pending probe was published; 0: none pending
+	s.heard.Store(monotonic())
+	// sent is monotonic() just before the pending probe was published (0:
+	// none pending): anything received after it counts as the probe's
+	// arrival. The probe has until deadline, an interval after the
+	// PUBLISH's reply, so a slow command client does not eat its time.
+	var sent, deadline int64
 	for {
 		select {
 		case err := <-errs:
@@ -815,24 +825,25 @@ func (s *shard) watch(ctx context.Context, errs <-chan error) error {
 			return nil
 		case <-tick.C:
 		}
-		now, heard := time.Now().UnixNano(), s.heard.Load()
+		now, heard := monotonic(), s.heard.Load()
 		if sent != 0 && heard >= sent {
 			sent = 0
 		}
 		switch {
 		case sent != 0:
-			if now-sent >= int64(every) {
+			if now >= deadline {
 				s.e.probesFailed.Add(1)
 				return errSilent
 			}
 		case now-heard >= int64(every):
 			sent = now
 			pctx, cancel := context.WithTimeout(ctx, every)
-			// A failed PUBLISH leaves the probe pending: if it does not
-			// arrive, the connection is redialled all the same.
+			// A failed PUBLISH leaves the probe pending: if nothing
+			// arrives, the connection is redialled all the same.
 			s.e.client.Do(pctx, s.e.client.B().Publish().Channel(s.svc).Message("probe").Build())
 			cancel()
 			s.e.probesSent.Add(1)
+			deadline = monotonic() + int64(every)
 		}
 	}
 }
