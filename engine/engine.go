@@ -118,6 +118,23 @@ type WriteChecker interface {
 	CanWrite() error
 }
 
+// Metrics is implemented by an engine that counts events of its own
+// (reconnects, lost calls, ...) for monitoring. The server exports each
+// counter as herald_engine_<Name>_total.
+type Metrics interface {
+	// Metrics returns the engine's counters, always the same names in the
+	// same order; each Value only grows. It must be cheap and safe to call
+	// concurrently, also after Close.
+	Metrics() []Counter
+}
+
+// Counter is one counter of an engine's Metrics.
+type Counter struct {
+	Name  string // lowercase words joined by underscores, e.g. "reconnects"
+	Help  string // one sentence for the metric's HELP
+	Value uint64
+}
+
 var (
 	// ErrGap reports that events after a position are no longer retained.
 	ErrGap = errors.New("engine: history gap")

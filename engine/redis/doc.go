@@ -50,7 +50,32 @@
 // already active calls its subscribers' lost, so the hub re-reads history
 // after its cursors (events published while the connection was down are not
 // replayed by Pub/Sub). The last subscriber's cancel unsubscribes the
-// channel. Close lets calls in flight finish, stops the connections, and
+// channel.
+//
+// Each Pub/Sub connection also subscribes to a service channel of its own,
+// <prefix>probe:<engine id>:<n>. When it has received nothing for
+// ProbeInterval (the probe URL option, 30s by default), the engine PUBLISHes
+// a probe there through the command client; if nothing arrives within
+// another ProbeInterval, the connection is treated as broken: closed,
+// dialled again and resubscribed, with lost called as above. This finds a
+// connection that is open but silent (a blackholed path, a failover), which
+// the client's keep-alive PINGs may not. Closing a silent connection takes
+// the client about a second, so the silence is over within about two
+// intervals and a second.
+//
+// A backstop sweep runs every SweepInterval (the sweep URL option, 5m by
+// default; it cannot be turned off): it reads the meta hash (HMGET e s) of
+// every confirmed topic of the connections that are up, pipelined
+// sweepBatch at a time, and calls lost for each topic whose head is past the
+// last offset delivered, or of another epoch; it then takes the head as
+// delivered, since the re-read covers it. Before a topic's first frame the
+// comparison is with its head read right after its first subscription was
+// confirmed. This finds a frame lost while the connection goes on
+// receiving; a frame still on its way may cause a needless re-read.
+//
+// The engine is an engine.Metrics: it counts reconnects, lost topics (each
+// lost call for a topic), probes sent and failed, sweeps, and topics a sweep
+// found behind; the server exports them as herald_engine_<name>_total. Close lets calls in flight finish, stops the connections, and
 // waits for any delivery running, so no callback runs after it returns.
 //
 // The engine is an engine.WriteChecker, for readiness: CanWrite reports
@@ -74,13 +99,8 @@
 //     epoch: offsets are then given again and readers may skip events
 //     silently. Use a single primary with AOF, or WAIT after appends (not
 //     implemented).
-//   - A Pub/Sub connection that stays up but stops receiving (a silent path
-//     after a failover) is not noticed: there is no idle probe, and no
-//     periodic sweep of heads against what was delivered. A broken connection
-//     is noticed.
 //   - Redis Cluster (one script per slot, SPUBLISH) is not supported.
 //   - Physical age trimming happens on appends (and by the stream's TTL), so
 //     a Read of a topic idle for longer than MaxAge scans its expired entries
-//     inside the script, up to MaxLen of them; there is no background sweep.
-//   - No metrics of the engine's own (reconnects, lost calls) yet.
+//     inside the script, up to MaxLen of them; nothing trims in the background.
 package redis

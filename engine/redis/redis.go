@@ -42,6 +42,8 @@ const (
 	DefaultIdempotencyWindow = 2 * time.Minute
 	DefaultPrefix            = "herald:"
 	DefaultPubSubConns       = 2
+	DefaultProbeInterval     = 30 * time.Second
+	DefaultSweepInterval     = 5 * time.Minute
 	// SubscribeTimeout bounds how long Subscribe waits for Redis to confirm.
 	SubscribeTimeout = 10 * time.Second
 	// ReadyPingTimeout bounds CanWrite's PING; ReadyCacheTTL is how long
@@ -52,6 +54,8 @@ const (
 	MaxIDLen = 1024
 	// subscribeBatch is the most channels of one SUBSCRIBE on a resubscribe.
 	subscribeBatch = 512
+	// sweepBatch is the most HMGETs of one pipeline of a sweep.
+	sweepBatch = 1000
 )
 
 // Options configure an engine.
@@ -72,6 +76,14 @@ type Options struct {
 	IdempotencyWindow time.Duration
 	// PubSubConns is the number of Pub/Sub connections (0: DefaultPubSubConns).
 	PubSubConns int
+	// ProbeInterval is how long a Pub/Sub connection may receive nothing
+	// before the engine publishes a probe to it, and how long the probe
+	// then has to arrive before the connection is treated as broken (0:
+	// DefaultProbeInterval).
+	ProbeInterval time.Duration
+	// SweepInterval is how often the heads of every subscribed topic are
+	// read and compared with what was delivered (0: DefaultSweepInterval).
+	SweepInterval time.Duration
 	// Now tells the time to stamp events and apply MaxAge (nil: time.Now).
 	Now func() time.Time
 	// Logger receives the engine's messages (nil: slog.Default()).
@@ -95,6 +107,9 @@ type Engine struct {
 	shards []*shard
 	runs   sync.WaitGroup
 	stop   context.CancelFunc // ends the shards' run loops
+
+	// Counters of Metrics.
+	reconnects, lostTopics, probesSent, probesFailed, sweeps, sweepBehind atomic.Uint64
 
 	pingMu  sync.Mutex // one readiness PING at a time; guards pingAt and pingErr
 	pingAt  time.Time  // when the last readiness PING answered or failed
@@ -125,6 +140,12 @@ func Open(opt Options) (*Engine, error) {
 	if opt.PubSubConns <= 0 {
 		opt.PubSubConns = DefaultPubSubConns
 	}
+	if opt.ProbeInterval <= 0 {
+		opt.ProbeInterval = DefaultProbeInterval
+	}
+	if opt.SweepInterval <= 0 {
+		opt.SweepInterval = DefaultSweepInterval
+	}
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
@@ -146,11 +167,13 @@ func Open(opt Options) (*Engine, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.stop = cancel
+	node := newEpoch() // names this engine's service channels
 	for i := range opt.PubSubConns {
-		s := &shard{e: e, topics: map[string]*topic{}}
+		s := &shard{e: e, topics: map[string]*topic{}, svc: opt.Prefix + "probe:" + node + ":" + strconv.Itoa(i)}
 		e.shards = append(e.shards, s)
 		e.runs.Go(func() { s.run(ctx, i) })
 	}
+	e.runs.Go(func() { e.sweepLoop(ctx) })
 	return e, nil
 }
 
@@ -446,6 +469,9 @@ func mapValues[K comparable, V any](m map[K]V) func(func(V) bool) {
 type shard struct {
 	e *Engine
 
+	svc   string       // the service channel the idle probe is published on
+	heard atomic.Int64 // monotonic() of the last message or confirmation received
+
 	sendMu sync.Mutex // orders SUBSCRIBE and UNSUBSCRIBE with the changes to topics
 
 	mu     sync.Mutex
@@ -466,6 +492,8 @@ type topic struct {
 	subs      []*sub
 	epoch     string
 	delivered uint64
+	base      engine.Position // the head read after the first confirmation, while epoch is ""
+	based     bool            // base is set
 }
 
 type sub struct {
@@ -519,6 +547,9 @@ func (e *Engine) Subscribe(tp string, fn func(engine.Event), lost func()) (func(
 	defer timer.Stop()
 	select {
 	case <-t.confirmed:
+		if isNew {
+			e.baseline(t)
+		}
 		return sync.OnceFunc(cancel), nil
 	case <-e.stopping:
 		cancel()
@@ -572,13 +603,14 @@ func (s *shard) run(ctx context.Context, n int) {
 		gen := s.gen
 		s.mu.Unlock()
 		errs := conn.SetPubSubHooks(rueidis.PubSubHooks{
-			OnMessage:      func(m rueidis.PubSubMessage) { s.message(m) },
-			OnSubscription: func(c rueidis.PubSubSubscription) { s.confirm(gen, c) },
+			OnMessage:      func(m rueidis.PubSubMessage) { s.heard.Store(monotonic()); s.message(m) },
+			OnSubscription: func(c rueidis.PubSubSubscription) { s.heard.Store(monotonic()); s.confirm(gen, c) },
 		})
 		s.sendMu.Lock()
 		s.mu.Lock()
 		s.conn = conn
-		chans := make([]string, 0, len(s.topics))
+		chans := make([]string, 0, len(s.topics)+1)
+		chans = append(chans, s.svc)
 		for ch := range s.topics {
 			chans = append(chans, ch)
 		}
@@ -604,10 +636,7 @@ func (s *shard) run(ctx context.Context, n int) {
 		}
 		s.sendMu.Unlock()
 		if err == nil {
-			select {
-			case err = <-errs:
-			case <-ctx.Done():
-			}
+			err = s.watch(ctx, errs)
 		}
 		s.sendMu.Lock()
 		s.mu.Lock()
@@ -619,12 +648,203 @@ func (s *shard) run(ctx context.Context, n int) {
 			return
 		}
 		s.e.log.Warn("redis engine: Pub/Sub connection lost; reconnecting", "conn", n, "err", err)
+		s.e.reconnects.Add(1)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():
 			return
 		}
 		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// Metrics implements engine.Metrics.
+func (e *Engine) Metrics() []engine.Counter {
+	return []engine.Counter{
+		{Name: "reconnects", Help: "Pub/Sub connections dialled again after they broke or failed their probe.", Value: e.reconnects.Load()},
+		{Name: "lost_topics", Help: "Times a topic's subscribers were told to re-read history (after a reconnect, or by the sweep).", Value: e.lostTopics.Load()},
+		{Name: "probes_sent", Help: "Probes published to a Pub/Sub connection that had been idle.", Value: e.probesSent.Load()},
+		{Name: "probes_failed", Help: "Probes that did not arrive in time; the connection was dialled again.", Value: e.probesFailed.Load()},
+		{Name: "sweeps", Help: "Sweeps of subscribed topics' heads against what was delivered.", Value: e.sweeps.Load()},
+		{Name: "sweep_behind_topics", Help: "Topics a sweep found behind their head.", Value: e.sweepBehind.Load()},
+	}
+}
+
+// heads reads the heads of topics in one pipeline: a zero Position for a
+// topic without a meta hash, ok false for one whose read failed.
+func (e *Engine) heads(ctx context.Context, ts []*topic) (heads []engine.Position, ok []bool) {
+	cmds := make(rueidis.Commands, 0, len(ts))
+	for _, t := range ts {
+		cmds = append(cmds, e.client.B().Hmget().Key(e.key(t.name)+"m").Field("e", "s").Build())
+	}
+	heads, ok = make([]engine.Position, len(ts)), make([]bool, len(ts))
+	for i, r := range e.client.DoMulti(ctx, cmds...) {
+		v, err := r.ToArray()
+		if err != nil || len(v) != 2 {
+			continue
+		}
+		epoch, err := v[0].ToString()
+		if err != nil { // no meta hash: no epoch yet
+			ok[i] = true
+			continue
+		}
+		off, err := v[1].AsUint64()
+		if err != nil {
+			continue
+		}
+		heads[i], ok[i] = engine.Position{Epoch: epoch, Offset: off}, true
+	}
+	return heads, ok
+}
+
+// baseline records the head of a topic just subscribed, which the sweep
+// compares with until a frame is delivered; on error the first sweep
+// records it instead.
+func (e *Engine) baseline(t *topic) {
+	ctx, cancel := context.WithTimeout(context.Background(), SubscribeTimeout)
+	defer cancel()
+	h, ok := e.heads(ctx, []*topic{t})
+	if !ok[0] {
+		return
+	}
+	t.mu.Lock()
+	if !t.based {
+		t.base, t.based = h[0], true
+	}
+	t.mu.Unlock()
+}
+
+// sweepLoop runs a sweep every SweepInterval until ctx ends.
+func (e *Engine) sweepLoop(ctx context.Context) {
+	tick := time.NewTicker(e.opt.SweepInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		e.sweep(ctx)
+	}
+}
+
+// sweep reads the heads of every confirmed topic of the connections that
+// are up, in pipelines of sweepBatch, and calls lost for each topic whose
+// head is past what it delivered (or of another epoch); it returns how many.
+// A frame still on its way may cause a needless re-read; that is cheap.
+func (e *Engine) sweep(ctx context.Context) int {
+	var ts []*topic
+	for _, s := range e.shards {
+		s.mu.Lock()
+		if s.up {
+			for _, t := range s.topics {
+				if t.active {
+					ts = append(ts, t)
+				}
+			}
+		}
+		s.mu.Unlock()
+	}
+	n := 0
+	for b := range slices.Chunk(ts, sweepBatch) {
+		bctx, cancel := context.WithTimeout(ctx, SubscribeTimeout)
+		heads, ok := e.heads(bctx, b)
+		cancel()
+		for i, t := range b {
+			if ok[i] && t.behind(e, heads[i]) {
+				n++
+			}
+		}
+	}
+	e.sweeps.Add(1)
+	e.sweepBehind.Add(uint64(n))
+	if n > 0 {
+		e.log.Warn("redis engine: the sweep found topics behind their heads; their subscribers re-read", "topics", n)
+	}
+	return n
+}
+
+// behind calls the subscribers' lost if head is past what the topic
+// delivered (or its baseline, before any delivery), and then takes head as
+// delivered: the re-read starts after the lost call, so it covers head.
+func (t *topic) behind(e *Engine, head engine.Position) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e.stopped.Load() || head.Epoch == "" {
+		return false // a topic without a meta hash has nothing to miss
+	}
+	cur := engine.Position{Epoch: t.epoch, Offset: t.delivered}
+	if t.epoch == "" {
+		if !t.based {
+			t.base, t.based = head, true
+			return false
+		}
+		cur = t.base
+	}
+	if head.Epoch == cur.Epoch && head.Offset <= cur.Offset {
+		return false
+	}
+	t.epoch, t.delivered = head.Epoch, head.Offset
+	e.lostTopics.Add(1)
+	for _, sb := range t.subs {
+		if sb.lost != nil {
+			sb.lost()
+		}
+	}
+	return true
+}
+
+// started anchors monotonic.
+var started = time.Now()
+
+// monotonic is the time in ns on the monotonic clock, at least 1.
+func monotonic() int64 { return int64(time.Since(started)) + 1 }
+
+// errSilent is why a connection that did not receive its probe is closed.
+var errSilent = errors.New("the idle probe did not arrive: the connection is open but receives nothing")
+
+// watch waits until the connection breaks (its error), ctx ends (nil), or
+// the connection turns out silent (errSilent): when it has received nothing
+// for ProbeInterval, a probe is published on its service channel through the
+// command client, and it must arrive within another ProbeInterval.
+func (s *shard) watch(ctx context.Context, errs <-chan error) error {
+	every := s.e.opt.ProbeInterval
+	tick := time.NewTicker(max(every/4, time.Millisecond))
+	defer tick.Stop()
+	s.heard.Store(monotonic())
+	// sent is monotonic() just before the pending probe was published (0:
+	// none pending): anything received after it counts as the probe's
+	// arrival. The probe has until deadline, an interval after the
+	// PUBLISH's reply, so a slow command client does not eat its time.
+	var sent, deadline int64
+	for {
+		select {
+		case err := <-errs:
+			return err
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		now, heard := monotonic(), s.heard.Load()
+		if sent != 0 && heard >= sent {
+			sent = 0
+		}
+		switch {
+		case sent != 0:
+			if now >= deadline {
+				s.e.probesFailed.Add(1)
+				return errSilent
+			}
+		case now-heard >= int64(every):
+			sent = now
+			pctx, cancel := context.WithTimeout(ctx, every)
+			// A failed PUBLISH leaves the probe pending: if nothing
+			// arrives, the connection is redialled all the same.
+			s.e.client.Do(pctx, s.e.client.B().Publish().Channel(s.svc).Message("probe").Build())
+			cancel()
+			s.e.probesSent.Add(1)
+			deadline = monotonic() + int64(every)
+		}
 	}
 }
 
@@ -653,6 +873,7 @@ func (s *shard) confirm(gen uint64, c rueidis.PubSubSubscription) {
 		if s.e.stopped.Load() {
 			return
 		}
+		s.e.lostTopics.Add(1)
 		for _, sb := range t.subs {
 			if sb.lost != nil {
 				sb.lost()

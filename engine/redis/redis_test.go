@@ -116,7 +116,7 @@ func TestConformance(t *testing.T) {
 }
 
 func TestRegisteredSchemes(t *testing.T) {
-	for _, raw := range []string{"redis://127.0.0.1:1/0?pubsub=0", "redis://127.0.0.1:1/0?meta-ttl=x", "redis://127.0.0.1:1/0?prefix="} {
+	for _, raw := range []string{"redis://127.0.0.1:1/0?pubsub=0", "redis://127.0.0.1:1/0?meta-ttl=x", "redis://127.0.0.1:1/0?prefix=", "redis://127.0.0.1:1/0?probe=0", "redis://127.0.0.1:1/0?probe=x", "redis://127.0.0.1:1/0?sweep=0"} {
 		if _, err := engine.Open(raw, engine.Config{}); err == nil {
 			t.Errorf("Open(%q) succeeded, want an error", raw)
 		}

@@ -14,8 +14,12 @@ import (
 // The redis engine is "redis://[user:password@]host:port/db" or "rediss://"
 // for TLS. Options in the query: prefix (of every key and channel, default
 // "herald:"), pubsub (Pub/Sub connections, default 2), meta-ttl (how long an
-// idle topic's head and epoch are kept, a Go duration, default 720h); the
-// other query options are rueidis's (dial_timeout, ...).
+// idle topic's head and epoch are kept, a Go duration, default 720h), probe
+// (how long a Pub/Sub connection may stay idle before a probe checks that it
+// still receives, and how long the probe has to arrive; default 30s), sweep
+// (how often the heads of subscribed topics are compared with what was
+// delivered; default 5m, and 0 is refused); the other query options are
+// rueidis's (dial_timeout, ...).
 func init() {
 	for _, scheme := range []string{"redis", "rediss"} {
 		engine.Register(scheme, openURL)
@@ -44,6 +48,22 @@ func openURL(u *url.URL, c engine.Config) (engine.Engine, error) {
 		}
 		opt.PubSubConns = n
 		q.Del("pubsub")
+	}
+	if v, ok := q["probe"]; ok {
+		d, err := time.ParseDuration(v[0])
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("engine redis: probe=%q, want a positive duration", v[0])
+		}
+		opt.ProbeInterval = d
+		q.Del("probe")
+	}
+	if v, ok := q["sweep"]; ok {
+		d, err := time.ParseDuration(v[0])
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("engine redis: sweep=%q, want a positive duration (the sweep cannot be turned off)", v[0])
+		}
+		opt.SweepInterval = d
+		q.Del("sweep")
 	}
 	if v, ok := q["meta-ttl"]; ok {
 		d, err := time.ParseDuration(v[0])

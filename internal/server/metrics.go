@@ -5,6 +5,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/herald-hub/herald/auth"
+	"github.com/herald-hub/herald/engine"
 	"github.com/herald-hub/herald/internal/hub"
 )
 
@@ -63,6 +64,16 @@ func newMetrics(reg *prometheus.Registry, h *hub.Hub, tokens *auth.Verifier, nod
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	if em, ok := h.Engine().(engine.Metrics); ok {
+		for i, c := range em.Metrics() {
+			reg.MustRegister(counter("herald_engine_"+c.Name+"_total", c.Help, func() float64 {
+				if cs := em.Metrics(); i < len(cs) {
+					return float64(cs[i].Value)
+				}
+				return 0
+			}))
+		}
+	}
 	if nodeID != "" {
 		info := prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "herald_node_info", Help: "Always 1; its node label is this node's id (-node-id).",

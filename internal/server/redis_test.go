@@ -175,3 +175,48 @@ func TestReadinessFollowsRedis(t *testing.T) {
 		t.Fatalf("publish once Redis is back: %d %+v", resp.StatusCode, b)
 	}
 }
+
+// A node on Redis exports the engine's own counters on /metrics.
+func TestMetricsShowRedisEngineCounters(t *testing.T) {
+	raw := os.Getenv("HERALD_TEST_REDIS_URL")
+	if raw == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("HERALD_TEST_REDIS_URL is not set, and CI=true: the Redis tests must run in CI")
+		}
+		t.Skip("set HERALD_TEST_REDIS_URL to run the Redis tests")
+	}
+	co, err := rueidis.ParseURL(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := redis.Open(redis.Options{Client: co, Prefix: "herald-test-" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":", SweepInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := hub.New(eng, hub.Options{})
+	srv := httptest.NewServer(New(h, Config{PublishKeys: []string{testKey}}))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = h.Shutdown(ctx)
+		srv.Close()
+		_ = eng.Close()
+		srv.Client().CloseIdleConnections()
+	})
+	scrape := func() string {
+		resp, err := srv.Client().Get(srv.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	m := scrape()
+	for _, name := range []string{"reconnects", "lost_topics", "probes_sent", "probes_failed", "sweeps", "sweep_behind_topics"} {
+		if !strings.Contains(m, "# TYPE herald_engine_"+name+"_total counter") {
+			t.Errorf("/metrics lacks the counter herald_engine_%s_total", name)
+		}
+	}
+	eventually(t, "a sweep counted", func() bool { return !strings.Contains(scrape(), "herald_engine_sweeps_total 0\n") })
+}
