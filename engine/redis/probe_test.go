@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/herald-hub/herald/engine"
+	"github.com/herald-hub/herald/internal/redistest"
 )
 
 var _ engine.Metrics = (*Engine)(nil)
@@ -126,8 +127,8 @@ func (p *silencer) silence() int {
 // subscribers are told to re-read: an event of a quiet topic published
 // during the silence reaches them by the re-read.
 func TestSilentPubSubConnectionIsFoundByTheProbe(t *testing.T) {
-	r := startPrivateRedis(t)
-	px := newSilencer(t, strings.TrimPrefix(strings.TrimSuffix(r.url(), "/0"), "redis://"))
+	r := redistest.Start(t)
+	px := newSilencer(t, r.Addr())
 	const probe = 200 * time.Millisecond
 	opt := testOptions(t, "redis://"+px.addr()+"/0")
 	opt.PubSubConns = 1

@@ -1,11 +1,9 @@
 package redis
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"net/url"
-	"os"
 	"testing"
 	"time"
 
@@ -13,22 +11,10 @@ import (
 
 	"github.com/herald-hub/herald/engine"
 	"github.com/herald-hub/herald/engine/enginetest"
+	"github.com/herald-hub/herald/internal/redistest"
 )
 
-// testURL is the Redis the tests use, from HERALD_TEST_REDIS_URL. Without
-// it the tests skip, except under CI=true, where they fail: CI must not
-// pass without having run them.
-func testURL(t *testing.T) string {
-	t.Helper()
-	u := os.Getenv("HERALD_TEST_REDIS_URL")
-	if u == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("HERALD_TEST_REDIS_URL is not set, and CI=true: the Redis engine tests must run in CI (.ci/run sets it)")
-		}
-		t.Skip("set HERALD_TEST_REDIS_URL (for example redis://127.0.0.1:6379/0) to run the Redis engine tests")
-	}
-	return u
-}
+func testURL(t *testing.T) string { return redistest.URL(t) }
 
 // testOptions are engine options on rawURL under a fresh random key prefix,
 // whose keys are deleted when the test ends.
@@ -41,37 +27,8 @@ func testOptions(t *testing.T, rawURL string) Options {
 	var b [6]byte
 	rand.Read(b[:])
 	prefix := "heraldtest:" + hex.EncodeToString(b[:]) + ":"
-	t.Cleanup(func() { deletePrefix(t, co, prefix) })
+	t.Cleanup(func() { redistest.DeletePrefix(t, co, prefix) })
 	return Options{Client: co, Prefix: prefix}
-}
-
-// deletePrefix deletes every key under prefix.
-func deletePrefix(t *testing.T, co rueidis.ClientOption, prefix string) {
-	co.DisableCache = true
-	c, err := rueidis.NewClient(co)
-	if err != nil {
-		t.Errorf("cleanup of %s: %v", prefix, err)
-		return
-	}
-	defer c.Close()
-	ctx := context.Background()
-	var cursor uint64
-	for {
-		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
-		if err != nil {
-			t.Errorf("cleanup of %s: %v", prefix, err)
-			return
-		}
-		if len(e.Elements) > 0 {
-			if err := c.Do(ctx, c.B().Unlink().Key(e.Elements...).Build()).Error(); err != nil {
-				t.Errorf("cleanup of %s: %v", prefix, err)
-				return
-			}
-		}
-		if cursor = e.Cursor; cursor == 0 {
-			return
-		}
-	}
 }
 
 func mustOpen(t *testing.T, opt Options) *Engine {

@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +15,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/herald-hub/herald/engine"
+	"github.com/herald-hub/herald/internal/redistest"
 )
 
 func ctx(t *testing.T) context.Context {
@@ -149,7 +147,7 @@ func TestLostKeysAreANewEpoch(t *testing.T) {
 	opt := testOptions(t, testURL(t))
 	e := mustOpen(t, opt)
 	pos := appendOK(t, e, ev("fl", "", "1"), ev("fl", "", "2"), ev("fl", "", "3"))
-	deletePrefix(t, opt.Client, opt.Prefix)
+	redistest.DeletePrefix(t, opt.Client, opt.Prefix)
 	_, err := e.Read(ctx(t), "fl", pos[1], 10)
 	var gap *engine.GapError
 	if !errors.As(err, &gap) || gap.Resume.Epoch == pos[0].Epoch || gap.Resume.Offset != 0 {
@@ -164,7 +162,7 @@ func TestLostKeysAreANewEpoch(t *testing.T) {
 		t.Fatalf("append after a flush at %v, want {%s 1}", next[0], h.Epoch)
 	}
 	// A cursor at offset 0 of a lost epoch is a gap too (nothing to vouch for).
-	deletePrefix(t, opt.Client, opt.Prefix)
+	redistest.DeletePrefix(t, opt.Client, opt.Prefix)
 	if _, err := e.Read(ctx(t), "fl", engine.Position{Epoch: h.Epoch}, 10); !errors.Is(err, engine.ErrGap) {
 		t.Fatalf("Read after {old epoch, 0}: %v, want a gap", err)
 	}
@@ -222,68 +220,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// privateRedis starts a redis-server of the test's own on a free port,
-// without persistence, so the test may restart or reconfigure it.
-type privateRedis struct {
-	t    *testing.T
-	port int
-	args []string
-	cmd  *exec.Cmd
-}
-
-func startPrivateRedis(t *testing.T, extra ...string) *privateRedis {
-	t.Helper()
-	testURL(t) // same skip rules as the other tests
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("redis-server is not installed")
-		}
-		t.Skip("redis-server is not installed")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	r := &privateRedis{t: t, port: port, args: append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}, extra...)}
-	r.start()
-	t.Cleanup(r.stop)
-	return r
-}
-
-func (r *privateRedis) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
-
-func (r *privateRedis) start() {
-	r.t.Helper()
-	r.cmd = exec.Command("redis-server", r.args...)
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	waitFor(r.t, "the private redis-server to answer", func() bool {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", r.port), time.Second)
-		if err != nil {
-			return false
-		}
-		defer c.Close()
-		c.Write([]byte("PING\r\n"))
-		b := make([]byte, 7)
-		n, _ := c.Read(b)
-		return strings.HasPrefix(string(b[:n]), "+PONG")
-	})
-}
-
-func (r *privateRedis) stop() {
-	if r.cmd != nil {
-		r.cmd.Process.Kill()
-		r.cmd.Wait()
-		r.cmd = nil
-	}
-}
-
 func TestRefusesAnEvictingRedis(t *testing.T) {
-	r := startPrivateRedis(t, "--maxmemory-policy", "volatile-lru")
-	co, _ := rueidis.ParseURL(r.url())
+	r := redistest.Start(t, "--maxmemory-policy", "volatile-lru")
+	co, _ := rueidis.ParseURL(r.URL())
 	e, err := Open(Options{Client: co})
 	if err == nil {
 		e.Close()
@@ -307,8 +246,8 @@ func (r *recorder) len() int          { r.mu.Lock(); defer r.mu.Unlock(); return
 // A killed Pub/Sub connection is reconnected and resubscribed, and the
 // subscribers are told they may have lost events.
 func TestPubSubReconnectCallsLost(t *testing.T) {
-	r := startPrivateRedis(t)
-	opt := testOptions(t, r.url())
+	r := redistest.Start(t)
+	opt := testOptions(t, r.URL())
 	opt.PubSubConns = 1
 	e := mustOpen(t, opt)
 	rec := &recorder{}
@@ -331,8 +270,8 @@ func TestPubSubReconnectCallsLost(t *testing.T) {
 // readers get a gap into a new epoch, subscribers are told to re-read, and
 // fan-out goes on.
 func TestRestartWithoutPersistence(t *testing.T) {
-	r := startPrivateRedis(t)
-	opt := testOptions(t, r.url())
+	r := redistest.Start(t)
+	opt := testOptions(t, r.URL())
 	e := mustOpen(t, opt)
 	rec := &recorder{}
 	cancel, err := e.Subscribe("rs", rec.fn, rec.lost)
@@ -342,8 +281,8 @@ func TestRestartWithoutPersistence(t *testing.T) {
 	defer cancel()
 	pos := appendOK(t, e, ev("rs", "", "1"), ev("rs", "", "2"))
 	waitFor(t, "two events", func() bool { return rec.len() == 2 })
-	r.stop()
-	r.start()
+	r.Stop()
+	r.Run()
 	waitFor(t, "lost after the restart", func() bool { return rec.losses.Load() > 0 })
 	var p []engine.Position
 	waitFor(t, "an append after the restart", func() bool {
@@ -394,8 +333,8 @@ func TestAppendTrimsExpiredEntries(t *testing.T) {
 // Where CONFIG is disabled (managed Redis services), Open cannot check the
 // eviction policy: it warns and opens.
 func TestOpensWhenConfigIsDisabled(t *testing.T) {
-	r := startPrivateRedis(t, "--rename-command", "CONFIG", "")
-	opt := testOptions(t, r.url())
+	r := redistest.Start(t, "--rename-command", "CONFIG", "")
+	opt := testOptions(t, r.URL())
 	var logged strings.Builder
 	var mu sync.Mutex
 	opt.Logger = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
@@ -468,8 +407,8 @@ func TestLastCancelUnsubscribes(t *testing.T) {
 // after the reconnect makes the subscriber re-read, as the hub does, and
 // the event arrives.
 func TestQuietTopicEventLostInFanOutArrivesByLost(t *testing.T) {
-	r := startPrivateRedis(t)
-	opt := testOptions(t, r.url())
+	r := redistest.Start(t)
+	opt := testOptions(t, r.URL())
 	opt.PubSubConns = 1
 	opt.Client.PipelineMultiplex = -1 // one command connection, open from the start
 	e := mustOpen(t, opt)
@@ -555,11 +494,11 @@ func TestQuietTopicEventLostInFanOutArrivesByLost(t *testing.T) {
 // CanWrite (readiness) turns unavailable within seconds of Redis going
 // away, and available again once it is back and Pub/Sub is resubscribed.
 func TestCanWriteFollowsRedis(t *testing.T) {
-	r := startPrivateRedis(t)
-	e := mustOpen(t, testOptions(t, r.url()))
+	r := redistest.Start(t)
+	e := mustOpen(t, testOptions(t, r.URL()))
 	var _ engine.WriteChecker = e
 	waitFor(t, "ready after Open", func() bool { return e.CanWrite() == nil })
-	r.stop()
+	r.Stop()
 	stopped := time.Now()
 	var err error
 	waitFor(t, "not ready once Redis is stopped", func() bool { err = e.CanWrite(); return err != nil })
@@ -569,7 +508,7 @@ func TestCanWriteFollowsRedis(t *testing.T) {
 	if !errors.Is(err, engine.ErrUnavailable) {
 		t.Errorf("CanWrite = %v, want ErrUnavailable", err)
 	}
-	r.start()
+	r.Run()
 	waitFor(t, "ready once Redis is back", func() bool { return e.CanWrite() == nil })
 	e.Close()
 	if err := e.CanWrite(); !errors.Is(err, engine.ErrClosed) {

@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,67 +17,8 @@ import (
 
 	"github.com/herald-hub/herald/engine/redis"
 	"github.com/herald-hub/herald/internal/hub"
+	"github.com/herald-hub/herald/internal/redistest"
 )
-
-// testRedisServer is a redis-server of the test's own on a free port,
-// without persistence, that the test stops and starts again.
-type testRedisServer struct {
-	t    *testing.T
-	port int
-	cmd  *exec.Cmd
-}
-
-func startTestRedis(t *testing.T) *testRedisServer {
-	t.Helper()
-	if os.Getenv("HERALD_TEST_REDIS_URL") == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("HERALD_TEST_REDIS_URL is not set, and CI=true: the Redis tests must run in CI")
-		}
-		t.Skip("set HERALD_TEST_REDIS_URL to run the Redis tests")
-	}
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("redis-server is not installed")
-		}
-		t.Skip("redis-server is not installed")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &testRedisServer{t: t, port: l.Addr().(*net.TCPAddr).Port}
-	l.Close()
-	r.start()
-	t.Cleanup(r.stop)
-	return r
-}
-
-func (r *testRedisServer) start() {
-	r.t.Helper()
-	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	eventually(r.t, "the private redis-server to answer", func() bool {
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", r.port), time.Second)
-		if err != nil {
-			return false
-		}
-		defer c.Close()
-		c.Write([]byte("PING\r\n"))
-		b := make([]byte, 7)
-		n, _ := c.Read(b)
-		return strings.HasPrefix(string(b[:n]), "+PONG")
-	})
-}
-
-func (r *testRedisServer) stop() {
-	if r.cmd != nil {
-		r.cmd.Process.Kill()
-		r.cmd.Wait()
-		r.cmd = nil
-	}
-}
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -97,8 +35,8 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // 503 engine_unavailable with Retry-After; once Redis is back, it is ready
 // and publishes again.
 func TestReadinessFollowsRedis(t *testing.T) {
-	r := startTestRedis(t)
-	co, err := rueidis.ParseURL(fmt.Sprintf("redis://127.0.0.1:%d/0", r.port))
+	r := redistest.Start(t)
+	co, err := rueidis.ParseURL(r.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +87,7 @@ func TestReadinessFollowsRedis(t *testing.T) {
 		t.Fatalf("publish on a running Redis: %d %+v", resp.StatusCode, b)
 	}
 
-	r.stop()
+	r.Stop()
 	stopped := time.Now()
 	var body errorBody
 	eventually(t, "not ready once Redis is stopped", func() bool {
@@ -169,7 +107,7 @@ func TestReadinessFollowsRedis(t *testing.T) {
 		t.Errorf("publish with Redis stopped: %d %+v Retry-After %q, want 503 engine_unavailable with Retry-After", resp.StatusCode, b, resp.Header.Get("Retry-After"))
 	}
 
-	r.start()
+	r.Run()
 	eventually(t, "ready once Redis is back", ready)
 	if resp, b := publish(); resp.StatusCode != http.StatusOK {
 		t.Fatalf("publish once Redis is back: %d %+v", resp.StatusCode, b)

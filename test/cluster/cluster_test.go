@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/herald-hub/herald/internal/redistest"
 )
 
 const (
@@ -240,37 +242,8 @@ func redisEngine(t *testing.T, rawURL string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { deletePrefix(t, co, prefix) })
+	t.Cleanup(func() { redistest.DeletePrefix(t, co, prefix) })
 	return u.String()
-}
-
-func deletePrefix(t *testing.T, co rueidis.ClientOption, prefix string) {
-	co.DisableCache = true
-	c, err := rueidis.NewClient(co)
-	if err != nil {
-		t.Errorf("cleanup of %s: %v", prefix, err)
-		return
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var cursor uint64
-	for {
-		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
-		if err != nil {
-			t.Errorf("cleanup of %s: %v", prefix, err)
-			return
-		}
-		if len(e.Elements) > 0 {
-			if err := c.Do(ctx, c.B().Unlink().Key(e.Elements...).Build()).Error(); err != nil {
-				t.Errorf("cleanup of %s: %v", prefix, err)
-				return
-			}
-		}
-		if cursor = e.Cursor; cursor == 0 {
-			return
-		}
-	}
 }
 
 // node is a herald process on a loopback port.

@@ -1,0 +1,139 @@
+// Package redistest is what Herald's tests on Redis share: the Redis they run
+// against, key prefixes of their own, and private redis-server processes for
+// tests that stop, restart or reconfigure Redis (never the shared one).
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/rueidis"
+)
+
+// URL is the Redis of HERALD_TEST_REDIS_URL. Without it the test fails under
+// CI=true (.ci/run sets it), and is skipped otherwise: a test on Redis never
+// passes without having run.
+func URL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv("HERALD_TEST_REDIS_URL")
+	if u == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("HERALD_TEST_REDIS_URL is not set, and CI=true: the tests on Redis must run in CI (.ci/run sets it)")
+		}
+		t.Skip("set HERALD_TEST_REDIS_URL (for example redis://127.0.0.1:6379/0) to run the tests on Redis")
+	}
+	return u
+}
+
+// DeletePrefix deletes every key under prefix.
+func DeletePrefix(t testing.TB, co rueidis.ClientOption, prefix string) {
+	co.DisableCache = true
+	c, err := rueidis.NewClient(co)
+	if err != nil {
+		t.Errorf("cleanup of %s: %v", prefix, err)
+		return
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var cursor uint64
+	for {
+		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
+		if err != nil {
+			t.Errorf("cleanup of %s: %v", prefix, err)
+			return
+		}
+		if len(e.Elements) > 0 {
+			if err := c.Do(ctx, c.B().Unlink().Key(e.Elements...).Build()).Error(); err != nil {
+				t.Errorf("cleanup of %s: %v", prefix, err)
+				return
+			}
+		}
+		if cursor = e.Cursor; cursor == 0 {
+			return
+		}
+	}
+}
+
+// Server is a redis-server of the test's own on a free loopback port,
+// without persistence, stopped when the test ends.
+type Server struct {
+	Port int
+	t    testing.TB
+	args []string
+	cmd  *exec.Cmd
+}
+
+// Start starts a private redis-server with extra arguments. Like URL, it
+// fails under CI=true and skips otherwise when the tests on Redis cannot run.
+func Start(t testing.TB, extra ...string) *Server {
+	t.Helper()
+	URL(t)
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("redis-server is not installed")
+		}
+		t.Skip("redis-server is not installed")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	s := &Server{Port: port, t: t, args: append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}, extra...)}
+	s.Run()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Addr is the server's host:port.
+func (s *Server) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.Port) }
+
+// URL is the server's redis:// URL, database 0.
+func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
+
+// Run starts the server (again, after Stop) and waits until it answers PING.
+func (s *Server) Run() {
+	s.t.Helper()
+	s.cmd = exec.Command("redis-server", s.args...)
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !s.answers() {
+		if time.Now().After(deadline) {
+			s.t.Fatal("the private redis-server does not answer")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (s *Server) answers() bool {
+	c, err := net.DialTimeout("tcp", s.Addr(), time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(time.Second))
+	c.Write([]byte("PING\r\n"))
+	b := make([]byte, 7)
+	n, _ := c.Read(b)
+	return strings.HasPrefix(string(b[:n]), "+PONG")
+}
+
+// Stop kills the server: what it held is gone, as after a crash.
+func (s *Server) Stop() {
+	if s.cmd != nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+		s.cmd = nil
+	}
+}
