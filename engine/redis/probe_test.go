@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"io"
 	"net"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -135,43 +134,13 @@ func TestSilentPubSubConnectionIsFoundByTheProbe(t *testing.T) {
 	opt.ProbeInterval = probe
 	e := mustOpen(t, opt)
 
-	var mu sync.Mutex
-	var cursor engine.Position
-	var got []string
-	viaFn := 0
-	take := func(ev engine.Event) {
-		if ev.Pos.Epoch == cursor.Epoch && ev.Pos.Offset <= cursor.Offset {
-			return
-		}
-		cursor = ev.Pos
-		got = append(got, string(ev.Data))
-	}
-	relost := make(chan struct{}, 1)
-	cancel, err := e.Subscribe("silent", func(ev engine.Event) { mu.Lock(); viaFn++; take(ev); mu.Unlock() }, func() {
-		select {
-		case relost <- struct{}{}:
-		default:
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cancel()
-	h, err := e.Head(ctx(t), "silent")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	cursor = h
-	mu.Unlock()
+	sub := subscribeResumer(t, e, "silent")
 
 	// Several quiet intervals pass with the connection healthy: the probes
 	// arrive and nothing is redialled.
 	time.Sleep(5 * probe)
-	select {
-	case <-relost:
+	if sub.lostCalled() {
 		t.Fatal("lost called while the connection was healthy")
-	default:
 	}
 
 	if n := px.silence(); n != 1 {
@@ -179,11 +148,7 @@ func TestSilentPubSubConnectionIsFoundByTheProbe(t *testing.T) {
 	}
 	silenced := time.Now()
 	appendOK(t, e, ev("silent", "", "only"))
-	select {
-	case <-relost:
-	case <-time.After(20 * time.Second):
-		t.Fatal("no lost call after the Pub/Sub connection went silent")
-	}
+	sub.awaitLostAndReread(t, "the Pub/Sub connection went silent")
 	took := time.Since(silenced)
 	t.Logf("silence noticed and resubscribed after %v (probe interval %v)", took, probe)
 	// About two intervals to notice, up to a second for the client to
@@ -191,25 +156,12 @@ func TestSilentPubSubConnectionIsFoundByTheProbe(t *testing.T) {
 	if took > 5*time.Second {
 		t.Errorf("silence noticed only after %v, want within a few probe intervals of %v", took, probe)
 	}
-	mu.Lock()
-	after := cursor
-	mu.Unlock()
-	events, err := e.Read(ctx(t), "silent", after, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	for _, ev := range events {
-		take(ev)
-	}
-	res := strings.Join(got, " ")
-	mu.Unlock()
-	if res != "only" || viaFn != 0 {
+	if res, viaFn := sub.has(); res != "only" || viaFn != 0 {
 		t.Fatalf("subscriber has %q (%d by fan-out), want the event published during the silence, by the re-read", res, viaFn)
 	}
 	// Fan-out works on the new connection.
 	appendOK(t, e, ev("silent", "", "next"))
-	waitFor(t, "an event by fan-out after the reconnect", func() bool { mu.Lock(); defer mu.Unlock(); return viaFn == 1 })
+	waitFor(t, "an event by fan-out after the reconnect", func() bool { _, viaFn := sub.has(); return viaFn == 1 })
 	m := metrics(e)
 	if m["probes_sent"] < 2 || m["probes_failed"] != 1 || m["reconnects"] != 1 || m["lost_topics"] != 1 {
 		t.Errorf("metrics %v, want several probes sent, one failed, one reconnect, one lost topic", m)

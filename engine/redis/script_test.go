@@ -426,35 +426,7 @@ func TestQuietTopicEventLostInFanOutArrivesByLost(t *testing.T) {
 		}
 		release()
 	})
-	var mu sync.Mutex
-	var cursor engine.Position
-	var got []string
-	viaFn := 0
-	take := func(ev engine.Event) {
-		if ev.Pos.Epoch == cursor.Epoch && ev.Pos.Offset <= cursor.Offset {
-			return
-		}
-		cursor = ev.Pos
-		got = append(got, string(ev.Data))
-	}
-	relost := make(chan struct{}, 1)
-	cancel, err := e.Subscribe("quiet", func(ev engine.Event) { mu.Lock(); viaFn++; take(ev); mu.Unlock() }, func() {
-		select {
-		case relost <- struct{}{}:
-		default:
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cancel()
-	h, err := e.Head(ctx(t), "quiet")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	cursor = h
-	mu.Unlock()
+	r2 := subscribeResumer(t, e, "quiet")
 	// Keep the engine's Pub/Sub connection from coming back (new
 	// connections cannot log in; the open command connection stays), so
 	// that the append below is published to nobody.
@@ -468,25 +440,8 @@ func TestQuietTopicEventLostInFanOutArrivesByLost(t *testing.T) {
 	if err := aclDefault("on"); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-relost:
-	case <-time.After(20 * time.Second):
-		t.Fatal("no lost call after the Pub/Sub connection was killed")
-	}
-	mu.Lock()
-	after := cursor
-	mu.Unlock()
-	events, err := e.Read(ctx(t), "quiet", after, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	for _, ev := range events {
-		take(ev)
-	}
-	res := strings.Join(got, " ")
-	mu.Unlock()
-	if res != "only" || viaFn != 0 {
+	r2.awaitLostAndReread(t, "the Pub/Sub connection was killed")
+	if res, viaFn := r2.has(); res != "only" || viaFn != 0 {
 		t.Fatalf("subscriber has %q (%d by fan-out), want the event published while fan-out was down, by the re-read", res, viaFn)
 	}
 }
