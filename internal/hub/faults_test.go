@@ -106,6 +106,9 @@ func TestFaultDroppedFanOutIsFilled(t *testing.T) {
 	publish(t, eng, 2, 3)
 	publish(t, eng, 3, 4)
 	wantStream(t, w, ns(0, 4)...)
+	if st := h.Stats(); st.Holes != 1 || st.Recovered < 2 || st.Rereads != 0 {
+		t.Fatalf("holes %d, recovered %d, rereads %d; want 1 hole, at least the 2 lost events recovered, no reread", st.Holes, st.Recovered, st.Rereads)
+	}
 }
 
 // With holes in the offsets (a log shared by many topics), a hole is not a
@@ -132,6 +135,9 @@ func TestFaultDroppedLastEventOfAQuietTopicArrivesAfterLost(t *testing.T) {
 	eng.Faults().DropFanOut(1, true)
 	publish(t, eng, 1, 2)
 	wantStream(t, w, ns(0, 2)...)
+	if st := h.Stats(); st.Rereads < 1 || st.Recovered != 1 || st.Holes != 0 {
+		t.Fatalf("rereads %d, recovered %d, holes %d; want a reread that recovered the lost event, no hole", st.Rereads, st.Recovered, st.Holes)
+	}
 }
 
 func TestFaultDuplicatedFanOutIsSentOnce(t *testing.T) {

@@ -62,6 +62,12 @@ type Stats struct {
 	Replayed      uint64 // events written to streams from history
 	DroppedSlow   uint64 // streams cut off because their queue overflowed
 	Gaps          uint64 // herald.gap events sent
+	// Holes counts live events that came past a stream's cursor (an event
+	// before them was not delivered live): each makes the stream read the
+	// missing ones from history. Rereads counts the engine's lost signals
+	// acted on, per stream and topic. Recovered counts the events written
+	// from history by either: what fan-out lost and history gave back.
+	Holes, Rereads, Recovered uint64
 	// ContractViolations counts what the engine did against its contract
 	// that the hub saw: an event its history does not reach, an epoch going
 	// back, a callback after cancel.
@@ -76,6 +82,9 @@ type counters struct {
 	replayed      atomic.Uint64
 	droppedSlow   atomic.Uint64
 	gaps          atomic.Uint64
+	holes         atomic.Uint64
+	rereads       atomic.Uint64
+	recovered     atomic.Uint64
 	violations    atomic.Uint64
 }
 
@@ -90,6 +99,9 @@ func (h *Hub) Stats() Stats {
 		Replayed:      c.replayed.Load(),
 		DroppedSlow:   c.droppedSlow.Load(),
 		Gaps:          c.gaps.Load(),
+		Holes:         c.holes.Load(),
+		Rereads:       c.rereads.Load(),
+		Recovered:     c.recovered.Load(),
 
 		ContractViolations: c.violations.Load(),
 	}

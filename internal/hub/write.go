@@ -33,7 +33,7 @@ func (s *Subscriber) open(w Writer) error {
 		return err
 	}
 	for i := range s.topics {
-		if err := s.fill(i, 0); err != nil {
+		if err := s.fill(i, 0, false); err != nil {
 			if errors.Is(err, errEnding) {
 				return err // Start ends the stream as what is due asks
 			}
@@ -61,7 +61,8 @@ func (s *Subscriber) deliver(q []queued) (handled int, err error) {
 			if s.try {
 				return i, errHandOff // an engine read: on the stream's own writer
 			}
-			if err := s.fill(e.topic, 0); err != nil {
+			s.hub.stats.rereads.Add(1)
+			if err := s.fill(e.topic, 0, true); err != nil {
 				return i, err
 			}
 		case p.Epoch == cur.Epoch && p.Offset <= cur.Offset:
@@ -84,7 +85,8 @@ func (s *Subscriber) deliver(q []queued) (handled int, err error) {
 		case s.try:
 			return i, errHandOff
 		default:
-			if err := s.fill(e.topic, p.Offset); err != nil {
+			s.hub.stats.holes.Add(1)
+			if err := s.fill(e.topic, p.Offset, true); err != nil {
 				return i, err
 			}
 			if s.pos[e.topic].Epoch != p.Epoch || s.pos[e.topic].Offset < p.Offset {
@@ -107,7 +109,8 @@ var errEnding = errors.New("hub: stream ending during replay")
 // fill sends events of topic i from history after the cursor, until history is
 // exhausted or, when upTo > 0, the cursor reaches offset upTo of the live epoch.
 // A gap in history is announced with a herald.gap event before what remains.
-func (s *Subscriber) fill(i int, upTo uint64) error {
+// recovery says the events are what live delivery missed, not a replay.
+func (s *Subscriber) fill(i int, upTo uint64, recovery bool) error {
 	h := s.hub
 	for {
 		if s.ending() {
@@ -129,6 +132,9 @@ func (s *Subscriber) fill(i int, upTo uint64) error {
 			s.buf = appendEvent(s.buf, ev)
 			h.stats.replayed.Add(1)
 			h.stats.delivered.Add(1)
+			if recovery {
+				h.stats.recovered.Add(1)
+			}
 			if len(s.buf) >= flushAt {
 				if err := s.flush(); err != nil {
 					return err
