@@ -207,3 +207,21 @@ func TestDeliverForABatchStopsAtAHole(t *testing.T) {
 		t.Fatalf("cursor at %d, want %d", sub.pos[0].Offset, head.Offset+1)
 	}
 }
+
+// An event for one stream that can be written without waiting is written on
+// the engine's delivery goroutine: no writer goroutine is started for it.
+func TestAFewStreamsAreWrittenWithoutAWriter(t *testing.T) {
+	eng := openEngine(t)
+	h := New(eng, Options{})
+	w := newSocketWriter(-1)
+	startStream(t, h, "u", w).Live()
+	waitUntil(t, "every writer retired", func() bool { return h.writers.running.Load() == 0 })
+	for i := range 5 {
+		appendN(t, eng, "u", 1, fmt.Sprintf(`{"n":%d}`, i))
+		waitUntil(t, "the event", func() bool { return len(w.events(t)) == i+1 })
+		if n := h.writers.running.Load(); n != 0 {
+			t.Fatalf("event %d started %d writer goroutines, want none", i, n)
+		}
+	}
+	shutdown(t, h)
+}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/herald-hub/herald/client"
+	"github.com/herald-hub/herald/engine"
 	"github.com/herald-hub/herald/engine/local"
 	"github.com/herald-hub/herald/internal/hub"
 )
@@ -22,7 +23,7 @@ const testKey = "test-publish-key"
 
 type testNode struct {
 	t   *testing.T
-	eng *local.Engine
+	eng engine.Engine
 	hub *hub.Hub
 	srv *httptest.Server
 }
@@ -39,6 +40,12 @@ func newTestNode(t *testing.T, o nodeOptions) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newTestNodeOn(t, eng, o)
+}
+
+// newTestNodeOn serves eng; the node closes it at cleanup.
+func newTestNodeOn(t *testing.T, eng engine.Engine, o nodeOptions) *testNode {
+	t.Helper()
 	if o.hub.Retry == 0 {
 		o.hub.Retry = 50 * time.Millisecond
 	}

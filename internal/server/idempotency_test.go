@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/herald-hub/herald/engine"
 	"github.com/herald-hub/herald/engine/local"
-	"github.com/herald-hub/herald/internal/hub"
 )
 
 // postWith publishes body with the test key and extra headers.
@@ -184,16 +182,7 @@ func TestBatchFailingForSomeTopicsSaysWhichEventsWereAccepted(t *testing.T) {
 	}
 	fe := &failingEngine{Engine: eng}
 	fe.setFailing("down")
-	h := hub.New(fe, hub.Options{Retry: 50 * time.Millisecond})
-	srv := httptest.NewServer(New(h, Config{PublishKeys: []string{testKey}}))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = h.Shutdown(ctx)
-		srv.Close()
-		_ = eng.Close()
-	})
-	n := &testNode{t: t, eng: eng, hub: h, srv: srv}
+	n := newTestNodeOn(t, fe, nodeOptions{})
 
 	body := `[{"topic":"up","data":"1","id":"k1"},{"topic":"down","data":"2","id":"k2"},{"topic":"up","data":"3","id":"k3"}]`
 	resp, raw := n.postWith("application/json", body)

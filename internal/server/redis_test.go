@@ -1,14 +1,11 @@
 package server
 
 import (
-	"bytes"
-	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +13,6 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/herald-hub/herald/engine/redis"
-	"github.com/herald-hub/herald/internal/hub"
 	"github.com/herald-hub/herald/internal/redistest"
 )
 
@@ -31,56 +27,48 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// redisNode serves a Redis engine on rawURL under a key prefix of its own,
+// deleted when the test ends.
+func redisNode(t *testing.T, rawURL string, opt redis.Options) *testNode {
+	t.Helper()
+	co, err := rueidis.ParseURL(rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	opt.Client, opt.Prefix = co, "heraldtest:server:"+hex.EncodeToString(b[:])+":"
+	t.Cleanup(func() { redistest.DeletePrefix(t, co, opt.Prefix) })
+	eng, err := redis.Open(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newTestNodeOn(t, eng, nodeOptions{})
+}
+
+// readyz asks n's /readyz, and decodes an error body, if any.
+func (n *testNode) readyz() (int, errorBody) {
+	n.t.Helper()
+	resp := n.get("/readyz")
+	defer resp.Body.Close()
+	var b errorBody
+	_ = json.NewDecoder(resp.Body).Decode(&b)
+	return resp.StatusCode, b
+}
+
 // A node on Redis is not ready while Redis is down, and its publishes answer
 // 503 engine_unavailable with Retry-After; once Redis is back, it is ready
 // and publishes again.
 func TestReadinessFollowsRedis(t *testing.T) {
 	r := redistest.Start(t)
-	co, err := rueidis.ParseURL(r.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := redis.Open(redis.Options{Client: co, Prefix: "herald-test-" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := hub.New(eng, hub.Options{Retry: 50 * time.Millisecond})
-	srv := httptest.NewServer(New(h, Config{PublishKeys: []string{testKey}}))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = h.Shutdown(ctx)
-		srv.Close()
-		_ = eng.Close()
-		srv.Client().CloseIdleConnections()
-	})
-	get := func(path string) (int, errorBody) {
-		resp, err := srv.Client().Get(srv.URL + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var b errorBody
-		raw, _ := io.ReadAll(resp.Body)
-		_ = json.Unmarshal(raw, &b)
-		return resp.StatusCode, b
-	}
+	n := redisNode(t, r.URL(), redis.Options{})
 	publish := func() (*http.Response, errorBody) {
-		body := []byte(`{"topic":"ready/t","data":"x"}`)
-		req, _ := http.NewRequest("POST", srv.URL+"/v1/publish", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+testKey)
-		resp, err := srv.Client().Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
+		resp, raw := n.postWith("application/json", `{"topic":"ready/t","data":"x"}`)
 		var b errorBody
-		raw, _ := io.ReadAll(resp.Body)
 		_ = json.Unmarshal(raw, &b)
 		return resp, b
 	}
-	ready := func() bool { code, _ := get("/readyz"); return code == http.StatusOK }
+	ready := func() bool { code, _ := n.readyz(); return code == http.StatusOK }
 
 	eventually(t, "ready on a running Redis", ready)
 	if resp, b := publish(); resp.StatusCode != http.StatusOK {
@@ -92,7 +80,7 @@ func TestReadinessFollowsRedis(t *testing.T) {
 	var body errorBody
 	eventually(t, "not ready once Redis is stopped", func() bool {
 		var code int
-		code, body = get("/readyz")
+		code, body = n.readyz()
 		return code == http.StatusServiceUnavailable
 	})
 	if d := time.Since(stopped); d > 5*time.Second {
@@ -116,36 +104,9 @@ func TestReadinessFollowsRedis(t *testing.T) {
 
 // A node on Redis exports the engine's own counters on /metrics.
 func TestMetricsShowRedisEngineCounters(t *testing.T) {
-	raw := os.Getenv("HERALD_TEST_REDIS_URL")
-	if raw == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("HERALD_TEST_REDIS_URL is not set, and CI=true: the Redis tests must run in CI")
-		}
-		t.Skip("set HERALD_TEST_REDIS_URL to run the Redis tests")
-	}
-	co, err := rueidis.ParseURL(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := redis.Open(redis.Options{Client: co, Prefix: "herald-test-" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":", SweepInterval: 50 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := hub.New(eng, hub.Options{})
-	srv := httptest.NewServer(New(h, Config{PublishKeys: []string{testKey}}))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = h.Shutdown(ctx)
-		srv.Close()
-		_ = eng.Close()
-		srv.Client().CloseIdleConnections()
-	})
+	n := redisNode(t, redistest.URL(t), redis.Options{SweepInterval: 50 * time.Millisecond})
 	scrape := func() string {
-		resp, err := srv.Client().Get(srv.URL + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := n.get("/metrics")
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		return string(b)
