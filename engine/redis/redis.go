@@ -19,6 +19,7 @@ import (
 	"github.com/redis/rueidis"
 
 	"github.com/herald-hub/herald/engine"
+	"github.com/herald-hub/herald/internal/ratelog"
 )
 
 var (
@@ -84,6 +85,10 @@ type Options struct {
 	// SweepInterval is how often the heads of every subscribed topic are
 	// read and compared with what was delivered (0: DefaultSweepInterval).
 	SweepInterval time.Duration
+	// PresenceBeat is how often a node renews its presence heartbeat (0:
+	// DefaultPresenceBeat); PresenceTTL is how long after its last one a
+	// node's streams stop counting (0: DefaultPresenceTTL).
+	PresenceBeat, PresenceTTL time.Duration
 	// Now tells the time to stamp events and apply MaxAge (nil: time.Now).
 	Now func() time.Time
 	// Logger receives the engine's messages (nil: slog.Default()).
@@ -110,6 +115,10 @@ type Engine struct {
 
 	// Counters of Metrics.
 	reconnects, lostTopics, probesSent, probesFailed, sweeps, sweepBehind atomic.Uint64
+	presenceLost, presenceReaped, presenceFailed                          atomic.Uint64
+
+	registries []*registry      // presence registries, closed by Close; guarded by mu
+	warnings   *ratelog.Limiter // repeated warnings, logged once in a while
 
 	pingMu  sync.Mutex // one readiness PING at a time; guards pingAt and pingErr
 	pingAt  time.Time  // when the last readiness PING answered or failed
@@ -146,6 +155,15 @@ func Open(opt Options) (*Engine, error) {
 	if opt.SweepInterval <= 0 {
 		opt.SweepInterval = DefaultSweepInterval
 	}
+	if opt.PresenceBeat <= 0 {
+		opt.PresenceBeat = DefaultPresenceBeat
+	}
+	if opt.PresenceTTL <= 0 {
+		opt.PresenceTTL = DefaultPresenceTTL
+	}
+	if opt.PresenceTTL < 2*opt.PresenceBeat {
+		return nil, fmt.Errorf("redis engine: presence TTL %v is shorter than two heartbeats (%v each)", opt.PresenceTTL, opt.PresenceBeat)
+	}
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
@@ -160,7 +178,7 @@ func Open(opt Options) (*Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis engine: %w: %w", engine.ErrUnavailable, err)
 	}
-	e := &Engine{opt: opt, client: client, log: opt.Logger, stopping: make(chan struct{}), done: make(chan struct{})}
+	e := &Engine{opt: opt, client: client, log: opt.Logger, stopping: make(chan struct{}), done: make(chan struct{}), warnings: ratelog.NewLimiter(5 * time.Second)}
 	if err := e.checkEviction(); err != nil {
 		client.Close()
 		return nil, err
@@ -400,7 +418,11 @@ func (e *Engine) Close() error {
 	e.once.Do(func() {
 		e.mu.Lock()
 		e.closed = true
+		registries := e.registries
 		e.mu.Unlock()
+		for _, r := range registries { // first: they remove their entries
+			r.Close()
+		}
 		close(e.stopping)
 		e.inflight.Wait()
 		e.stop()
@@ -667,6 +689,9 @@ func (e *Engine) Metrics() []engine.Counter {
 		{Name: "probes_failed", Help: "Probes that did not arrive in time; the connection was dialled again.", Value: e.probesFailed.Load()},
 		{Name: "sweeps", Help: "Sweeps of subscribed topics' heads against what was delivered.", Value: e.sweeps.Load()},
 		{Name: "sweep_behind_topics", Help: "Topics a sweep found behind their head.", Value: e.sweepBehind.Load()},
+		{Name: "presence_lost", Help: "Heartbeats that found this node's presence gone from Redis, so its streams were registered again.", Value: e.presenceLost.Load()},
+		{Name: "presence_reaped_streams", Help: "Streams of dead nodes removed from presence by this node.", Value: e.presenceReaped.Load()},
+		{Name: "presence_write_failures", Help: "Rounds of presence writes that failed and were retried.", Value: e.presenceFailed.Load()},
 	}
 }
 
