@@ -73,6 +73,7 @@ type config struct {
 	// Publishing.
 	IdempotencyWindow time.Duration
 	FsyncInterval     time.Duration
+	PresenceEvents    bool
 
 	// TLS: both files or neither; ClientCAs only with them.
 	TLSCert, TLSKey string         // paths of PEM files
@@ -159,6 +160,14 @@ var settings = []setting{
 	{"max-topics", "int", "64", "topics per stream (at least 1)", positiveIntTo(func(c *config) *int { return &c.MaxTopics })},
 	{"max-event-size", "int", "65536", "bytes of data per event (at least 1)", positiveIntTo(func(c *config) *int { return &c.MaxEventSize })},
 	{"max-body-size", "int", "1048576", "bytes of a publish request body (at least 1)", positiveIntTo(func(c *config) *int { return &c.MaxBodySize })},
+	{"presence-events", "bool", "false", "publish a user's first stream joining a topic (type join) and the last leaving it (type leave) to presence/{topic}, readable by whoever may subscribe to the topic", func(c *config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q: want true or false", v)
+		}
+		c.PresenceEvents = b
+		return nil
+	}},
 	{"jwt-secret", "string", "", "HS256 secret for tokens, at least 32 bytes", func(c *config, v string) error {
 		if v != "" && len(v) < auth.MinSecretLen {
 			return fmt.Errorf("%d bytes, at least %d needed", len(v), auth.MinSecretLen)

@@ -105,7 +105,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		MaxLifetime: cfg.MaxLifetime,
 		Logger:      log,
 	})
-	var handler http.Handler = server.New(h, server.Config{
+	api := server.New(h, server.Config{
 		PublishKeys:        keys,
 		Tokens:             tokens,
 		AnonymousSubscribe: cfg.AnonymousSubscribe,
@@ -122,8 +122,10 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		KeyPublishRate:     cfg.PublishKeyRate,
 		KeyPublishBurst:    cfg.PublishKeyBurst,
 		NodeID:             nodeID,
+		PresenceEvents:     cfg.PresenceEvents,
 		Logger:             log,
 	})
+	var handler http.Handler = api
 	if cfg.ClientCAs != nil {
 		handler = requireClientCert(handler)
 	}
@@ -207,6 +209,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
+	api.Close() // the streams have ended: presence leaves with them
 	if cerr := eng.Close(); err == nil {
 		err = cerr
 	}

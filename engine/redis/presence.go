@@ -275,7 +275,7 @@ func (r *registry) send(ctx context.Context, ws []write) bool {
 			}
 		}
 	}
-	if !ok {
+	if !ok && ctx.Err() == nil { // not when Close cut a round short: it sends what is left
 		r.e.presenceFailed.Add(1)
 		r.warn("presence: writing to Redis failed; retrying", "node", r.opt.Node)
 	}

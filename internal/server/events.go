@@ -33,7 +33,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	// streams only the topics of the subscription, so a topic refused here can
 	// reach the stream neither live nor through a cursor.
 	for _, t := range topics {
-		if p.CanSubscribe(t) {
+		if canSubscribe(p, t) {
 			continue
 		}
 		if p.Kind == auth.Anonymous {
@@ -79,6 +79,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, &apiError{http.StatusServiceUnavailable, "engine_unavailable", "cannot read topic positions: engine unavailable"})
 		return
 	}
+	leave := s.joinPresence(p, topics)
+	stream := release
+	release = func() { leave(); stream() }
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("Cache-Control", "no-cache")

@@ -51,13 +51,15 @@ func newTestNodeOn(t *testing.T, eng engine.Engine, o nodeOptions) *testNode {
 	}
 	h := hub.New(eng, o.hub)
 	o.server.PublishKeys = []string{testKey}
-	srv := httptest.NewServer(New(h, o.server))
+	api := New(h, o.server)
+	srv := httptest.NewServer(api)
 	n := &testNode{t: t, eng: eng, hub: h, srv: srv}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = h.Shutdown(ctx)
 		srv.Close()
+		api.Close()
 		_ = eng.Close()
 	})
 	return n

@@ -18,6 +18,8 @@ type metrics struct {
 	rejected *prometheus.CounterVec
 	// limited counts each limit tripping, by limit.
 	limited *prometheus.CounterVec
+	// presenceDropped counts presence changes not published.
+	presenceDropped prometheus.Counter
 }
 
 // newMetrics registers Herald's metrics on reg. Hub counters are read at scrape
@@ -42,6 +44,9 @@ func newMetrics(reg *prometheus.Registry, h *hub.Hub, tokens *auth.Verifier, nod
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "herald_limit_exceeded_total", Help: "Requests refused because a configured limit was reached, by limit.",
 		}, []string{"limit"}),
+		presenceDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_presence_changes_dropped_total", Help: "Presence changes not published to presence/{topic}: the queue was full or the engine refused the append.",
+		}),
 	}
 	for _, l := range limitNames {
 		m.limited.WithLabelValues(l) // every limit shows from the start, at 0
@@ -53,7 +58,7 @@ func newMetrics(reg *prometheus.Registry, h *hub.Hub, tokens *auth.Verifier, nod
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
 	}
 	reg.MustRegister(
-		m.published, m.publishErrors, m.appendLatency, m.rejected, m.limited,
+		m.published, m.publishErrors, m.appendLatency, m.rejected, m.limited, m.presenceDropped,
 		gauge("herald_connections", "Open SSE streams.", func() float64 { return float64(h.Stats().Connections) }),
 		gauge("herald_subscriptions", "Open (stream, topic) subscriptions.", func() float64 { return float64(h.Stats().Subscriptions) }),
 		counter("herald_delivered_events_total", "Events written to streams, live and replayed.", func() float64 { return float64(h.Stats().Delivered) }),

@@ -16,6 +16,7 @@ import (
 
 	"github.com/herald-hub/herald/engine"
 	"github.com/herald-hub/herald/internal/hub"
+	"github.com/herald-hub/herald/presence"
 	"github.com/herald-hub/herald/sse"
 )
 
@@ -104,6 +105,10 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 	// Every event's topic is authorized before any is appended: a batch is
 	// accepted whole or not at all.
 	for i, ev := range events {
+		if presence.IsEventTopic(ev.Topic) {
+			s.refuse(w, numbered(&apiError{http.StatusForbidden, "reserved_topic", "topic " + ev.Topic + " is reserved: Herald publishes presence changes there"}, batch, i))
+			return
+		}
 		if !p.CanPublish(ev.Topic) {
 			s.refuse(w, numbered(forbidden("publish to", ev.Topic), batch, i))
 			return

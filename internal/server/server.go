@@ -15,6 +15,8 @@ import (
 	"github.com/herald-hub/herald/auth"
 	"github.com/herald-hub/herald/engine"
 	"github.com/herald-hub/herald/internal/hub"
+	"github.com/herald-hub/herald/internal/ratelog"
+	"github.com/herald-hub/herald/presence"
 )
 
 // Config holds the HTTP surface's limits and credentials. Zero values take the
@@ -47,10 +49,13 @@ type Config struct {
 	// TrustedProxies are the proxies whose X-Forwarded-For names the client,
 	// for the per-address limit [none: the peer address counts].
 	TrustedProxies []netip.Prefix
-	// NodeID names this node in herald_node_info and the health answers
-	// [none: left out].
+	// NodeID names this node in herald_node_info, the health answers and
+	// presence [none: left out].
 	NodeID string
-	Logger *slog.Logger
+	// PresenceEvents publishes a user's first stream joining a topic, and
+	// the last leaving it, to presence/{topic} [off].
+	PresenceEvents bool
+	Logger         *slog.Logger
 
 	now func() time.Time // tests
 }
@@ -92,6 +97,10 @@ type Server struct {
 
 	ipConns, userConns *connLimiter
 	userRate, keyRate  *rateLimiter
+
+	presence  presence.Registry
+	announcer *announcer       // nil without PresenceEvents
+	warnings  *ratelog.Limiter // repeated warnings, logged once in a while
 }
 
 // New returns a server for h, publishing to h's engine.
@@ -103,16 +112,25 @@ func New(h *hub.Hub, cfg Config) *Server {
 	s.userConns = newConnLimiter(cfg.MaxConnsPerUser)
 	s.userRate = newRateLimiter(cfg.PublishRate, cfg.PublishBurst, cfg.now)
 	s.keyRate = newRateLimiter(cfg.KeyPublishRate, cfg.KeyPublishBurst, cfg.now)
+	s.warnings = ratelog.NewLimiter(5 * time.Second)
 	reg := prometheus.NewRegistry()
 	s.metrics = newMetrics(reg, h, cfg.Tokens, cfg.NodeID)
+	popt := presence.Options{Node: cfg.NodeID}
+	if cfg.PresenceEvents {
+		s.announcer = newAnnouncer(s)
+		popt.OnChange = s.announcer.change
+	}
+	s.presence = presence.Open(s.eng, popt)
 	s.mux.HandleFunc("GET /v1/events", s.handleEvents)
 	s.mux.HandleFunc("POST /v1/publish", s.handlePublish)
 	s.mux.HandleFunc("GET /healthz", s.handleHealthz)
 	s.mux.HandleFunc("GET /readyz", s.handleReadyz)
 	s.mux.HandleFunc("GET /v1/backup", s.handleBackup)
+	s.mux.HandleFunc("GET /v1/presence", s.handleTopicPresence)
+	s.mux.HandleFunc("GET /v1/presence/users/{id}", s.handleUserPresence)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	// A known path with another method gets a JSON 405 too, not net/http's text.
-	for path, allow := range map[string]string{"/v1/events": "GET, HEAD", "/v1/publish": "POST", "/healthz": "GET, HEAD", "/readyz": "GET, HEAD", "/metrics": "GET, HEAD", "/v1/backup": "GET"} {
+	for path, allow := range map[string]string{"/v1/events": "GET, HEAD", "/v1/publish": "POST", "/healthz": "GET, HEAD", "/readyz": "GET, HEAD", "/metrics": "GET, HEAD", "/v1/backup": "GET", "/v1/presence": "GET, HEAD", "/v1/presence/users/{id}": "GET, HEAD"} {
 		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
 			s.refuse(w, &apiError{http.StatusMethodNotAllowed, "method_not_allowed", r.Method + " is not allowed on " + path + "; use " + allow})
@@ -130,7 +148,7 @@ func New(h *hub.Hub, cfg Config) *Server {
 // so they get the JSON 404 every unknown path gets.
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	if p := r.URL.EscapedPath(); r.Method != http.MethodConnect && !isCleanPath(p) {
-		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+p+" (paths are not cleaned; endpoints are /v1/events, /v1/publish, /v1/backup, /healthz, /readyz, /metrics)")
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+p+" (paths are not cleaned; endpoints are /v1/events, /v1/publish, /v1/presence, /v1/presence/users/{id}, /v1/backup, /healthz, /readyz, /metrics)")
 		return
 	}
 	s.mux.ServeHTTP(w, r)
@@ -169,4 +187,14 @@ func newGuard(cfg Config) *auth.Guard {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.handler.ServeHTTP(w, r)
+}
+
+// Close stops what the server runs beside its handlers: it removes this
+// node's presence and publishes the changes still queued. Call it once the
+// streams have ended (after the hub's Shutdown) and before the engine closes.
+func (s *Server) Close() {
+	s.presence.Close()
+	if s.announcer != nil {
+		s.announcer.close()
+	}
 }
