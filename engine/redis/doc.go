@@ -83,6 +83,16 @@
 // and while Redis does not answer a PING within ReadyPingTimeout; the PING's
 // outcome is reused for ReadyCacheTTL.
 //
+// # Presence
+//
+// Presence (the Presence method, a presence.Provider) is shared by every
+// engine on the same Redis and prefix; see presence.go for its keys. Entries
+// are per stream, nodes keep a heartbeat (PresenceBeat, 3 s) in a sorted set
+// in Redis's clock, a node's entries stop counting PresenceTTL (10 s) after
+// its last heartbeat and are then removed by compare-and-delete, and a node
+// whose heartbeat finds its member gone writes all its streams again under a
+// new incarnation.
+//
 // # Guarantees
 //
 // An acknowledged Append is in Redis's memory; it is durable only as far as
