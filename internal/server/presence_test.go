@@ -132,7 +132,7 @@ func TestPresenceIsReadableOnlyByThoseWhoMaySubscribe(t *testing.T) {
 func TestPresenceEvents(t *testing.T) {
 	n := newTestNode(t, nodeOptions{server: Config{Tokens: verifier(t, auth.Options{}), PresenceEvents: true}})
 	watcher := token(t, "carol", &auth.Grants{Subscribe: []string{"rooms/7"}}, nil)
-	w := n.dialAs(watcher, "presence/rooms/7") // readable as rooms/7 is
+	w := n.dialAs(watcher, "presence/rooms/7")                                          // readable as rooms/7 is
 	eventually(t, "the watcher's stream", func() bool { return w.LastEventID() != "" }) // herald.connected came
 	alice := token(t, "alice", &auth.Grants{Subscribe: []string{"rooms/7"}}, nil)
 	a1 := n.dialAs(alice, "rooms/7")
