@@ -6,8 +6,9 @@
 // # Design
 //
 // Every topic has its own log and its own epoch, under keys that share the
-// topic in a hash tag (so that one topic's keys would sit in one Redis
-// Cluster slot; the engine itself talks to a single primary):
+// topic in a hash tag, so that one topic's keys sit in one Redis Cluster
+// slot (on a cluster, an Append across topics is one script call per topic,
+// pipelined):
 //
 //	key                          type     contents                                   TTL
 //	<prefix>{<topic>}:m          hash     e: epoch (13 random chars), s: head offset  meta-ttl (30 days), refreshed by Append and Head
@@ -109,7 +110,8 @@
 //     epoch: offsets are then given again and readers may skip events
 //     silently. Use a single primary with AOF, or WAIT after appends (not
 //     implemented).
-//   - Redis Cluster (one script per slot, SPUBLISH) is not supported.
+//   - On a Redis Cluster, fan-out is classic Pub/Sub, which the cluster bus
+//     copies to every master; sharded Pub/Sub (SPUBLISH) is not used.
 //   - Physical age trimming happens on appends (and by the stream's TTL), so
 //     a Read of a topic idle for longer than MaxAge scans its expired entries
 //     inside the script, up to MaxLen of them; nothing trims in the background.

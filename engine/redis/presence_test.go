@@ -40,6 +40,11 @@ func TestPresenceConformance(t *testing.T) {
 	presencetest.Run(t, presenceOpener(testURL(t), nil))
 }
 
+// On a Redis Cluster, each script call touches one hash tag.
+func TestPresenceConformanceOnRedisCluster(t *testing.T) {
+	presencetest.Run(t, presenceOpener(redistest.StartCluster(t, 3).URL(), nil))
+}
+
 // abandon stops r as a killed node would: no more heartbeats, nothing removed.
 func (r *registry) abandon() {
 	r.mu.Lock()

@@ -3,8 +3,10 @@ package redis
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha1"
 	_ "embed"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -31,9 +33,15 @@ var (
 	headSrc string
 
 	appendScript = rueidis.NewLuaScript(appendSrc)
+	appendSHA    = sha1hex(appendSrc)
 	readScript   = rueidis.NewLuaScript(readSrc)
 	headScript   = rueidis.NewLuaScript(headSrc)
 )
+
+func sha1hex(src string) string {
+	sum := sha1.Sum([]byte(src))
+	return hex.EncodeToString(sum[:])
+}
 
 // Defaults applied by Open to zero Options fields.
 const (
@@ -195,24 +203,27 @@ func Open(opt Options) (*Engine, error) {
 	return e, nil
 }
 
-// checkEviction refuses a Redis that may evict keys; it only warns when
-// CONFIG is disabled (managed services), since it cannot tell.
+// checkEviction refuses a Redis that may evict keys, on every node of a
+// cluster; it only warns when CONFIG is disabled (managed services), since
+// it cannot tell.
 func (e *Engine) checkEviction() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	m, err := e.client.Do(ctx, e.client.B().ConfigGet().Parameter("maxmemory-policy").Build()).AsStrMap()
-	if err != nil {
-		var re *rueidis.RedisError
-		if errors.As(err, &re) {
-			e.log.Warn("redis engine: cannot read maxmemory-policy (CONFIG disabled?); it must be noeviction, or Redis may evict topics' heads and reuse offsets", "err", err)
-			return nil
+	for addr, c := range e.client.Nodes() {
+		m, err := c.Do(ctx, c.B().ConfigGet().Parameter("maxmemory-policy").Build()).AsStrMap()
+		if err != nil {
+			var re *rueidis.RedisError
+			if errors.As(err, &re) {
+				e.log.Warn("redis engine: cannot read maxmemory-policy (CONFIG disabled?); it must be noeviction, or Redis may evict topics' heads and reuse offsets", "node", addr, "err", err)
+				continue
+			}
+			return fmt.Errorf("redis engine: %w: %w", engine.ErrUnavailable, err)
 		}
-		return fmt.Errorf("redis engine: %w: %w", engine.ErrUnavailable, err)
-	}
-	if p, ok := m["maxmemory-policy"]; ok && p != "noeviction" {
-		return fmt.Errorf("redis engine: maxmemory-policy is %q, which may evict Herald's keys and silently lose history; set it to noeviction", p)
-	} else if !ok {
-		e.log.Warn("redis engine: CONFIG GET maxmemory-policy returned nothing; it must be noeviction")
+		if p, ok := m["maxmemory-policy"]; ok && p != "noeviction" {
+			return fmt.Errorf("redis engine: maxmemory-policy is %q on %s, which may evict Herald's keys and silently lose history; set it to noeviction", p, addr)
+		} else if !ok {
+			e.log.Warn("redis engine: CONFIG GET maxmemory-policy returned nothing; it must be noeviction", "node", addr)
+		}
 	}
 	return nil
 }
@@ -281,15 +292,30 @@ func (e *Engine) Append(ctx context.Context, events []engine.Event) ([]engine.Po
 		}
 		idx[ev.Topic] = append(idx[ev.Topic], i)
 	}
-	maxAge := e.opt.MaxAge
-	if maxAge < 0 {
-		maxAge = 0
-	}
 	now := e.opt.Now()
-	keys := make([]string, 0, 2*len(order))
-	args := make([]string, 0, 7+2*len(order)+3*len(events))
-	args = append(args, strconv.FormatInt(now.UnixMilli(), 10), strconv.Itoa(e.opt.MaxLen), ms(maxAge), ms(e.opt.MetaTTL), ms(e.opt.IdempotencyWindow), newEpoch(), strconv.Itoa(len(order)))
-	for _, tp := range order {
+	pos := make([]engine.Position, len(events))
+	if len(order) > 1 && e.client.Mode() == rueidis.ClientModeCluster {
+		return e.appendPerTopic(ctx, now, order, idx, events, pos)
+	}
+	keys, args := e.appendCall(now, order, idx, events)
+	res, err := appendScript.Exec(ctx, e.client, keys, args).ToArray()
+	if err != nil {
+		return nil, e.failed(ctx, err)
+	}
+	if err := readPositions(res, order, idx, pos); err != nil {
+		return nil, e.failed(ctx, err)
+	}
+	return pos, nil
+}
+
+// appendCall is the append script's keys and arguments for the events of
+// topics (idx: each topic's events, in order).
+func (e *Engine) appendCall(now time.Time, topics []string, idx map[string][]int, events []engine.Event) (keys, args []string) {
+	maxAge := max(e.opt.MaxAge, 0)
+	keys = make([]string, 0, 2*len(topics))
+	args = make([]string, 0, 7+2*len(topics)+3*len(events))
+	args = append(args, strconv.FormatInt(now.UnixMilli(), 10), strconv.Itoa(e.opt.MaxLen), ms(maxAge), ms(e.opt.MetaTTL), ms(e.opt.IdempotencyWindow), newEpoch(), strconv.Itoa(len(topics)))
+	for _, tp := range topics {
 		k := e.key(tp)
 		keys = append(keys, k+"m", k+"l")
 		args = append(args, k+"c", strconv.Itoa(len(idx[tp])))
@@ -297,32 +323,67 @@ func (e *Engine) Append(ctx context.Context, events []engine.Event) ([]engine.Po
 			args = append(args, events[i].ID, events[i].Type, string(events[i].Data))
 		}
 	}
-	res, err := appendScript.Exec(ctx, e.client, keys, args).ToArray()
-	if err != nil {
-		return nil, e.failed(ctx, err)
-	}
-	pos := make([]engine.Position, len(events))
+	return keys, args
+}
+
+// readPositions puts the append script's answer for topics into pos.
+func readPositions(res []rueidis.RedisMessage, topics []string, idx map[string][]int, pos []engine.Position) error {
 	at := 0
-	for _, tp := range order {
+	for _, tp := range topics {
 		if at >= len(res) {
-			return nil, e.failed(ctx, errors.New("short reply from the append script"))
+			return errors.New("short reply from the append script")
 		}
 		epoch, err := res[at].ToString()
 		if err != nil {
-			return nil, e.failed(ctx, err)
+			return err
 		}
 		at++
 		for _, i := range idx[tp] {
 			if at >= len(res) {
-				return nil, e.failed(ctx, errors.New("short reply from the append script"))
+				return errors.New("short reply from the append script")
 			}
 			off, err := res[at].AsInt64()
 			if err != nil {
-				return nil, e.failed(ctx, err)
+				return err
 			}
 			at++
 			pos[i] = engine.Position{Epoch: epoch, Offset: uint64(off)}
 		}
+	}
+	return nil
+}
+
+// appendPerTopic appends on a Redis Cluster, where a script may only touch
+// one slot: one script call per topic, pipelined (each node runs its own in
+// parallel). Each topic is atomic; the call as a whole is not, as the
+// engine contract allows: topics that failed are named in an *AppendError.
+func (e *Engine) appendPerTopic(ctx context.Context, now time.Time, topics []string, idx map[string][]int, events []engine.Event, pos []engine.Position) ([]engine.Position, error) {
+	cmds := make(rueidis.Commands, len(topics))
+	for i := range topics {
+		keys, args := e.appendCall(now, topics[i:i+1], idx, events)
+		cmds[i] = e.client.B().Evalsha().Sha1(appendSHA).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
+	}
+	failed := map[string]error{}
+	for i, r := range e.client.DoMulti(ctx, cmds...) {
+		res, err := r.ToArray()
+		if rerr, ok := rueidis.IsRedisErr(err); ok && rerr.IsNoScript() {
+			// A node that has not loaded the script yet (started, or
+			// flushed its scripts): that topic again, loading it.
+			keys, args := e.appendCall(now, topics[i:i+1], idx, events)
+			res, err = appendScript.Exec(ctx, e.client, keys, args).ToArray()
+		}
+		if err == nil {
+			err = readPositions(res, topics[i:i+1], idx, pos)
+		}
+		if err != nil {
+			failed[topics[i]] = e.failed(ctx, err)
+		}
+	}
+	switch {
+	case len(failed) == len(topics):
+		return nil, failed[topics[0]]
+	case len(failed) > 0:
+		return pos, &engine.AppendError{Topics: failed}
 	}
 	return pos, nil
 }
@@ -516,7 +577,17 @@ type topic struct {
 	delivered uint64
 	base      engine.Position // the head read after the first confirmation, while epoch is ""
 	based     bool            // base is set
+	// Until that head is read (ready is closed), frames wait in early: a
+	// frame at or before it was appended before Subscribe returned, and on
+	// a Redis Cluster such a frame can still arrive after the confirmation
+	// (PUBLISH reaches the other nodes through the cluster bus, later).
+	ready chan struct{}
+	early []engine.Event
 }
+
+// maxEarly bounds the frames kept while a new topic's head is read; past it
+// they are dropped and the subscribers told they may have lost some.
+const maxEarly = 1024
 
 type sub struct {
 	fn   func(engine.Event)
@@ -548,7 +619,7 @@ func (e *Engine) Subscribe(tp string, fn func(engine.Event), lost func()) (func(
 	t := s.topics[ch]
 	isNew := t == nil
 	if isNew {
-		t = &topic{name: tp, confirmed: make(chan struct{})}
+		t = &topic{name: tp, confirmed: make(chan struct{}), ready: make(chan struct{})}
 		s.topics[ch] = t
 	}
 	t.mu.Lock()
@@ -567,16 +638,26 @@ func (e *Engine) Subscribe(tp string, fn func(engine.Event), lost func()) (func(
 	cancel := func() { s.cancel(ch, t, sb) }
 	timer := time.NewTimer(SubscribeTimeout)
 	defer timer.Stop()
+	ready := t.confirmed
+	if !isNew {
+		ready = t.ready // the first Subscribe reads the head, the others wait for it
+	}
 	select {
-	case <-t.confirmed:
+	case <-ready:
 		if isNew {
 			e.baseline(t)
 		}
 		return sync.OnceFunc(cancel), nil
 	case <-e.stopping:
+		if isNew {
+			t.open(nil, true)
+		}
 		cancel()
 		return nil, engine.ErrClosed
 	case <-timer.C:
+		if isNew { // no head to compare with: frames go through as they come
+			t.open(nil, e.stopped.Load())
+		}
 		cancel()
 		return nil, fmt.Errorf("redis engine: %w: subscription to %q not confirmed within %v", engine.ErrUnavailable, tp, SubscribeTimeout)
 	}
@@ -730,13 +811,40 @@ func (e *Engine) baseline(t *topic) {
 	defer cancel()
 	h, ok := e.heads(ctx, []*topic{t})
 	if !ok[0] {
+		t.open(nil, e.stopped.Load())
 		return
 	}
+	t.open(&h[0], e.stopped.Load())
+}
+
+// open ends the wait for t's first head: with head, frames up to it are
+// dropped (appended before Subscribe returned); the frames kept meanwhile
+// are delivered.
+func (t *topic) open(head *engine.Position, stopped bool) {
 	t.mu.Lock()
-	if !t.based {
-		t.base, t.based = h[0], true
+	defer t.mu.Unlock()
+	select {
+	case <-t.ready:
+		return
+	default:
 	}
-	t.mu.Unlock()
+	close(t.ready)
+	if head != nil && !t.based {
+		t.base, t.based = *head, true
+		if t.epoch == "" {
+			t.epoch, t.delivered = head.Epoch, head.Offset
+		}
+	}
+	early := t.early
+	t.early = nil
+	if len(early) == maxEarly && !stopped {
+		for _, sb := range t.subs {
+			if sb.lost != nil {
+				sb.lost()
+			}
+		}
+	}
+	t.deliver(early, stopped)
 }
 
 // sweepLoop runs a sweep every SweepInterval until ctx ends.
@@ -923,7 +1031,21 @@ func (s *shard) message(m rueidis.PubSubMessage) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if s.e.stopped.Load() {
+	select {
+	case <-t.ready:
+	default: // the head is being read: keep the frame for baseline
+		if n := min(len(events), maxEarly-len(t.early)); n > 0 {
+			t.early = append(t.early, events[:n]...)
+		}
+		return
+	}
+	t.deliver(events, s.e.stopped.Load())
+}
+
+// deliver hands events to the subscribers, dropping what was already
+// delivered; t.mu is held.
+func (t *topic) deliver(events []engine.Event, stopped bool) {
+	if stopped {
 		return
 	}
 	for _, ev := range events {

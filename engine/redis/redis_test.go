@@ -1,9 +1,11 @@
 package redis
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,8 +43,17 @@ func mustOpen(t *testing.T, opt Options) *Engine {
 	return e
 }
 
-func TestConformance(t *testing.T) {
-	raw := testURL(t)
+func TestConformance(t *testing.T) { conformance(t, testURL(t), nil) }
+
+// The same suite on a Redis Cluster of three masters: the topics of one
+// Append land in different slots, and a frame published on one node reaches
+// the others' subscribers later.
+func TestConformanceOnRedisCluster(t *testing.T) {
+	// rueidis closes the connections a topology refresh replaced 5 s later.
+	conformance(t, redistest.StartCluster(t, 3).URL(), []string{"github.com/redis/rueidis.(*clusterClient)._refresh.func2"})
+}
+
+func conformance(t *testing.T, raw string, ignore []string) {
 	reopen := func(t *testing.T, e engine.Engine) engine.Engine {
 		opt := e.(*Engine).opt
 		e.Close()
@@ -68,7 +79,8 @@ func TestConformance(t *testing.T) {
 			// (and physically by later appends): nothing to run.
 			Trim: func(*testing.T, engine.Engine) {},
 		},
-		Dense: true,
+		Dense:            true,
+		IgnoreGoroutines: ignore,
 	})
 }
 
@@ -81,5 +93,33 @@ func TestRegisteredSchemes(t *testing.T) {
 	u, _ := url.Parse("rediss://h:1/0")
 	if _, err := openURL(u, engine.Config{}); err == nil {
 		t.Errorf("Open(%q) with no server succeeded", u)
+	}
+}
+
+// Every master of a cluster is checked, not only the one a command lands on.
+func TestRefusesAnEvictingClusterNode(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	last := cl.Nodes[2]
+	co, err := rueidis.ParseURL(last.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	co.ForceSingleClient = true
+	c, err := rueidis.NewClient(co)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Do(context.Background(), c.B().ConfigSet().ParameterValue().ParameterValue("maxmemory-policy", "allkeys-lru").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	opt := testOptions(t, cl.URL())
+	e, err := Open(opt)
+	if err == nil {
+		e.Close()
+		t.Fatal("Open succeeded on a cluster with an evicting node")
+	}
+	if !strings.Contains(err.Error(), last.Addr()) || !strings.Contains(err.Error(), "noeviction") {
+		t.Fatalf("Open: %v, want the node and noeviction named", err)
 	}
 }

@@ -32,7 +32,7 @@ func URL(t testing.TB) string {
 	return u
 }
 
-// DeletePrefix deletes every key under prefix.
+// DeletePrefix deletes every key under prefix, on every node of a cluster.
 func DeletePrefix(t testing.TB, co rueidis.ClientOption, prefix string) {
 	co.DisableCache = true
 	c, err := rueidis.NewClient(co)
@@ -43,21 +43,32 @@ func DeletePrefix(t testing.TB, co rueidis.ClientOption, prefix string) {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	for _, n := range c.Nodes() {
+		if err := deletePrefix(ctx, n, prefix); err != nil {
+			t.Errorf("cleanup of %s: %v", prefix, err)
+			return
+		}
+	}
+}
+
+func deletePrefix(ctx context.Context, c rueidis.Client, prefix string) error {
 	var cursor uint64
 	for {
 		e, err := c.Do(ctx, c.B().Scan().Cursor(cursor).Match(prefix+"*").Count(1000).Build()).AsScanEntry()
 		if err != nil {
-			t.Errorf("cleanup of %s: %v", prefix, err)
-			return
+			return err
 		}
-		if len(e.Elements) > 0 {
-			if err := c.Do(ctx, c.B().Unlink().Key(e.Elements...).Build()).Error(); err != nil {
-				t.Errorf("cleanup of %s: %v", prefix, err)
-				return
+		cmds := make(rueidis.Commands, len(e.Elements))
+		for i, k := range e.Elements { // one key a command: keys of a cluster node lie in many slots
+			cmds[i] = c.B().Unlink().Key(k).Build()
+		}
+		for _, r := range c.DoMulti(ctx, cmds...) {
+			if err := r.Error(); err != nil {
+				return err
 			}
 		}
 		if cursor = e.Cursor; cursor == 0 {
-			return
+			return nil
 		}
 	}
 }
@@ -136,4 +147,57 @@ func (s *Server) Stop() {
 		s.cmd.Wait()
 		s.cmd = nil
 	}
+}
+
+// Cluster is a Redis Cluster of the test's own: masters on free loopback
+// ports, no replicas, the slots spread evenly; stopped when the test ends.
+type Cluster struct {
+	Nodes []*Server
+}
+
+// StartCluster starts a Redis Cluster of n masters (at least 3, as
+// redis-cli --cluster create wants), and waits until it serves every slot.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	if _, err := exec.LookPath("redis-cli"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("redis-cli is not installed")
+		}
+		t.Skip("redis-cli is not installed")
+	}
+	dir := t.TempDir()
+	c := &Cluster{}
+	addrs := make([]string, n)
+	for i := range n {
+		s := Start(t, "--cluster-enabled", "yes", "--dir", dir, "--cluster-config-file", fmt.Sprintf("nodes-%d.conf", i), "--cluster-node-timeout", "2000")
+		c.Nodes = append(c.Nodes, s)
+		addrs[i] = s.Addr()
+	}
+	out, err := exec.Command("redis-cli", append([]string{"--cluster", "create"}, append(addrs, "--cluster-yes")...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, s := range c.Nodes {
+		for {
+			info, _ := exec.Command("redis-cli", "-p", strconv.Itoa(s.Port), "cluster", "info").Output()
+			if strings.Contains(string(info), "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the private Redis Cluster is not ok after 30s:\n%s", info)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return c
+}
+
+// URL is a redis:// URL naming every node of the cluster.
+func (c *Cluster) URL() string {
+	u := "redis://" + c.Nodes[0].Addr() + "?addr=" + c.Nodes[1].Addr()
+	for _, s := range c.Nodes[2:] {
+		u += "&addr=" + s.Addr()
+	}
+	return u
 }
