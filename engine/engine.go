@@ -113,8 +113,9 @@ type Engine interface {
 // when it refuses appends (a full disk, a store opened read-only), so that
 // readiness can turn a load balancer's publishes away before they fail.
 type WriteChecker interface {
-	// CanWrite returns nil while appends are accepted, else an error matching
-	// ErrUnavailable that says why, or ErrClosed.
+	// CanWrite returns nil while appends are accepted and delivered, else an
+	// error matching ErrUnavailable that says why (ErrReadOnly when the
+	// store refuses appends), or ErrClosed.
 	CanWrite() error
 }
 
@@ -142,6 +143,10 @@ var (
 	ErrClosed = errors.New("engine: closed")
 	// ErrUnavailable wraps back-end failures: the event was not appended.
 	ErrUnavailable = errors.New("engine: unavailable")
+	// ErrReadOnly is the ErrUnavailable of a store that answers reads but
+	// refuses appends until it recovers by itself (a full disk, a
+	// read-only file system).
+	ErrReadOnly = fmt.Errorf("%w: read-only", ErrUnavailable)
 )
 
 // AppendError reports an Append across topics that failed for some of them:

@@ -39,13 +39,21 @@ func (p *process) tryPublish(topic, data string) (int, string) {
 }
 
 func (p *process) ready() int {
+	status, _ := p.readiness()
+	return status
+}
+
+// readiness is /readyz's status and error code.
+func (p *process) readiness() (int, string) {
 	p.t.Helper()
 	resp, err := http.Get(p.url("/readyz"))
 	if err != nil {
 		p.t.Fatal(err)
 	}
-	resp.Body.Close()
-	return resp.StatusCode
+	defer resp.Body.Close()
+	var e struct{ Error struct{ Code string } }
+	_ = json.NewDecoder(resp.Body).Decode(&e)
+	return resp.StatusCode, e.Error.Code
 }
 
 // publishUntilAccepted retries one publish until it is accepted, for at most d.
@@ -118,8 +126,8 @@ func TestProcessFullDiskRecoversWithoutRestart(t *testing.T) {
 		break
 	}
 	t.Logf("%d events accepted before the disk filled", len(acked))
-	if c := p.ready(); c != 503 {
-		t.Fatalf("/readyz on a full disk: %d, want 503", c)
+	if c, code := p.readiness(); c != 503 || code != "engine_read_only" {
+		t.Fatalf("/readyz on a full disk: %d %q, want 503 engine_read_only", c, code)
 	}
 	for range 200 { // a storm of refused publishes
 		if code, _ := p.tryPublish(topic, "refused"); code != 503 {

@@ -35,7 +35,7 @@ func (e *Engine) CanWrite() error {
 // senders wait for the committer).
 func (e *Engine) refusing() error {
 	if e.full.Load() || e.broken.Load() {
-		return fmt.Errorf("%w: local: %s refuses writes (%s); they resume by themselves once the disk has room", engine.ErrUnavailable, e.dir, e.why())
+		return fmt.Errorf("%w: local: %s refuses writes (%s); they resume by themselves once the disk has room", engine.ErrReadOnly, e.dir, e.why())
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
@@ -25,8 +26,11 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if wc, ok := s.eng.(engine.WriteChecker); ok {
-		if err := wc.CanWrite(); err != nil {
+		if err := wc.CanWrite(); errors.Is(err, engine.ErrReadOnly) {
 			writeError(w, http.StatusServiceUnavailable, "engine_read_only", "engine refuses appends: "+err.Error())
+			return
+		} else if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "engine_unavailable", "engine cannot serve: "+err.Error())
 			return
 		}
 	}

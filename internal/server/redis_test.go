@@ -87,8 +87,8 @@ func TestReadinessFollowsRedis(t *testing.T) {
 		t.Errorf("not ready only %v after Redis stopped", d)
 	}
 	t.Logf("/readyz with Redis stopped: %+v", body)
-	if body.Error.Code == "" || body.Error.Message == "" {
-		t.Errorf("/readyz 503 body %+v, want the error shape", body)
+	if body.Error.Code != "engine_unavailable" || body.Error.Message == "" {
+		t.Errorf("/readyz 503 body %+v, want engine_unavailable and a message", body)
 	}
 	resp, b := publish()
 	if resp.StatusCode != http.StatusServiceUnavailable || b.Error.Code != "engine_unavailable" || resp.Header.Get("Retry-After") == "" {
