@@ -210,18 +210,47 @@ func wantData(t *testing.T, got []event, want ...string) {
 	}
 }
 
-// buildHerald builds cmd/herald once into the test's temporary directory.
+// The herald binary, built once for the package's tests into binDir, which
+// TestMain removes.
+var (
+	binDir   string
+	binOnce  sync.Once
+	binPath  string
+	binError error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// buildHerald builds cmd/herald, once per run of the package's tests.
 func buildHerald(t *testing.T) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	bin := filepath.Join(t.TempDir(), "herald")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/herald")
-	build.Dir = filepath.Join("..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/herald: %v\n%s", err, out)
+	binOnce.Do(func() {
+		var err error
+		if binDir, err = os.MkdirTemp("", "herald-cluster-"); err != nil {
+			binError = err
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		bin := filepath.Join(binDir, "herald")
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/herald")
+		build.Dir = filepath.Join("..", "..")
+		if out, err := build.CombinedOutput(); err != nil {
+			binError = fmt.Errorf("go build ./cmd/herald: %v\n%s", err, out)
+			return
+		}
+		binPath = bin
+	})
+	if binError != nil {
+		t.Fatal(binError)
 	}
-	return bin
+	return binPath
 }
 
 // redisEngine is the -engine URL on rawURL under a random key prefix, whose
