@@ -163,6 +163,9 @@ func TestClusterChaos(t *testing.T) {
 	defer stopPublishing()
 	var pubs sync.WaitGroup
 	pubs.Go(func() { pub.run(pubCtx, ctx, rate) })
+	// On an early end, the publishers stop (ctx ends their publishes) before
+	// the test does: they report through t.
+	t.Cleanup(func() { cancel(); pubs.Wait() })
 
 	// The chaos. A tenth of the way in, a node is SIGKILLed and started
 	// again; nginx leaves it out for fail_timeout (10s) after it refused a
