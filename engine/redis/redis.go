@@ -65,6 +65,10 @@ const (
 	subscribeBatch = 512
 	// sweepBatch is the most HMGETs of one pipeline of a sweep.
 	sweepBatch = 1000
+	// healthyAfter is how long a Pub/Sub connection must have been up for
+	// its loss to be redialled after the shortest backoff again; one that
+	// breaks sooner keeps doubling it (up to 2s).
+	healthyAfter = time.Second
 )
 
 // Options configure an engine.
@@ -739,7 +743,11 @@ func (s *shard) run(ctx context.Context, n int) {
 		}
 		s.sendMu.Unlock()
 		if err == nil {
+			upAt := time.Now()
 			err = s.watch(ctx, errs)
+			if time.Since(upAt) >= healthyAfter {
+				backoff = 50 * time.Millisecond // a new incident, not the same one going on
+			}
 		}
 		s.sendMu.Lock()
 		s.mu.Lock()

@@ -210,18 +210,47 @@ func wantData(t *testing.T, got []event, want ...string) {
 	}
 }
 
-// buildHerald builds cmd/herald once into the test's temporary directory.
+// The herald binary, built once for the package's tests into binDir, which
+// TestMain removes.
+var (
+	binDir   string
+	binOnce  sync.Once
+	binPath  string
+	binError error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// buildHerald builds cmd/herald, once per run of the package's tests.
 func buildHerald(t *testing.T) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	bin := filepath.Join(t.TempDir(), "herald")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/herald")
-	build.Dir = filepath.Join("..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/herald: %v\n%s", err, out)
+	binOnce.Do(func() {
+		var err error
+		if binDir, err = os.MkdirTemp("", "herald-cluster-"); err != nil {
+			binError = err
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		bin := filepath.Join(binDir, "herald")
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/herald")
+		build.Dir = filepath.Join("..", "..")
+		if out, err := build.CombinedOutput(); err != nil {
+			binError = fmt.Errorf("go build ./cmd/herald: %v\n%s", err, out)
+			return
+		}
+		binPath = bin
+	})
+	if binError != nil {
+		t.Fatal(binError)
 	}
-	return bin
+	return binPath
 }
 
 // redisEngine is the -engine URL on rawURL under a random key prefix, whose
@@ -246,20 +275,37 @@ func redisEngine(t *testing.T, rawURL string) string {
 	return u.String()
 }
 
-// node is a herald process on a loopback port.
+// node is a herald process on a loopback port. restart starts it again on
+// the same address and data dir (hence the same node id) after kill.
 type node struct {
-	cmd  *exec.Cmd
+	bin  string
+	args []string // serve's arguments but -addr
+	dir  string   // its data dir
 	addr string
 	logs *logBuffer
-	done chan struct{}
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the current process has exited
 	err  error
 }
 
-func startNode(t *testing.T, bin, engineURL string) *node {
+// startNode starts a herald process on a free loopback port with its own data
+// dir; extra flags follow the defaults (a later flag wins).
+func startNode(t *testing.T, bin, engineURL string, extra ...string) *node {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "-addr", "127.0.0.1:0", "-data-dir", t.TempDir(),
+	dir := t.TempDir()
+	n := &node{bin: bin, dir: dir, logs: new(logBuffer), args: append([]string{"-data-dir", dir,
 		"-engine", engineURL, "-publish-key", publishKey, "-trusted-proxies", "127.0.0.1",
-		"-retry", "100ms", "-heartbeat", "1s")
+		"-retry", "100ms", "-heartbeat", "1s"}, extra...)}
+	n.start(t, "127.0.0.1:0")
+	return n
+}
+
+// start runs the process listening on addr and waits until it listens.
+func (n *node) start(t *testing.T, addr string) {
+	t.Helper()
+	cmd := exec.Command(n.bin, append([]string{"serve", "-addr", addr}, n.args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -267,7 +313,10 @@ func startNode(t *testing.T, bin, engineURL string) *node {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	n := &node{cmd: cmd, logs: new(logBuffer), done: make(chan struct{})}
+	done := make(chan struct{})
+	n.mu.Lock()
+	n.cmd, n.done, n.err = cmd, done, nil
+	n.mu.Unlock()
 	addrc := make(chan string, 1)
 	go func() {
 		re := regexp.MustCompile(`msg=listening addr=(\S+)`)
@@ -276,36 +325,57 @@ func startNode(t *testing.T, bin, engineURL string) *node {
 			line := sc.Text()
 			n.logs.WriteString(line + "\n")
 			if m := re.FindStringSubmatch(line); m != nil {
-				addrc <- m[1]
+				select {
+				case addrc <- m[1]:
+				default:
+				}
 			}
 		}
-		n.err = cmd.Wait()
-		close(n.done)
+		err := cmd.Wait()
+		n.mu.Lock()
+		n.err = err
+		n.mu.Unlock()
+		close(done)
 	}()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		<-n.done
+		<-done
 		if t.Failed() {
-			t.Logf("herald %s log:\n%s", n.addr, n.logs)
+			t.Logf("herald %s (pid %d) log:\n%s", n.addr, cmd.Process.Pid, n.logs)
 		}
 	})
 	select {
 	case n.addr = <-addrc:
-	case <-n.done:
-		t.Fatalf("herald exited before listening: %v\n%s", n.err, n.logs)
+	case <-done:
+		t.Fatalf("herald exited before listening: %v\n%s", n.exitErr(), n.logs)
 	case <-time.After(20 * time.Second):
 		t.Fatalf("herald did not listen within 20s\n%s", n.logs)
 	}
-	return n
+}
+
+func (n *node) exitErr() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.err
+}
+
+// restart starts the node again, after kill, on its address and data dir.
+func (n *node) restart(t *testing.T) {
+	t.Helper()
+	n.logs.WriteString("-- restarted --\n")
+	n.start(t, n.addr)
 }
 
 func (n *node) kill(t *testing.T) {
 	t.Helper()
-	if err := n.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	n.mu.Lock()
+	cmd, done := n.cmd, n.done
+	n.mu.Unlock()
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case <-n.done:
+	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("herald did not exit within 10s of SIGKILL")
 	}
@@ -341,8 +411,14 @@ type proxy struct {
 	dir  string
 }
 
-func startNginx(t *testing.T, upA, upB string) *proxy {
+// startNginx runs deploy/nginx/herald.conf with its upstream block's two
+// placeholder servers replaced by one server line per address of ups (with
+// the placeholders' parameters), listening on a free loopback port.
+func startNginx(t *testing.T, ups ...string) *proxy {
 	t.Helper()
+	if len(ups) == 0 {
+		t.Fatal("startNginx: no upstream")
+	}
 	dir := t.TempDir()
 	raw, err := os.ReadFile(confPath)
 	if err != nil {
@@ -350,12 +426,24 @@ func startNginx(t *testing.T, upA, upB string) *proxy {
 	}
 	port := freePort(t)
 	conf := string(raw)
-	for _, r := range [][2]string{{nodePlaceholder1, upA}, {nodePlaceholder2, upB}, {listenDirective, "listen 127.0.0.1:" + port + ";"}} {
-		if c := strings.Count(conf, r[0]); c != 1 {
-			t.Fatalf("%s holds %q %d times, want once: the placeholder the test replaces", confPath, r[0], c)
+	for _, p := range []string{nodePlaceholder1, nodePlaceholder2, listenDirective} {
+		if c := strings.Count(conf, p); c != 1 {
+			t.Fatalf("%s holds %q %d times, want once: the placeholder the test replaces", confPath, p, c)
 		}
-		conf = strings.Replace(conf, r[0], r[1], 1)
 	}
+	// The placeholders' server lines: "    server 10.0.0.1:8080 <params>;\n".
+	line := regexp.MustCompile(`(?m)^([ \t]*server[ \t]+)` + regexp.QuoteMeta(nodePlaceholder1) + `([^\n]*\n)`).FindStringSubmatch(conf)
+	line2 := regexp.MustCompile(`(?m)^[ \t]*server[ \t]+` + regexp.QuoteMeta(nodePlaceholder2) + `[^\n]*\n`).FindString(conf)
+	if line == nil || line2 == "" {
+		t.Fatalf("%s: the placeholders %s and %s are not on server lines", confPath, nodePlaceholder1, nodePlaceholder2)
+	}
+	var servers strings.Builder
+	for _, u := range ups {
+		servers.WriteString(line[1] + u + line[2])
+	}
+	conf = strings.Replace(conf, line[0], servers.String(), 1)
+	conf = strings.Replace(conf, line2, "", 1)
+	conf = strings.Replace(conf, listenDirective, "listen 127.0.0.1:"+port+";", 1)
 	if err := os.WriteFile(filepath.Join(dir, "herald.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -367,9 +455,10 @@ func startNginx(t *testing.T, upA, upB string) *proxy {
 	main := fmt.Sprintf(`daemon off;
 master_process off;
 worker_processes 1;
+worker_rlimit_nofile 8192;
 pid %[1]s/nginx.pid;
 error_log %[1]s/logs/error.log info;
-events { worker_connections 256; }
+events { worker_connections 4096; }
 http {
     log_format upstream '$request_uri $status "$upstream_addr"';
     access_log %[1]s/logs/access.log upstream;
