@@ -123,3 +123,35 @@ func TestRefusesAnEvictingClusterNode(t *testing.T) {
 		t.Fatalf("Open: %v, want the node and noeviction named", err)
 	}
 }
+
+// The Sentinel form of the URL: the engine finds the master through the
+// Sentinel, and appends, reads and fans out there.
+func TestThroughSentinel(t *testing.T) {
+	_, raw := redistest.StartSentinel(t, "herald")
+	e := mustOpen(t, testOptions(t, raw))
+	if m := e.client.Mode(); m != rueidis.ClientModeSentinel {
+		t.Fatalf("client mode %q, want sentinel", m)
+	}
+	got := make(chan engine.Event, 1)
+	cancel, err := e.Subscribe("s/1", func(ev engine.Event) { got <- ev }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	pos, err := e.Append(context.Background(), []engine.Event{{Topic: "s/1", Type: "t", Data: []byte("x")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ev := <-got:
+		if ev.Pos != pos[0] {
+			t.Fatalf("delivered at %v, appended at %v", ev.Pos, pos[0])
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("not delivered")
+	}
+	evs, err := e.Read(context.Background(), "s/1", engine.Position{}, 10)
+	if err != nil || len(evs) != 1 || string(evs[0].Data) != "x" {
+		t.Fatalf("Read: %v %v", evs, err)
+	}
+}

@@ -201,3 +201,26 @@ func (c *Cluster) URL() string {
 	}
 	return u
 }
+
+// StartSentinel starts a private master and one Sentinel watching it under
+// the name master; the URL names the Sentinel and the master's name, as a
+// deployment on Sentinel would.
+func StartSentinel(t testing.TB, master string) (primary *Server, url string) {
+	t.Helper()
+	primary = Start(t)
+	conf := fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 5000\n", master, primary.Port, master)
+	path := t.TempDir() + "/sentinel.conf"
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	s := &Server{Port: port, t: t, args: []string{path, "--sentinel", "--port", strconv.Itoa(port), "--bind", "127.0.0.1"}}
+	s.Run()
+	t.Cleanup(s.Stop)
+	return primary, "redis://" + s.Addr() + "?master_set=" + master
+}
