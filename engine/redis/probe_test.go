@@ -1,10 +1,6 @@
 package redis
 
 import (
-	"bytes"
-	"io"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,122 +10,15 @@ import (
 
 var _ engine.Metrics = (*Engine)(nil)
 
-// silencer is a TCP proxy to a Redis whose Pub/Sub connections (those that
-// have sent a SUBSCRIBE) can be silenced: they stop forwarding bytes in both
-// directions and stay open, like a path that blackholes. Connections made
-// after silence forward normally.
-type silencer struct {
-	t    *testing.T
-	l    net.Listener
-	to   string
-	done chan struct{}
-
-	mu    sync.Mutex
-	conns []*silenced
-}
-
-type silenced struct {
-	pubsub bool          // sent a SUBSCRIBE (under silencer.mu)
-	quiet  chan struct{} // closed when silenced
-	once   sync.Once
-}
-
-func newSilencer(t *testing.T, to string) *silencer {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &silencer{t: t, l: l, to: to, done: make(chan struct{})}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { close(p.done); l.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { p.serve(c) })
-		}
-	})
-	return p
-}
-
-func (p *silencer) addr() string { return p.l.Addr().String() }
-
-func (p *silencer) serve(c net.Conn) {
-	defer c.Close()
-	r, err := net.Dial("tcp", p.to)
-	if err != nil {
-		return
-	}
-	defer r.Close()
-	s := &silenced{quiet: make(chan struct{})}
-	p.mu.Lock()
-	p.conns = append(p.conns, s)
-	p.mu.Unlock()
-	var wg sync.WaitGroup
-	wg.Go(func() { p.pipe(s, r, c, true) })
-	wg.Go(func() { p.pipe(s, c, r, false) })
-	select {
-	case <-p.done:
-	case <-s.quiet:
-		<-p.done // silent, yet open, until the test ends
-	}
-	c.Close()
-	r.Close()
-	wg.Wait()
-}
-
-// pipe copies from src to dst until either closes or the connection is
-// silenced; fromClient marks the client's direction, sniffed for SUBSCRIBE.
-func (p *silencer) pipe(s *silenced, dst io.Writer, src io.Reader, fromClient bool) {
-	b := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(b)
-		if n > 0 {
-			if fromClient && bytes.Contains(bytes.ToUpper(b[:n]), []byte("SUBSCRIBE")) {
-				p.mu.Lock()
-				s.pubsub = true
-				p.mu.Unlock()
-			}
-			select {
-			case <-s.quiet:
-				return // the bytes read are dropped: nothing passes any more
-			default:
-			}
-			if _, err := dst.Write(b[:n]); err != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// silence silences every Pub/Sub connection open now and reports how many.
-func (p *silencer) silence() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, s := range p.conns {
-		if s.pubsub {
-			s.once.Do(func() { close(s.quiet) })
-			n++
-		}
-	}
-	return n
-}
-
 // A Pub/Sub connection that stays open but stops receiving is found by the
 // idle probe within a few intervals, redialled and resubscribed, and its
 // subscribers are told to re-read: an event of a quiet topic published
 // during the silence reaches them by the re-read.
 func TestSilentPubSubConnectionIsFoundByTheProbe(t *testing.T) {
 	r := redistest.Start(t)
-	px := newSilencer(t, r.Addr())
+	px := redistest.NewBlackhole(t, r.Addr())
 	const probe = 200 * time.Millisecond
-	opt := testOptions(t, "redis://"+px.addr()+"/0")
+	opt := testOptions(t, "redis://"+px.Addr()+"/0")
 	opt.PubSubConns = 1
 	opt.ProbeInterval = probe
 	e := mustOpen(t, opt)
@@ -143,7 +32,7 @@ func TestSilentPubSubConnectionIsFoundByTheProbe(t *testing.T) {
 		t.Fatal("lost called while the connection was healthy")
 	}
 
-	if n := px.silence(); n != 1 {
+	if n := px.Blackhole(); n != 1 {
 		t.Fatalf("silenced %d Pub/Sub connections, want 1", n)
 	}
 	silenced := time.Now()

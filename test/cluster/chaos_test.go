@@ -2,12 +2,10 @@ package cluster
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -840,9 +838,9 @@ func TestClusterBlackholedPubSub(t *testing.T) {
 	bin := buildHerald(t)
 	const probe = time.Second
 	const bound = 2*probe + time.Second + 3*time.Second
-	px := newBlackhole(t, rs.Addr())
+	px := redistest.NewBlackhole(t, rs.Addr())
 	prefix := "?prefix=" + url.QueryEscape(chaosPrefix)
-	a := startNode(t, bin, "redis://"+px.addr()+"/0"+prefix+"&probe="+probe.String())
+	a := startNode(t, bin, "redis://"+px.Addr()+"/0"+prefix+"&probe="+probe.String())
 	b := startNode(t, bin, rs.URL()+prefix)
 
 	s := a.stream(t, "dark", "")
@@ -857,7 +855,7 @@ func TestClusterBlackholedPubSub(t *testing.T) {
 		t.Errorf("metrics before the blackhole %v: want probes sent, none failed, no reconnect", before)
 	}
 
-	if n := px.blackhole(); n != 2 {
+	if n := px.Blackhole(); n != 2 {
 		t.Fatalf("blackholed %d Pub/Sub connections, want node A's 2", n)
 	}
 	start := time.Now()
@@ -884,117 +882,6 @@ func TestClusterBlackholedPubSub(t *testing.T) {
 		t.Fatalf("got %+v, want the event after the reconnect", ev)
 	}
 	t.Logf("and the next one by fan-out after %v", time.Since(sent).Round(time.Millisecond))
-}
-
-// blackholeProxy is a TCP proxy to Redis whose Pub/Sub connections (those
-// whose client sent a SUBSCRIBE) can be blackholed: the bytes read either way
-// are dropped from then on and the connections stay open. Connections made
-// afterwards are forwarded as usual.
-type blackholeProxy struct {
-	l    net.Listener
-	to   string
-	done chan struct{}
-
-	mu    sync.Mutex
-	conns []*holed
-}
-
-type holed struct {
-	pubsub bool          // the client sent a SUBSCRIBE (under blackholeProxy.mu)
-	dark   chan struct{} // closed when blackholed
-	once   sync.Once
-}
-
-func newBlackhole(t *testing.T, to string) *blackholeProxy {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &blackholeProxy{l: l, to: to, done: make(chan struct{})}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { close(p.done); l.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { p.serve(c) })
-		}
-	})
-	return p
-}
-
-func (p *blackholeProxy) addr() string { return p.l.Addr().String() }
-
-func (p *blackholeProxy) serve(c net.Conn) {
-	defer c.Close()
-	r, err := net.DialTimeout("tcp", p.to, 5*time.Second)
-	if err != nil {
-		return
-	}
-	defer r.Close()
-	h := &holed{dark: make(chan struct{})}
-	p.mu.Lock()
-	p.conns = append(p.conns, h)
-	p.mu.Unlock()
-	ended := make(chan struct{}, 2)
-	go func() { p.pipe(h, r, c, true); ended <- struct{}{} }()
-	go func() { p.pipe(h, c, r, false); ended <- struct{}{} }()
-	left := 2
-	select {
-	case <-ended: // either side closed: close both
-		left--
-	case <-p.done:
-	}
-	c.Close()
-	r.Close()
-	for ; left > 0; left-- {
-		<-ended
-	}
-}
-
-// pipe copies src to dst until either fails; once the connection is
-// blackholed it goes on reading and drops what it reads, so the peer sees an
-// open connection that delivers nothing. fromClient marks the client's
-// direction, sniffed for SUBSCRIBE.
-func (p *blackholeProxy) pipe(h *holed, dst io.Writer, src io.Reader, fromClient bool) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if fromClient && bytes.Contains(bytes.ToUpper(buf[:n]), []byte("SUBSCRIBE")) {
-				p.mu.Lock()
-				h.pubsub = true
-				p.mu.Unlock()
-			}
-			select {
-			case <-h.dark:
-			default:
-				if _, err := dst.Write(buf[:n]); err != nil {
-					return
-				}
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// blackhole blackholes every Pub/Sub connection open now and reports how many.
-func (p *blackholeProxy) blackhole() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, h := range p.conns {
-		if h.pubsub {
-			h.once.Do(func() { close(h.dark) })
-			n++
-		}
-	}
-	return n
 }
 
 // TestChaosCheck checks the chaos test's verdict on made-up histories: it
