@@ -2,8 +2,6 @@ package redis
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/url"
 	"strings"
 	"testing"
@@ -26,11 +24,7 @@ func testOptions(t *testing.T, rawURL string) Options {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b [6]byte
-	rand.Read(b[:])
-	prefix := "heraldtest:" + hex.EncodeToString(b[:]) + ":"
-	t.Cleanup(func() { redistest.DeletePrefix(t, co, prefix) })
-	return Options{Client: co, Prefix: prefix}
+	return Options{Client: co, Prefix: redistest.Prefix(t, co, "redis")}
 }
 
 func mustOpen(t *testing.T, opt Options) *Engine {

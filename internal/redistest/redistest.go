@@ -5,6 +5,8 @@ package redistest
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"os"
@@ -223,4 +225,15 @@ func StartSentinel(t testing.TB, master string) (primary *Server, url string) {
 	s.Run()
 	t.Cleanup(s.Stop)
 	return primary, "redis://" + s.Addr() + "?master_set=" + master
+}
+
+// Prefix returns a fresh random key prefix "heraldtest:<scope>:<random>:" on
+// the Redis of co, whose keys are deleted when the test ends.
+func Prefix(t testing.TB, co rueidis.ClientOption, scope string) string {
+	t.Helper()
+	var b [6]byte
+	rand.Read(b[:])
+	prefix := "heraldtest:" + scope + ":" + hex.EncodeToString(b[:]) + ":"
+	t.Cleanup(func() { DeletePrefix(t, co, prefix) })
+	return prefix
 }

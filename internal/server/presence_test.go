@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -161,10 +159,7 @@ func TestPresenceAcrossNodesOnRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b [6]byte
-	rand.Read(b[:])
-	prefix := "heraldtest:server:" + hex.EncodeToString(b[:]) + ":"
-	t.Cleanup(func() { redistest.DeletePrefix(t, co, prefix) })
+	prefix := redistest.Prefix(t, co, "server")
 	tokens := verifier(t, auth.Options{})
 	var nodes []*testNode
 	for _, id := range []string{"a", "b"} {

@@ -1,8 +1,6 @@
 package server
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -35,10 +33,7 @@ func redisNode(t *testing.T, rawURL string, opt redis.Options) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b [6]byte
-	rand.Read(b[:])
-	opt.Client, opt.Prefix = co, "heraldtest:server:"+hex.EncodeToString(b[:])+":"
-	t.Cleanup(func() { redistest.DeletePrefix(t, co, opt.Prefix) })
+	opt.Client, opt.Prefix = co, redistest.Prefix(t, co, "server")
 	eng, err := redis.Open(opt)
 	if err != nil {
 		t.Fatal(err)

@@ -9,8 +9,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -257,21 +255,17 @@ func buildHerald(t *testing.T) string {
 // keys are deleted when the test ends.
 func redisEngine(t *testing.T, rawURL string) string {
 	t.Helper()
-	var b [6]byte
-	rand.Read(b[:])
-	prefix := "heraldtest:cluster:" + hex.EncodeToString(b[:]) + ":"
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := u.Query()
-	q.Set("prefix", prefix)
-	u.RawQuery = q.Encode()
 	co, err := rueidis.ParseURL(rawURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { redistest.DeletePrefix(t, co, prefix) })
+	q := u.Query()
+	q.Set("prefix", redistest.Prefix(t, co, "cluster"))
+	u.RawQuery = q.Encode()
 	return u.String()
 }
 
