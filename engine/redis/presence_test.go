@@ -55,7 +55,7 @@ func (r *registry) abandon() {
 }
 
 func fastPresence(o *Options) {
-	o.PresenceBeat, o.PresenceTTL = 50*time.Millisecond, 300*time.Millisecond
+	o.PresenceBeat, o.PresenceTTL = 100*time.Millisecond, time.Second // margins for a loaded machine
 }
 
 // A node that dies without a word: its users go offline once its heartbeat
