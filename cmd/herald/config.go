@@ -75,6 +75,11 @@ type config struct {
 	FsyncInterval     time.Duration
 	PresenceEvents    bool
 
+	// The inbox.
+	InboxDSN            string // "": SQLite in DataDir; "off": none
+	InboxRetentionAge   time.Duration
+	InboxRetentionCount int
+
 	// TLS: both files or neither; ClientCAs only with them.
 	TLSCert, TLSKey string         // paths of PEM files
 	TLSClientCA     string         // path of a PEM file
@@ -160,6 +165,12 @@ var settings = []setting{
 	{"max-topics", "int", "64", "topics per stream (at least 1)", positiveIntTo(func(c *config) *int { return &c.MaxTopics })},
 	{"max-event-size", "int", "65536", "bytes of data per event (at least 1)", positiveIntTo(func(c *config) *int { return &c.MaxEventSize })},
 	{"max-body-size", "int", "1048576", "bytes of a publish request body (at least 1)", positiveIntTo(func(c *config) *int { return &c.MaxBodySize })},
+	{"inbox-dsn", "dsn", "", "the notification inbox's database: empty for SQLite in -data-dir (inbox.db), mysql://user:pass@host:3306/db, postgres://user@host:5432/db, or off for no inbox; nodes of a cluster need one shared database", func(c *config, v string) error {
+		c.InboxDSN = v
+		return nil
+	}},
+	{"inbox-retention-age", "duration", "2160h", "how long notifications are kept in the inbox (0: no limit)", durationTo(func(c *config) *time.Duration { return &c.InboxRetentionAge })},
+	{"inbox-retention-count", "int", "1000", "notifications kept per user, the newest (0: no limit)", intTo(func(c *config) *int { return &c.InboxRetentionCount })},
 	{"presence-events", "bool", "false", "publish a user's first stream joining a topic (type join) and the last leaving it (type leave) to presence/{topic}, readable by whoever may subscribe to the topic", func(c *config, v string) error {
 		b, err := strconv.ParseBool(v)
 		if err != nil {

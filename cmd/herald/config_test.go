@@ -192,6 +192,7 @@ func TestZeroLiftsALimitOrIsRefused(t *testing.T) {
 		"max-lifetime": true, "retention-age": true, "jwt-leeway": true,
 		"max-connections-per-ip": true, "max-connections-per-user": true,
 		"publish-rate": true, "publish-key-rate": true, "fsync-interval": true,
+		"inbox-retention-age": true, "inbox-retention-count": true,
 	}
 	refuses := map[string]bool{
 		"heartbeat": true, "retry": true, "retention-count": true, "queue-size": true,

@@ -19,6 +19,7 @@ import (
 
 	"github.com/herald-hub/herald/auth"
 	"github.com/herald-hub/herald/engine"
+	"github.com/herald-hub/herald/inbox"
 	"github.com/herald-hub/herald/internal/hub"
 	"github.com/herald-hub/herald/internal/ratelog"
 	"github.com/herald-hub/herald/internal/server"
@@ -98,6 +99,23 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("open engine: %w", err)
 	}
+	var store inbox.Store
+	if cfg.InboxDSN != "off" {
+		ictx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		st, err := inbox.Open(ictx, cfg.InboxDSN, cfg.DataDir)
+		cancel()
+		if err != nil {
+			eng.Close()
+			return fmt.Errorf("open inbox: %w", err)
+		}
+		defer st.Close()
+		store = st
+		if st.Dialect() == "sqlite" && !strings.HasPrefix(cfg.Engine, "local") && !strings.HasPrefix(cfg.Engine, "memory") {
+			log.Warn("the inbox is SQLite in this node's data dir while the engine is shared: each node has its own inbox; set -inbox-dsn to a shared MySQL or PostgreSQL", "engine", strings.SplitN(cfg.Engine, ":", 2)[0])
+		}
+		trimmer := inbox.StartTrimmer(st, inbox.Retention{MaxAge: cfg.InboxRetentionAge, MaxPerUser: cfg.InboxRetentionCount}, log)
+		defer trimmer.Close()
+	}
 	h := hub.New(eng, hub.Options{
 		QueueSize:   cfg.QueueSize,
 		Heartbeat:   cfg.Heartbeat,
@@ -123,6 +141,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		KeyPublishBurst:    cfg.PublishKeyBurst,
 		NodeID:             nodeID,
 		PresenceEvents:     cfg.PresenceEvents,
+		Inbox:              store,
 		Logger:             log,
 	})
 	var handler http.Handler = api

@@ -27,7 +27,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 
 // redisNode serves a Redis engine on rawURL under a key prefix of its own,
 // deleted when the test ends.
-func redisNode(t *testing.T, rawURL string, opt redis.Options) *testNode {
+func redisNode(t *testing.T, rawURL string, opt redis.Options, o ...nodeOptions) *testNode {
 	t.Helper()
 	co, err := rueidis.ParseURL(rawURL)
 	if err != nil {
@@ -38,7 +38,11 @@ func redisNode(t *testing.T, rawURL string, opt redis.Options) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newTestNodeOn(t, eng, nodeOptions{})
+	var no nodeOptions
+	if len(o) > 0 {
+		no = o[0]
+	}
+	return newTestNodeOn(t, eng, no)
 }
 
 // readyz asks n's /readyz, and decodes an error body, if any.

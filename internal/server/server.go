@@ -14,6 +14,7 @@ import (
 
 	"github.com/herald-hub/herald/auth"
 	"github.com/herald-hub/herald/engine"
+	"github.com/herald-hub/herald/inbox"
 	"github.com/herald-hub/herald/internal/hub"
 	"github.com/herald-hub/herald/internal/ratelog"
 	"github.com/herald-hub/herald/presence"
@@ -55,7 +56,14 @@ type Config struct {
 	// PresenceEvents publishes a user's first stream joining a topic, and
 	// the last leaving it, to presence/{topic} [off].
 	PresenceEvents bool
-	Logger         *slog.Logger
+	// Inbox stores notifications for /v1/notifications [nil: no inbox API].
+	// The server pushes what it holds unpushed to the users' topics; the
+	// caller owns the store and closes it after Close.
+	Inbox inbox.Store
+	// InboxPoll is how often the store is looked at for notifications left
+	// unpushed (by another node, or a failure) [1s].
+	InboxPoll time.Duration
+	Logger    *slog.Logger
 
 	now func() time.Time // tests
 }
@@ -82,6 +90,9 @@ func (c *Config) setDefaults() {
 	if c.now == nil {
 		c.now = time.Now
 	}
+	if c.InboxPoll <= 0 {
+		c.InboxPoll = time.Second
+	}
 }
 
 // Server serves Herald's HTTP API for one hub and its engine.
@@ -100,6 +111,7 @@ type Server struct {
 
 	presence  presence.Registry
 	announcer *announcer       // nil without PresenceEvents
+	pusher    *inbox.Pusher    // nil without an inbox
 	warnings  *ratelog.Limiter // repeated warnings, logged once in a while
 }
 
@@ -121,6 +133,13 @@ func New(h *hub.Hub, cfg Config) *Server {
 		popt.OnChange = s.announcer.change
 	}
 	s.presence = presence.Open(s.eng, popt)
+	if cfg.Inbox != nil {
+		s.pusher = inbox.NewPusher(cfg.Inbox, s.eng, cfg.InboxPoll, s.log)
+		reg.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_inbox_pushed_total", Help: "Notifications appended to their users' topics by this node."}, func() float64 { return float64(s.pusher.Pushed()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_inbox_push_failures_total", Help: "Rounds of pushing notifications that failed and were retried (engine or store down)."}, func() float64 { return float64(s.pusher.Failures()) }),
+		)
+	}
 	s.mux.HandleFunc("GET /v1/events", s.handleEvents)
 	s.mux.HandleFunc("POST /v1/publish", s.handlePublish)
 	s.mux.HandleFunc("GET /healthz", s.handleHealthz)
@@ -128,14 +147,29 @@ func New(h *hub.Hub, cfg Config) *Server {
 	s.mux.HandleFunc("GET /v1/backup", s.handleBackup)
 	s.mux.HandleFunc("GET /v1/presence", s.handleTopicPresence)
 	s.mux.HandleFunc("GET /v1/presence/users/{id}", s.handleUserPresence)
+	s.mux.HandleFunc("POST /v1/notifications", s.handleSend)
+	s.mux.HandleFunc("GET /v1/notifications", s.handleList)
+	s.mux.HandleFunc("POST /v1/notifications/read-all", s.handleReadAll)
+	s.mux.HandleFunc("POST /v1/notifications/{id}/read", s.handleMarkRead)
+	s.mux.HandleFunc("DELETE /v1/notifications/{id}", s.handleDelete)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	// A known path with another method gets a JSON 405 too, not net/http's text.
-	for path, allow := range map[string]string{"/v1/events": "GET, HEAD", "/v1/publish": "POST", "/healthz": "GET, HEAD", "/readyz": "GET, HEAD", "/metrics": "GET, HEAD", "/v1/backup": "GET", "/v1/presence": "GET, HEAD", "/v1/presence/users/{id}": "GET, HEAD"} {
+	for path, allow := range map[string]string{"/v1/events": "GET, HEAD", "/v1/publish": "POST", "/healthz": "GET, HEAD", "/readyz": "GET, HEAD", "/metrics": "GET, HEAD", "/v1/backup": "GET", "/v1/presence": "GET, HEAD", "/v1/presence/users/{id}": "GET, HEAD", "/v1/notifications": "GET, HEAD, POST", "/v1/notifications/{id}/read": "POST"} {
 		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
 			s.refuse(w, &apiError{http.StatusMethodNotAllowed, "method_not_allowed", r.Method + " is not allowed on " + path + "; use " + allow})
 		})
 	}
+	// One fallback for /v1/notifications/read-all and /v1/notifications/{id}:
+	// a method-less read-all pattern would conflict with DELETE {id}.
+	s.mux.HandleFunc("/v1/notifications/{id}", func(w http.ResponseWriter, r *http.Request) {
+		allow := "DELETE"
+		if r.PathValue("id") == "read-all" {
+			allow = "POST"
+		}
+		w.Header().Set("Allow", allow)
+		s.refuse(w, &apiError{http.StatusMethodNotAllowed, "method_not_allowed", r.Method + " is not allowed on " + r.URL.Path + "; use " + allow})
+	})
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
@@ -148,7 +182,7 @@ func New(h *hub.Hub, cfg Config) *Server {
 // so they get the JSON 404 every unknown path gets.
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	if p := r.URL.EscapedPath(); r.Method != http.MethodConnect && !isCleanPath(p) {
-		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+p+" (paths are not cleaned; endpoints are /v1/events, /v1/publish, /v1/presence, /v1/presence/users/{id}, /v1/backup, /healthz, /readyz, /metrics)")
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+p+" (paths are not cleaned; endpoints are /v1/events, /v1/publish, /v1/notifications, /v1/presence, /v1/presence/users/{id}, /v1/backup, /healthz, /readyz, /metrics)")
 		return
 	}
 	s.mux.ServeHTTP(w, r)
@@ -193,6 +227,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // node's presence and publishes the changes still queued. Call it once the
 // streams have ended (after the hub's Shutdown) and before the engine closes.
 func (s *Server) Close() {
+	if s.pusher != nil {
+		s.pusher.Close()
+	}
 	s.presence.Close()
 	if s.announcer != nil {
 		s.announcer.close()

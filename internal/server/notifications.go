@@ -1,0 +1,317 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/herald-hub/herald/auth"
+	"github.com/herald-hub/herald/engine"
+	"github.com/herald-hub/herald/inbox"
+)
+
+// The inbox API: POST /v1/notifications sends; the rest is the caller's own
+// inbox, by the token's subject. Every change is also pushed to users/{id}
+// (notification, notification.read, notification.deleted), so that every
+// open tab and device follows.
+
+const (
+	defaultListLimit = 50
+	maxListLimit     = 200
+	// maxSendBody bounds a send's body: the largest notification, with room.
+	maxSendBody = inbox.MaxDataLen + inbox.MaxBodyLen + inbox.MaxTitleLen + 64<<10
+)
+
+type sendInput struct {
+	To        []string        `json:"to"`
+	Type      string          `json:"type"`
+	Title     string          `json:"title"`
+	Body      string          `json:"body"`
+	Data      json.RawMessage `json:"data"`
+	DedupeKey string          `json:"dedupe_key"`
+}
+
+type sentAnswer struct {
+	Notifications []sentNotification `json:"notifications"`
+	Duplicate     bool               `json:"duplicate"`
+}
+
+type sentNotification struct {
+	ID string `json:"id"`
+	To string `json:"to"`
+}
+
+type listAnswer struct {
+	Notifications []inbox.JSON `json:"notifications"`
+	UnreadCount   int64        `json:"unread_count"`
+	// Next is the before= of the next page, null on the last.
+	Next *string `json:"next"`
+}
+
+// inboxOff answers when no inbox is configured.
+func (s *Server) inboxOff(w http.ResponseWriter) bool {
+	if s.cfg.Inbox != nil {
+		return false
+	}
+	s.refuse(w, &apiError{http.StatusNotFound, "inbox_disabled", "this Herald runs without an inbox (-inbox-dsn off)"})
+	return true
+}
+
+// handleSend serves POST /v1/notifications.
+func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
+	if s.inboxOff(w) {
+		return
+	}
+	cred, aerr := publishCredential(r)
+	if aerr != nil {
+		s.refuse(w, aerr)
+		return
+	}
+	p, aerr := s.authenticatePublisher(r, cred)
+	if aerr != nil {
+		s.refuse(w, aerr)
+		return
+	}
+	if aerr := s.allowPublish(w, p); aerr != nil {
+		s.refuse(w, aerr)
+		return
+	}
+	body, err := readBody(http.MaxBytesReader(w, r.Body, maxSendBody), r.ContentLength, maxSendBody)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			s.refuse(w, &apiError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body exceeds %d bytes", maxSendBody)})
+			return
+		}
+		s.refuse(w, badRequest("bad_body", "reading the request body: %v", err))
+		return
+	}
+	if ct := mediaType(r.Header.Get("Content-Type")); ct != "application/json" && ct != "" {
+		s.refuse(w, &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "send a JSON body (Content-Type: application/json)"})
+		return
+	}
+	var in sendInput
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil || dec.More() {
+		if err == nil {
+			err = errors.New("more than one JSON value")
+		}
+		s.refuse(w, badRequest("invalid_json", `the body must be {"to":["42"],"type":"...","title":"...","body":"...","data":{...},"dedupe_key":"..."}: %v`, err))
+		return
+	}
+	if bytes.Equal(bytes.TrimSpace(in.Data), []byte("null")) {
+		in.Data = nil
+	}
+	for _, u := range in.To {
+		topic := inbox.Topic(u)
+		if err := engine.ValidateTopic(topic); err != nil {
+			s.refuse(w, badRequest("invalid_recipient", "recipient %q: its topic %s is not valid: %v", u, topic, err))
+			return
+		}
+		if !p.CanPublish(topic) {
+			s.refuse(w, forbidden("send notifications to", topic))
+			return
+		}
+	}
+	ns, dup, err := s.cfg.Inbox.Send(r.Context(), inbox.Send{To: in.To, Type: in.Type, Title: in.Title, Body: in.Body, Data: in.Data, DedupeKey: in.DedupeKey})
+	switch {
+	case errors.Is(err, inbox.ErrInvalid):
+		s.refuse(w, badRequest("invalid_notification", "%v", err))
+		return
+	case err != nil:
+		s.inboxFailed(w, r, err)
+		return
+	}
+	s.pusher.Wake()
+	a := sentAnswer{Notifications: make([]sentNotification, len(ns)), Duplicate: dup}
+	for i, n := range ns {
+		a.Notifications[i] = sentNotification{ID: strconv.FormatInt(n.ID, 10), To: n.User}
+	}
+	writeJSON(w, http.StatusCreated, a)
+}
+
+func (s *Server) inboxFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		return // the client went away
+	}
+	s.log.Warn("inbox store failed", "err", err)
+	w.Header().Set("Retry-After", "1")
+	s.refuse(w, &apiError{http.StatusServiceUnavailable, "inbox_unavailable", "the inbox store does not answer"})
+}
+
+// inboxOwner authenticates a request on the caller's own inbox: a token's
+// subject. Publish keys and anonymous callers have no inbox.
+func (s *Server) inboxOwner(w http.ResponseWriter, r *http.Request) (string, bool) {
+	if s.inboxOff(w) {
+		return "", false
+	}
+	cred, aerr := s.streamCredential(r)
+	if aerr != nil {
+		s.refuse(w, aerr)
+		return "", false
+	}
+	p, aerr := s.authenticate(r, cred)
+	if aerr != nil {
+		s.refuse(w, aerr)
+		return "", false
+	}
+	switch p.Kind {
+	case auth.User:
+		return p.Name, true
+	case auth.Anonymous:
+		s.refuse(w, unauthorized("missing_credentials", "the inbox is the token subject's own: send a token"))
+	default:
+		s.refuse(w, &apiError{http.StatusForbidden, "no_inbox", "a publish key has no inbox: read a user's inbox with that user's token"})
+	}
+	return "", false
+}
+
+// handleList serves GET /v1/notifications?unread=true&limit=50&before=ID.
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	user, ok := s.inboxOwner(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	query := inbox.Query{Limit: defaultListLimit}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxListLimit {
+			s.refuse(w, badRequest("invalid_limit", "limit=%q: want 1 to %d", v, maxListLimit))
+			return
+		}
+		query.Limit = n
+	}
+	if v := q.Get("unread"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			s.refuse(w, badRequest("invalid_unread", "unread=%q: want true or false", v))
+			return
+		}
+		query.Unread = b
+	}
+	if v := q.Get("before"); v != "" {
+		id, err := parseID(v)
+		if err != nil {
+			s.refuse(w, badRequest("invalid_cursor", "before=%q: want the next value of an earlier page", v))
+			return
+		}
+		query.Before = id
+	}
+	page, err := s.cfg.Inbox.List(r.Context(), user, query)
+	if err != nil {
+		s.inboxFailed(w, r, err)
+		return
+	}
+	a := listAnswer{Notifications: make([]inbox.JSON, len(page.Items)), UnreadCount: page.Unread}
+	for i, n := range page.Items {
+		a.Notifications[i] = n.JSON()
+	}
+	if page.More {
+		next := strconv.FormatInt(page.Items[len(page.Items)-1].ID, 10)
+		a.Next = &next
+	}
+	writeJSON(w, http.StatusOK, a)
+}
+
+func parseID(v string) (int64, error) {
+	id, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || id < 1 || strconv.FormatInt(id, 10) != v {
+		return 0, errors.New("not a notification id")
+	}
+	return id, nil
+}
+
+// pathID reads {id}, answering 404 for what is no notification id.
+func (s *Server) pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
+	id, err := parseID(r.PathValue("id"))
+	if err != nil {
+		s.refuse(w, &apiError{http.StatusNotFound, "notification_not_found", fmt.Sprintf("no notification %q", r.PathValue("id"))})
+		return 0, false
+	}
+	return id, true
+}
+
+// handleMarkRead serves POST /v1/notifications/{id}/read.
+func (s *Server) handleMarkRead(w http.ResponseWriter, r *http.Request) {
+	user, ok := s.inboxOwner(w, r)
+	if !ok {
+		return
+	}
+	id, ok := s.pathID(w, r)
+	if !ok {
+		return
+	}
+	found, err := s.cfg.Inbox.MarkRead(r.Context(), user, id)
+	if err != nil {
+		s.inboxFailed(w, r, err)
+		return
+	}
+	if !found {
+		s.refuse(w, &apiError{http.StatusNotFound, "notification_not_found", fmt.Sprintf("you have no notification %d", id)})
+		return
+	}
+	s.announceChange(user, "notification.read", map[string]any{"ids": []string{strconv.FormatInt(id, 10)}})
+	writeJSON(w, http.StatusOK, map[string]any{"id": strconv.FormatInt(id, 10), "read": true})
+}
+
+// handleReadAll serves POST /v1/notifications/read-all.
+func (s *Server) handleReadAll(w http.ResponseWriter, r *http.Request) {
+	user, ok := s.inboxOwner(w, r)
+	if !ok {
+		return
+	}
+	n, err := s.cfg.Inbox.MarkAllRead(r.Context(), user)
+	if err != nil {
+		s.inboxFailed(w, r, err)
+		return
+	}
+	if n > 0 {
+		s.announceChange(user, "notification.read", map[string]any{"all": true})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"marked": n})
+}
+
+// handleDelete serves DELETE /v1/notifications/{id}.
+func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
+	user, ok := s.inboxOwner(w, r)
+	if !ok {
+		return
+	}
+	id, ok := s.pathID(w, r)
+	if !ok {
+		return
+	}
+	found, err := s.cfg.Inbox.Delete(r.Context(), user, id)
+	if err != nil {
+		s.inboxFailed(w, r, err)
+		return
+	}
+	if !found {
+		s.refuse(w, &apiError{http.StatusNotFound, "notification_not_found", fmt.Sprintf("you have no notification %d", id)})
+		return
+	}
+	s.announceChange(user, "notification.deleted", map[string]any{"id": strconv.FormatInt(id, 10)})
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// announceChange pushes a change of user's inbox to their topic. It is best
+// effort: the inbox holds the state, and a stream that missed the change
+// refetches it (after herald.gap, or on reconnect).
+func (s *Server) announceChange(user, typ string, v any) {
+	data, _ := json.Marshal(v)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.eng.Append(ctx, []engine.Event{{Topic: inbox.Topic(user), Type: typ, Data: data}}); err != nil {
+		s.metrics.inboxChangesDropped.Inc()
+		if held, ok := s.warnings.Allow("inbox change"); ok {
+			s.log.Warn("inbox change not pushed", "type", typ, "err", err, "repeats_held", held)
+		}
+	}
+}
