@@ -40,7 +40,7 @@ func need(t *testing.T, env string) string {
 	return v
 }
 
-func random(t *testing.T) string {
+func random(t testing.TB) string {
 	var b [5]byte
 	rand.Read(b[:])
 	return "herald_test_" + hex.EncodeToString(b[:])
@@ -49,31 +49,36 @@ func random(t *testing.T) string {
 // TestPostgres runs the suite in a schema of its own per test, dropped after.
 func TestPostgres(t *testing.T) {
 	base := need(t, "HERALD_TEST_POSTGRES_URL")
-	inboxtest.Run(t, func(t *testing.T) inbox.Store {
-		schema := random(t)
-		admin, err := sql.Open("pgx", base)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer admin.Close()
-		if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			a, _ := sql.Open("pgx", base)
-			defer a.Close()
-			a.Exec("DROP SCHEMA " + schema + " CASCADE")
-		})
-		u, _ := url.Parse(base)
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		s, err := inbox.Open(context.Background(), u.String(), "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
+	inboxtest.Run(t, func(t *testing.T) inbox.Store { return openPostgres(t, base) })
+}
+
+// openPostgres opens a store in a new schema of base's database, dropped
+// when the test ends.
+func openPostgres(t testing.TB, base string) *inbox.SQL {
+	t.Helper()
+	schema := random(t)
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		a, _ := sql.Open("pgx", base)
+		defer a.Close()
+		a.Exec("DROP SCHEMA " + schema + " CASCADE")
 	})
+	u, _ := url.Parse(base)
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	s, err := inbox.Open(context.Background(), u.String(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // TestMySQL runs the suite in a database of its own per test, dropped after.
