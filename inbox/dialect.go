@@ -121,7 +121,7 @@ func mysqlSource(dsn string) (string, error) {
 	if c.DBName == "" {
 		return "", fmt.Errorf("inbox DSN %q: no database", redact(dsn))
 	}
-	c.ParseTime = false
+	c.ParseTime = true // the outbox's created_at
 	c.Params = map[string]string{"charset": "utf8mb4"}
 	for k, v := range u.Query() {
 		c.Params[k] = v[0]

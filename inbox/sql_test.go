@@ -56,6 +56,17 @@ func TestPostgres(t *testing.T) {
 // when the test ends.
 func openPostgres(t testing.TB, base string) *inbox.SQL {
 	t.Helper()
+	s, err := inbox.Open(context.Background(), pgSchema(t, base), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// pgSchema makes a schema in base's database, dropped when the test ends,
+// and returns base's URL on it.
+func pgSchema(t testing.TB, base string) string {
+	t.Helper()
 	schema := random(t)
 	admin, err := sql.Open("pgx", base)
 	if err != nil {
@@ -74,11 +85,7 @@ func openPostgres(t testing.TB, base string) *inbox.SQL {
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
-	s, err := inbox.Open(context.Background(), u.String(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return u.String()
 }
 
 // TestMySQL runs the suite in a database of its own per test, dropped after.
@@ -91,6 +98,17 @@ func TestMySQL(t *testing.T) {
 }
 
 func openMySQL(t *testing.T, dsn string) *inbox.SQL {
+	t.Helper()
+	s, err := inbox.Open(context.Background(), mysqlDB(t, dsn), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// mysqlDB makes a database on dsn's server, dropped when the test ends, and
+// returns its mysql:// URL.
+func mysqlDB(t testing.TB, dsn string) string {
 	t.Helper()
 	db := random(t)
 	admin, err := sql.Open("mysql", dsn)
@@ -106,15 +124,11 @@ func openMySQL(t *testing.T, dsn string) *inbox.SQL {
 		defer a.Close()
 		a.Exec("DROP DATABASE " + db)
 	})
-	s, err := inbox.Open(context.Background(), mysqlURL(t, dsn, db), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return mysqlURL(t, dsn, db)
 }
 
 // mysqlURL is the mysql:// form of the driver's dsn, on database db.
-func mysqlURL(t *testing.T, dsn, db string) string {
+func mysqlURL(t testing.TB, dsn, db string) string {
 	c, err := mysql.ParseDSN(dsn)
 	if err != nil {
 		t.Fatal(err)
