@@ -157,6 +157,7 @@ func OpenRelay(ctx context.Context, dsn string, store Store, opt RelayOptions) (
 }
 
 // Close stops relaying; a batch in flight is rolled back or committed whole.
+// A second Close does nothing more.
 func (r *Relay) Close() {
 	r.stop()
 	<-r.done

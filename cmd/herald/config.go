@@ -79,6 +79,7 @@ type config struct {
 	InboxDSN            string // "": SQLite in DataDir; "off": none
 	InboxRetentionAge   time.Duration
 	InboxRetentionCount int
+	OutboxDSN           string // "": no relay
 
 	// TLS: both files or neither; ClientCAs only with them.
 	TLSCert, TLSKey string         // paths of PEM files
@@ -167,6 +168,10 @@ var settings = []setting{
 	{"max-body-size", "int", "1048576", "bytes of a publish request body (at least 1)", positiveIntTo(func(c *config) *int { return &c.MaxBodySize })},
 	{"inbox-dsn", "dsn", "", "the notification inbox's database: empty for SQLite in -data-dir (inbox.db), mysql://user:pass@host:3306/db, postgres://user@host:5432/db, or off for no inbox; nodes of a cluster need one shared database", func(c *config, v string) error {
 		c.InboxDSN = v
+		return nil
+	}},
+	{"outbox-dsn", "dsn", "", "the application's database holding herald_outbox (mysql://... or postgres://...), whose committed rows Herald relays to the inbox and the stream; created when missing (empty: no relay)", func(c *config, v string) error {
+		c.OutboxDSN = v
 		return nil
 	}},
 	{"inbox-retention-age", "duration", "2160h", "how long notifications are kept in the inbox (0: no limit)", durationTo(func(c *config) *time.Duration { return &c.InboxRetentionAge })},

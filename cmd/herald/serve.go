@@ -144,6 +144,22 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		Inbox:              store,
 		Logger:             log,
 	})
+	var relay *inbox.Relay
+	if cfg.OutboxDSN != "" {
+		if store == nil {
+			return fmt.Errorf("-outbox-dsn needs the inbox: it relays into it (-inbox-dsn is off)")
+		}
+		octx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		relay, err = inbox.OpenRelay(octx, cfg.OutboxDSN, store, inbox.RelayOptions{Wake: api.WakeInbox, Logger: log})
+		cancel()
+		if err != nil {
+			api.Close()
+			eng.Close()
+			return fmt.Errorf("open outbox: %w", err)
+		}
+		defer relay.Close()
+		api.ExportOutbox(relay)
+	}
 	var handler http.Handler = api
 	if cfg.ClientCAs != nil {
 		handler = requireClientCert(handler)
@@ -227,6 +243,9 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
+	}
+	if relay != nil {
+		relay.Close() // before the pusher it wakes
 	}
 	api.Close() // the streams have ended: presence leaves with them
 	if cerr := eng.Close(); err == nil {

@@ -102,6 +102,7 @@ type Server struct {
 	eng     engine.Engine
 	log     *slog.Logger
 	metrics *metrics
+	reg     *prometheus.Registry
 	mux     *http.ServeMux
 	handler http.Handler
 	guard   *auth.Guard
@@ -126,6 +127,7 @@ func New(h *hub.Hub, cfg Config) *Server {
 	s.keyRate = newRateLimiter(cfg.KeyPublishRate, cfg.KeyPublishBurst, cfg.now)
 	s.warnings = ratelog.NewLimiter(5 * time.Second)
 	reg := prometheus.NewRegistry()
+	s.reg = reg
 	s.metrics = newMetrics(reg, h, cfg.Tokens, cfg.NodeID)
 	popt := presence.Options{Node: cfg.NodeID}
 	if cfg.PresenceEvents {
@@ -234,4 +236,26 @@ func (s *Server) Close() {
 	if s.announcer != nil {
 		s.announcer.close()
 	}
+}
+
+// WakeInbox asks for notifications stored by others (an outbox relay) to be
+// pushed now; it never blocks.
+func (s *Server) WakeInbox() {
+	if s.pusher != nil {
+		s.pusher.Wake()
+	}
+}
+
+// OutboxStats is what an outbox relay counts.
+type OutboxStats interface {
+	Relayed() uint64
+	Failures() uint64
+}
+
+// ExportOutbox adds an outbox relay's counters to /metrics.
+func (s *Server) ExportOutbox(o OutboxStats) {
+	s.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_outbox_relayed_total", Help: "Outbox rows moved into the inbox by this node."}, func() float64 { return float64(o.Relayed()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "herald_outbox_failures_total", Help: "Rounds of relaying the outbox that failed and were retried."}, func() float64 { return float64(o.Failures()) }),
+	)
 }
