@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/herald-hub/herald/engine"
 )
 
 // The outbox is a table in the application's own database, herald_outbox,
@@ -320,7 +322,13 @@ func (r *Relay) round(ctx context.Context) (n int, more bool, err error) {
 		if o.data.Valid {
 			sd.Data = []byte(o.data.String)
 		}
-		if _, _, err := r.store.Send(ctx, sd); err != nil {
+		err := engine.ValidateTopic(Topic(o.user))
+		if err == nil {
+			_, _, err = r.store.Send(ctx, sd)
+		} else {
+			err = fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
 				return 0, false, err
 			}

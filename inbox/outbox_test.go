@@ -253,3 +253,27 @@ func TestOutboxListenNotify(t *testing.T) {
 		t.Logf("commit to inbox: %v", time.Since(start).Round(time.Millisecond))
 	}
 }
+
+// A row no notification can be made of is dropped, and does not hold its
+// user's later rows back.
+func TestOutboxDropsBadRows(t *testing.T) {
+	apps(t, func(t *testing.T, open func(t *testing.T) app) {
+		a, st := open(t), sqliteStore(t)
+		relay(t, a, st, inbox.RelayOptions{Poll: 20 * time.Millisecond})
+		a.commit(t, "a b", "bad user", "ok", "first")
+		tx, _ := a.db.Begin()
+		q := `INSERT INTO herald_outbox (to_user, type) VALUES ('ok', '')`
+		if _, err := tx.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+		tx.Commit()
+		a.commit(t, "ok", "last")
+		waitFor(t, 10*time.Second, "the outbox empty", func() bool { return outboxLeft(t, a) == 0 })
+		if got := strings.Join(titles(t, st, "ok"), ","); got != "first,last" {
+			t.Fatalf("ok got %s", got)
+		}
+		if got := titles(t, st, "a b"); len(got) != 0 {
+			t.Fatalf("a bad user got %v", got)
+		}
+	})
+}
