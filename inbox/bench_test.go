@@ -2,9 +2,12 @@ package inbox_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/herald-hub/herald/inbox"
 )
@@ -47,5 +50,67 @@ func BenchmarkSend(b *testing.B) {
 				})
 			})
 		}
+	}
+}
+
+// BenchmarkList pages the newest 50 unread of one user's 100,000
+// notifications (among 100,000 of other users), reporting p50 and p99.
+func BenchmarkList(b *testing.B) {
+	ctx := context.Background()
+	type target struct {
+		name, driver, src, fill string
+	}
+	var targets []target
+	dir := b.TempDir()
+	targets = append(targets, target{"sqlite", "sqlite", "sqlite:" + dir + "/inbox.db", `
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000)
+INSERT INTO herald_notifications (user_id, type, title, body, created_at, pushed)
+SELECT CASE WHEN i % 2 = 0 THEN 'u' ELSE 'other' || (i % 1000) END, 'x', 't', 'b', i, 1 FROM n`})
+	if u := os.Getenv("HERALD_TEST_POSTGRES_URL"); u != "" {
+		src := pgSchema(b, u)
+		targets = append(targets, target{"postgres", "pgx", src, `
+INSERT INTO herald_notifications (user_id, type, title, body, created_at, pushed)
+SELECT CASE WHEN i % 2 = 0 THEN 'u' ELSE 'other' || (i % 1000) END, 'x', 't', 'b', i, 1 FROM generate_series(1, 200000) i`})
+	}
+	for _, tg := range targets {
+		b.Run(tg.name+"/100k", func(b *testing.B) {
+			s, err := inbox.Open(ctx, tg.src, "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			raw := tg.src
+			if tg.driver == "sqlite" {
+				raw = "file:" + dir + "/inbox.db?_pragma=busy_timeout(10000)"
+			}
+			db, err := sql.Open(tg.driver, raw)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			var have int
+			db.QueryRow(`SELECT COUNT(*) FROM herald_notifications`).Scan(&have)
+			if have == 0 {
+				for _, q := range []string{tg.fill, `INSERT INTO herald_unread (user_id, n) SELECT user_id, COUNT(*) FROM herald_notifications WHERE read_at IS NULL GROUP BY user_id`} {
+					if _, err := db.Exec(q); err != nil {
+						b.Fatal(err)
+					}
+				}
+				db.Exec(`ANALYZE`)
+			}
+			b.ResetTimer()
+			lat := make([]time.Duration, 0, b.N)
+			for range b.N {
+				start := time.Now()
+				p, err := s.List(ctx, "u", inbox.Query{Limit: 50, Unread: true})
+				if err != nil || len(p.Items) != 50 || p.Unread != 100_000 {
+					b.Fatalf("List: %d items, unread %d, %v", len(p.Items), p.Unread, err)
+				}
+				lat = append(lat, time.Since(start))
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+		})
 	}
 }

@@ -28,27 +28,33 @@ type dialect struct {
 	returning bool
 	// lock and unlock serialize migrations between nodes starting at once.
 	lock, unlock string
-	// trimByAge deletes up to a batch of notifications created before a
-	// time: args (before ms, batch).
-	trimByAge string
+	// addUnread adds its second argument to the first's unread count.
+	addUnread string
+	// forUpdate ends a SELECT that locks its rows ("" where the write
+	// transaction locks everything already: SQLite).
+	forUpdate string
 }
+
+const upsertUnread = `INSERT INTO herald_unread (user_id, n) VALUES (?, ?) ON CONFLICT (user_id) DO UPDATE SET n = herald_unread.n + excluded.n`
 
 var (
 	sqliteDialect = dialect{
 		name: "sqlite", driver: "sqlite", returning: true,
-		trimByAge: `DELETE FROM herald_notifications WHERE id IN (SELECT id FROM herald_notifications WHERE created_at < ? ORDER BY id LIMIT ?)`,
+		addUnread: upsertUnread,
 	}
 	mysqlDialect = dialect{
 		name: "mysql", driver: "mysql",
 		lock:      `SELECT GET_LOCK('herald_inbox_migrate', 60)`,
 		unlock:    `SELECT RELEASE_LOCK('herald_inbox_migrate')`,
-		trimByAge: `DELETE FROM herald_notifications WHERE created_at < ? ORDER BY id LIMIT ?`,
+		addUnread: `INSERT INTO herald_unread (user_id, n) VALUES (?, ?) ON DUPLICATE KEY UPDATE n = n + VALUES(n)`,
+		forUpdate: ` FOR UPDATE`,
 	}
 	postgresDialect = dialect{
 		name: "postgres", driver: "pgx", dollar: true, returning: true,
 		lock:      `SELECT pg_advisory_lock(7244812)`,
 		unlock:    `SELECT pg_advisory_unlock(7244812)`,
-		trimByAge: `DELETE FROM herald_notifications WHERE id IN (SELECT id FROM herald_notifications WHERE created_at < ? ORDER BY id LIMIT ?)`,
+		addUnread: upsertUnread,
+		forUpdate: ` FOR UPDATE`,
 	}
 )
 

@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -190,6 +192,13 @@ func (s *SQL) send(ctx context.Context, sd Send) ([]Notification, bool, error) {
 		ns[i] = Notification{ID: id, User: u, Type: sd.Type, Title: sd.Title, Body: sd.Body, Data: sd.Data, Created: time.UnixMilli(now)}
 		ids[i] = strconv.FormatInt(id, 10)
 	}
+	// Counts in user order, as Trim takes them: no deadlock between the two.
+	users := slices.Sorted(slices.Values(sd.To))
+	for _, u := range users {
+		if err := s.addUnread(ctx, tx, u, 1); err != nil {
+			return nil, false, err
+		}
+	}
 	if sd.DedupeKey != "" {
 		if _, err := tx.ExecContext(ctx, s.d.q(`INSERT INTO herald_sends (dedupe_key, ids, created_at) VALUES (?, ?, ?)`), sd.DedupeKey, strings.Join(ids, ","), now); err != nil {
 			return nil, false, err
@@ -234,6 +243,28 @@ func (s *SQL) byIDs(ctx context.Context, tx *sql.Tx, list string) ([]Notificatio
 	return out, nil
 }
 
+// addUnread adds delta to user's unread count, in tx.
+func (s *SQL) addUnread(ctx context.Context, tx *sql.Tx, user string, delta int64) error {
+	_, err := tx.ExecContext(ctx, s.d.q(s.d.addUnread), user, delta)
+	return err
+}
+
+// inTx runs f in a transaction, committed when f returns nil.
+func (s *SQL) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.failed(ctx, err)
+	}
+	defer tx.Rollback()
+	if err := f(tx); err != nil {
+		return s.failed(ctx, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return s.failed(ctx, err)
+	}
+	return nil
+}
+
 func placeholders(n int) string {
 	return strings.TrimSuffix(strings.Repeat("?,", n), ",")
 }
@@ -271,20 +302,29 @@ func (s *SQL) List(ctx context.Context, user string, q Query) (Page, error) {
 	if len(p.Items) > q.Limit {
 		p.Items, p.More = p.Items[:q.Limit], true
 	}
-	if err := s.db.QueryRowContext(ctx, s.d.q(`SELECT COUNT(*) FROM herald_notifications WHERE user_id = ? AND read_at IS NULL`), user).Scan(&p.Unread); err != nil {
+	err = s.db.QueryRowContext(ctx, s.d.q(`SELECT n FROM herald_unread WHERE user_id = ?`), user).Scan(&p.Unread)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return Page{}, s.failed(ctx, err)
 	}
+	p.Unread = max(p.Unread, 0)
 	return p, nil
 }
 
 // MarkRead implements Store.
 func (s *SQL) MarkRead(ctx context.Context, user string, id int64) (bool, error) {
-	res, err := s.db.ExecContext(ctx, s.d.q(`UPDATE herald_notifications SET read_at = ? WHERE user_id = ? AND id = ? AND read_at IS NULL`), s.now().UnixMilli(), user, id)
-	if err != nil {
-		return false, s.failed(ctx, err)
-	}
-	if n, _ := res.RowsAffected(); n > 0 {
-		return true, nil
+	var marked int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.d.q(`UPDATE herald_notifications SET read_at = ? WHERE user_id = ? AND id = ? AND read_at IS NULL`), s.now().UnixMilli(), user, id)
+		if err != nil {
+			return err
+		}
+		if marked, _ = res.RowsAffected(); marked > 0 {
+			return s.addUnread(ctx, tx, user, -marked)
+		}
+		return nil
+	})
+	if err != nil || marked > 0 {
+		return marked > 0, err
 	}
 	return s.exists(ctx, user, id)
 }
@@ -303,22 +343,41 @@ func (s *SQL) exists(ctx context.Context, user string, id int64) (bool, error) {
 
 // MarkAllRead implements Store.
 func (s *SQL) MarkAllRead(ctx context.Context, user string) (int64, error) {
-	res, err := s.db.ExecContext(ctx, s.d.q(`UPDATE herald_notifications SET read_at = ? WHERE user_id = ? AND read_at IS NULL`), s.now().UnixMilli(), user)
-	if err != nil {
-		return 0, s.failed(ctx, err)
-	}
-	n, _ := res.RowsAffected()
-	return n, nil
+	var marked int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.d.q(`UPDATE herald_notifications SET read_at = ? WHERE user_id = ? AND read_at IS NULL`), s.now().UnixMilli(), user)
+		if err != nil {
+			return err
+		}
+		if marked, _ = res.RowsAffected(); marked > 0 {
+			return s.addUnread(ctx, tx, user, -marked)
+		}
+		return nil
+	})
+	return marked, err
 }
 
 // Delete implements Store.
 func (s *SQL) Delete(ctx context.Context, user string, id int64) (bool, error) {
-	res, err := s.db.ExecContext(ctx, s.d.q(`DELETE FROM herald_notifications WHERE user_id = ? AND id = ?`), user, id)
-	if err != nil {
-		return false, s.failed(ctx, err)
-	}
-	n, _ := res.RowsAffected()
-	return n > 0, nil
+	var deleted bool
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.d.q(`DELETE FROM herald_notifications WHERE user_id = ? AND id = ? AND read_at IS NULL`), user, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			deleted = true
+			return s.addUnread(ctx, tx, user, -1)
+		}
+		res, err = tx.ExecContext(ctx, s.d.q(`DELETE FROM herald_notifications WHERE user_id = ? AND id = ?`), user, id)
+		if err != nil {
+			return err
+		}
+		n, _ := res.RowsAffected()
+		deleted = n > 0
+		return nil
+	})
+	return deleted, err
 }
 
 // Unpushed implements Store.
@@ -361,32 +420,16 @@ func (s *SQL) MarkPushed(ctx context.Context, ids []int64) error {
 // dedupeWindow is how long a Send's dedupe key is remembered.
 const dedupeWindow = 24 * time.Hour
 
-// Trim implements Store: each statement deletes at most batch rows, so no
-// lock is held long.
+// Trim implements Store: each transaction deletes at most batch rows, so
+// no lock is held long, and takes their unread ones off the counts.
 func (s *SQL) Trim(ctx context.Context, maxAge time.Duration, maxPerUser, batch int) (int64, error) {
 	if batch < 1 {
 		batch = 1000
 	}
-	// deleteAll runs query, which deletes at most its last argument of
-	// rows, until it deletes fewer.
-	deleteAll := func(query string, args ...any) (int64, error) {
-		var n int64
-		for {
-			res, err := s.db.ExecContext(ctx, s.d.q(query), append(args, batch)...)
-			if err != nil {
-				return n, s.failed(ctx, err)
-			}
-			k, _ := res.RowsAffected()
-			n += k
-			if k < int64(batch) {
-				return n, nil
-			}
-		}
-	}
 	var total int64
 	now := s.now()
 	if maxAge > 0 {
-		n, err := deleteAll(s.d.trimByAge, now.Add(-maxAge).UnixMilli())
+		n, err := s.trimAll(ctx, `created_at < ?`, batch, now.Add(-maxAge).UnixMilli())
 		if total += n; err != nil {
 			return total, err
 		}
@@ -395,10 +438,6 @@ func (s *SQL) Trim(ctx context.Context, maxAge time.Duration, maxPerUser, batch 
 		users, err := s.usersOver(ctx, maxPerUser)
 		if err != nil {
 			return total, err
-		}
-		q := `DELETE FROM herald_notifications WHERE id IN (SELECT id FROM herald_notifications WHERE user_id = ? AND id <= ? ORDER BY id LIMIT ?)`
-		if s.d.name == "mysql" {
-			q = `DELETE FROM herald_notifications WHERE user_id = ? AND id <= ? ORDER BY id LIMIT ?`
 		}
 		for _, u := range users {
 			var cut int64
@@ -409,7 +448,7 @@ func (s *SQL) Trim(ctx context.Context, maxAge time.Duration, maxPerUser, batch 
 			if err != nil {
 				return total, s.failed(ctx, err)
 			}
-			n, err := deleteAll(q, u, cut)
+			n, err := s.trimAll(ctx, `user_id = ? AND id <= ?`, batch, u, cut)
 			if total += n; err != nil {
 				return total, err
 			}
@@ -420,8 +459,63 @@ func (s *SQL) Trim(ctx context.Context, maxAge time.Duration, maxPerUser, batch 
 	if s.d.name == "mysql" {
 		q = `DELETE FROM herald_sends WHERE created_at < ? LIMIT ?`
 	}
-	_, err := deleteAll(q, now.Add(-dedupeWindow).UnixMilli())
-	return total, err
+	for {
+		res, err := s.db.ExecContext(ctx, s.d.q(q), now.Add(-dedupeWindow).UnixMilli(), batch)
+		if err != nil {
+			return total, s.failed(ctx, err)
+		}
+		if n, _ := res.RowsAffected(); n < int64(batch) {
+			return total, nil
+		}
+	}
+}
+
+// trimAll deletes the notifications matching where, batch at a time, until
+// none is left; it returns how many it deleted.
+func (s *SQL) trimAll(ctx context.Context, where string, batch int, args ...any) (int64, error) {
+	var total int64
+	for {
+		var n int
+		err := s.inTx(ctx, func(tx *sql.Tx) error {
+			rows, err := tx.QueryContext(ctx, s.d.q(`SELECT id, user_id, read_at FROM herald_notifications WHERE `+where+` ORDER BY id LIMIT ?`+s.d.forUpdate), append(args, batch)...)
+			if err != nil {
+				return err
+			}
+			var ids []any
+			unread := map[string]int64{}
+			for rows.Next() {
+				var id int64
+				var u string
+				var read sql.NullInt64
+				if err := rows.Scan(&id, &u, &read); err != nil {
+					rows.Close()
+					return err
+				}
+				ids = append(ids, id)
+				if !read.Valid {
+					unread[u]++
+				}
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil || len(ids) == 0 {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, s.d.q(`DELETE FROM herald_notifications WHERE id IN (`+placeholders(len(ids))+`)`), ids...); err != nil {
+				return err
+			}
+			for _, u := range slices.Sorted(maps.Keys(unread)) { // the order Send takes them in
+				if err := s.addUnread(ctx, tx, u, -unread[u]); err != nil {
+					return err
+				}
+			}
+			n = len(ids)
+			return nil
+		})
+		total += int64(n)
+		if err != nil || n < batch {
+			return total, err
+		}
+	}
 }
 
 func (s *SQL) usersOver(ctx context.Context, max int) ([]string, error) {

@@ -29,6 +29,8 @@ func Run(t *testing.T, open func(t *testing.T) inbox.Store) {
 	t.Run("ConcurrentDedupe", func(t *testing.T) { testConcurrentDedupe(t, s(t)) })
 	t.Run("Pushed", func(t *testing.T) { testPushed(t, s(t)) })
 	t.Run("TrimByCount", func(t *testing.T) { testTrimByCount(t, s(t)) })
+	t.Run("TrimByAge", func(t *testing.T) { testTrimByAge(t, s(t)) })
+	t.Run("UnreadCount", func(t *testing.T) { testUnreadCount(t, s(t)) })
 	t.Run("Invalid", func(t *testing.T) { testInvalid(t, s(t)) })
 	t.Run("Text", func(t *testing.T) { testText(t, s(t)) })
 }
@@ -254,6 +256,59 @@ func testTrimByCount(t *testing.T, s inbox.Store) {
 	}
 	if p := list(t, s, "few", inbox.Query{Limit: 100}); len(p.Items) != 1 {
 		t.Fatal("trimmed a user under the limit")
+	}
+	if p := list(t, s, "many", inbox.Query{Limit: 1}); p.Unread != 5 {
+		t.Fatalf("unread count %d after trimming to 5", p.Unread)
+	}
+}
+
+func testTrimByAge(t *testing.T, s inbox.Store) {
+	old := send(t, s, inbox.Send{To: []string{"x", "y"}, Type: "x"})
+	if ok, _ := s.MarkRead(ctx, "y", old[1].ID); !ok {
+		t.Fatal("MarkRead")
+	}
+	time.Sleep(30 * time.Millisecond)
+	send(t, s, inbox.Send{To: []string{"x"}, Type: "x"})
+	n, err := s.Trim(ctx, 20*time.Millisecond, 0, 1)
+	if err != nil || n != 2 {
+		t.Fatalf("Trim by age: %d %v, want 2", n, err)
+	}
+	if p := list(t, s, "x", inbox.Query{Limit: 10}); len(p.Items) != 1 || p.Unread != 1 {
+		t.Fatalf("x after trimming: %+v", p)
+	}
+	if p := list(t, s, "y", inbox.Query{Limit: 10}); len(p.Items) != 0 || p.Unread != 0 {
+		t.Fatalf("y after trimming: %+v", p)
+	}
+}
+
+// The unread count follows every change, across concurrent sends and reads.
+func testUnreadCount(t *testing.T, s inbox.Store) {
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 10 {
+				if _, _, err := s.Send(ctx, inbox.Send{To: []string{"cnt", "other"}, Type: "x"}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	p := list(t, s, "cnt", inbox.Query{Limit: 100})
+	if p.Unread != 40 {
+		t.Fatalf("unread %d after 40 sends", p.Unread)
+	}
+	for _, n := range p.Items[:10] {
+		wg.Go(func() { s.MarkRead(ctx, "cnt", n.ID) })
+	}
+	wg.Wait()
+	s.Delete(ctx, "cnt", p.Items[0].ID)  // a read one
+	s.Delete(ctx, "cnt", p.Items[39].ID) // an unread one
+	if p := list(t, s, "cnt", inbox.Query{Limit: 1}); p.Unread != 29 {
+		t.Fatalf("unread %d, want 29", p.Unread)
+	}
+	if p := list(t, s, "other", inbox.Query{Limit: 1}); p.Unread != 40 {
+		t.Fatalf("the other recipient's unread %d, want 40", p.Unread)
 	}
 }
 
