@@ -42,6 +42,12 @@ type Send struct {
 	DedupeKey string
 }
 
+// Sent is the outcome of one Send of a SendAll.
+type Sent struct {
+	Notifications []Notification
+	Duplicate     bool // stored by an earlier Send with the same DedupeKey
+}
+
 // Query selects a page of a user's notifications, newest first.
 type Query struct {
 	Unread bool  // only those not read yet
@@ -65,6 +71,8 @@ type Store interface {
 	// returns them. With a DedupeKey already used, it stores nothing and
 	// returns the first Send's notifications and dup true.
 	Send(ctx context.Context, s Send) (ns []Notification, dup bool, err error)
+	// SendAll stores several Sends in one transaction: all or none.
+	SendAll(ctx context.Context, ss []Send) ([]Sent, error)
 	// List returns a page of user's notifications.
 	List(ctx context.Context, user string, q Query) (Page, error)
 	// MarkRead marks one of user's notifications read; false when user has

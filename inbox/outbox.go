@@ -3,7 +3,6 @@ package inbox
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -313,30 +312,34 @@ func (r *Relay) round(ctx context.Context) (n int, more bool, err error) {
 		return 0, false, err
 	}
 	var done []any
+	var sends []Send
 	for _, o := range batch {
 		if lim, ok := limit[o.user]; ok && o.id > lim {
 			continue
 		}
+		done = append(done, o.id)
 		sd := Send{To: []string{o.user}, Type: o.typ, Title: o.title.String, Body: o.body.String,
 			DedupeKey: "herald-outbox:" + strconv.FormatInt(o.id, 10) + ":" + strconv.FormatInt(o.created.UnixMilli(), 10)}
 		if o.data.Valid {
 			sd.Data = []byte(o.data.String)
 		}
-		err := engine.ValidateTopic(Topic(o.user))
+		err := Check(sd)
 		if err == nil {
-			_, _, err = r.store.Send(ctx, sd)
-		} else {
-			err = fmt.Errorf("%w: %w", ErrInvalid, err)
+			err = engine.ValidateTopic(Topic(o.user))
 		}
 		if err != nil {
-			if !errors.Is(err, ErrInvalid) {
-				return 0, false, err
-			}
 			// A row no notification can be made of would block its
 			// recipient for ever: it is logged and dropped.
 			r.opt.Logger.Error("outbox: dropping a row that makes no valid notification", "id", o.id, "user", o.user, "err", err)
+			continue
 		}
-		done = append(done, o.id)
+		sends = append(sends, sd)
+	}
+	// One inbox transaction for the batch: one commit, not one per row.
+	if len(sends) > 0 {
+		if _, err := r.store.SendAll(ctx, sends); err != nil {
+			return 0, false, err
+		}
 	}
 	if r.opt.afterSend != nil {
 		if err := r.opt.afterSend(); err != nil {

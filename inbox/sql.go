@@ -135,37 +135,71 @@ func scan(r scanner) (Notification, error) {
 // Send implements Store: one transaction for the notifications and the
 // dedupe key, so a retry finds either all or none.
 func (s *SQL) Send(ctx context.Context, sd Send) ([]Notification, bool, error) {
-	if err := Check(sd); err != nil {
+	rs, err := s.SendAll(ctx, []Send{sd})
+	if err != nil {
 		return nil, false, err
 	}
+	return rs[0].Notifications, rs[0].Duplicate, nil
+}
+
+// SendAll implements Store: every Send in one transaction.
+func (s *SQL) SendAll(ctx context.Context, sds []Send) ([]Sent, error) {
+	for _, sd := range sds {
+		if err := Check(sd); err != nil {
+			return nil, err
+		}
+	}
 	for attempt := 0; ; attempt++ {
-		ns, dup, err := s.send(ctx, sd)
-		if err == nil || attempt == 3 || sd.DedupeKey == "" || ctx.Err() != nil {
-			if err != nil {
-				return nil, false, s.failed(ctx, err)
-			}
-			return ns, dup, nil
+		rs, err := s.sendAll(ctx, sds)
+		if err == nil {
+			return rs, nil
+		}
+		if attempt == 3 || ctx.Err() != nil || !slices.ContainsFunc(sds, func(sd Send) bool { return sd.DedupeKey != "" }) {
+			return nil, s.failed(ctx, err)
 		}
 		// A concurrent Send with the same key won the race (a duplicate
 		// key): the next attempt finds its notifications.
 	}
 }
 
-func (s *SQL) send(ctx context.Context, sd Send) ([]Notification, bool, error) {
+func (s *SQL) sendAll(ctx context.Context, sds []Send) ([]Sent, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	defer tx.Rollback()
+	rs := make([]Sent, len(sds))
+	unread := map[string]int64{}
+	for i, sd := range sds {
+		if rs[i], err = s.sendTx(ctx, tx, sd); err != nil {
+			return nil, err
+		}
+		if !rs[i].Duplicate {
+			for _, u := range sd.To {
+				unread[u]++
+			}
+		}
+	}
+	// Counts in user order, as Trim takes them: no deadlock between the two.
+	for _, u := range slices.Sorted(maps.Keys(unread)) {
+		if err := s.addUnread(ctx, tx, u, unread[u]); err != nil {
+			return nil, err
+		}
+	}
+	return rs, tx.Commit()
+}
+
+// sendTx stores sd in tx.
+func (s *SQL) sendTx(ctx context.Context, tx *sql.Tx, sd Send) (Sent, error) {
 	if sd.DedupeKey != "" {
 		var ids string
 		err := tx.QueryRowContext(ctx, s.d.q(`SELECT ids FROM herald_sends WHERE dedupe_key = ?`), sd.DedupeKey).Scan(&ids)
 		switch {
 		case err == nil:
 			ns, err := s.byIDs(ctx, tx, ids)
-			return ns, true, err
+			return Sent{ns, true}, err
 		case !errors.Is(err, sql.ErrNoRows):
-			return nil, false, err
+			return Sent{}, err
 		}
 	}
 	now := s.now().UnixMilli()
@@ -178,6 +212,7 @@ func (s *SQL) send(ctx context.Context, sd Send) ([]Notification, bool, error) {
 	insert := s.d.q(`INSERT INTO herald_notifications (user_id, type, title, body, data, created_at, pushed) VALUES (?, ?, ?, ?, ?, ?, 0)`)
 	for i, u := range sd.To {
 		var id int64
+		var err error
 		if s.d.returning {
 			err = tx.QueryRowContext(ctx, insert+" RETURNING id", u, sd.Type, sd.Title, sd.Body, data, now).Scan(&id)
 		} else {
@@ -187,24 +222,17 @@ func (s *SQL) send(ctx context.Context, sd Send) ([]Notification, bool, error) {
 			}
 		}
 		if err != nil {
-			return nil, false, err
+			return Sent{}, err
 		}
 		ns[i] = Notification{ID: id, User: u, Type: sd.Type, Title: sd.Title, Body: sd.Body, Data: sd.Data, Created: time.UnixMilli(now)}
 		ids[i] = strconv.FormatInt(id, 10)
 	}
-	// Counts in user order, as Trim takes them: no deadlock between the two.
-	users := slices.Sorted(slices.Values(sd.To))
-	for _, u := range users {
-		if err := s.addUnread(ctx, tx, u, 1); err != nil {
-			return nil, false, err
-		}
-	}
 	if sd.DedupeKey != "" {
 		if _, err := tx.ExecContext(ctx, s.d.q(`INSERT INTO herald_sends (dedupe_key, ids, created_at) VALUES (?, ?, ?)`), sd.DedupeKey, strings.Join(ids, ","), now); err != nil {
-			return nil, false, err
+			return Sent{}, err
 		}
 	}
-	return ns, false, tx.Commit()
+	return Sent{ns, false}, nil
 }
 
 // byIDs reads notifications by a comma-separated list of ids, in its order.

@@ -26,6 +26,7 @@ func Run(t *testing.T, open func(t *testing.T) inbox.Store) {
 	t.Run("ReadAndDelete", func(t *testing.T) { testReadAndDelete(t, s(t)) })
 	t.Run("UsersAreApart", func(t *testing.T) { testUsersApart(t, s(t)) })
 	t.Run("Dedupe", func(t *testing.T) { testDedupe(t, s(t)) })
+	t.Run("SendAll", func(t *testing.T) { testSendAll(t, s(t)) })
 	t.Run("ConcurrentDedupe", func(t *testing.T) { testConcurrentDedupe(t, s(t)) })
 	t.Run("Pushed", func(t *testing.T) { testPushed(t, s(t)) })
 	t.Run("TrimByCount", func(t *testing.T) { testTrimByCount(t, s(t)) })
@@ -195,6 +196,28 @@ func testDedupe(t *testing.T, s inbox.Store) {
 	// Another key is another send.
 	sd.DedupeKey = "order-8-shipped"
 	send(t, s, sd)
+}
+
+func testSendAll(t *testing.T, s inbox.Store) {
+	first := send(t, s, inbox.Send{To: []string{"m"}, Type: "x", DedupeKey: "k1"})
+	rs, err := s.SendAll(ctx, []inbox.Send{
+		{To: []string{"m"}, Type: "x", DedupeKey: "k1"}, // a repeat
+		{To: []string{"m", "n"}, Type: "y", DedupeKey: "k2"},
+		{To: []string{"m"}, Type: "z"},
+	})
+	if err != nil || len(rs) != 3 || !rs[0].Duplicate || rs[0].Notifications[0].ID != first[0].ID || rs[1].Duplicate || len(rs[1].Notifications) != 2 {
+		t.Fatalf("SendAll: %+v %v", rs, err)
+	}
+	if p := list(t, s, "m", inbox.Query{Limit: 10}); len(p.Items) != 3 || p.Unread != 3 {
+		t.Fatalf("m after SendAll: %d items, %d unread", len(p.Items), p.Unread)
+	}
+	// One invalid Send refuses them all.
+	if _, err := s.SendAll(ctx, []inbox.Send{{To: []string{"m"}, Type: "x"}, {To: []string{"m"}}}); !errors.Is(err, inbox.ErrInvalid) {
+		t.Fatalf("SendAll with an invalid send: %v", err)
+	}
+	if p := list(t, s, "m", inbox.Query{Limit: 10}); len(p.Items) != 3 {
+		t.Fatalf("a refused SendAll stored %d", len(p.Items)-3)
+	}
 }
 
 func testConcurrentDedupe(t *testing.T, s inbox.Store) {
