@@ -257,3 +257,37 @@ func TestInboxSendWhileTheEngineIsDown(t *testing.T) {
 		t.Fatalf("next pushed %s, want the one sent after", ev.Data)
 	}
 }
+
+// Whatever the body, a send is stored (201) or refused with a 4xx and a
+// code, never a 5xx, and a refused one stores nothing.
+func FuzzSendBody(f *testing.F) {
+	for _, seed := range []string{
+		`{"to":["a"],"type":"x"}`,
+		`{"to":["a","b"],"type":"x","title":"t","body":"b","data":{"k":[1,2]},"dedupe_key":"d"}`,
+		`{"to":["a"],"type":"x","data":null}`,
+		`{"to":"a","type":"x"}`,
+		`{"to":[1],"type":"x"}`,
+		`{"to":["a\u0000"],"type":"x"}`,
+		`{"to":["a"],"type":"\xff"}`,
+		`[]`, `null`, ``, `{`,
+	} {
+		f.Add(seed)
+	}
+	st, err := inbox.Open(context.Background(), "", f.TempDir())
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer st.Close()
+	f.Fuzz(func(t *testing.T, body string) {
+		n := newTestNode(t, nodeOptions{server: Config{Inbox: st}})
+		code, raw := n.call("POST", "/v1/notifications", testKey, body)
+		var e errorBody
+		_ = json.Unmarshal(raw, &e)
+		switch {
+		case code == http.StatusCreated:
+		case code >= 400 && code < 500 && e.Error.Code != "":
+		default:
+			t.Fatalf("%q: %d %s", body, code, raw)
+		}
+	})
+}
