@@ -212,6 +212,7 @@ type Result struct {
 	ClientCPU        float64 `json:"client_cpu_seconds"`
 	UsageSource      string  `json:"usage_source,omitempty"`
 
+	Drops   *DropResult  `json:"drops,omitempty"`
 	Storm   *StormResult `json:"storm,omitempty"`
 	Compare *Comparison  `json:"compare,omitempty"`
 
@@ -226,6 +227,21 @@ type RSS struct {
 	Before int64 `json:"before"`
 	Idle   int64 `json:"idle"`
 	After  int64 `json:"after"`
+}
+
+// DropResult is how the streams whose connection ended while publishing
+// (and draining) came back: a node that died or restarted, a proxy that cut
+// them. Only each stream's first drop counts. A stream is back once it has
+// response headers again, and resumed once it has every event its topic had
+// accepted when it was back. Times are from the drop.
+type DropResult struct {
+	Streams           int         `json:"streams"`
+	Back              int         `json:"back"`
+	Resumed           int         `json:"resumed"`
+	Reconnect         Percentiles `json:"reconnect_ms"`        // drop → headers again, per stream
+	Resume            Percentiles `json:"resume_ms"`           // drop → resumed, per stream
+	AllBackSeconds    float64     `json:"all_back_seconds"`    // first drop → the last one back
+	AllResumedSeconds float64     `json:"all_resumed_seconds"` // first drop → the last one resumed
 }
 
 // StormResult is a reconnect storm's outcome.

@@ -43,6 +43,11 @@ type fleet struct {
 	rec  atomic.Pointer[recorder]
 	gate atomic.Pointer[chan struct{}] // closed while reconnecting is allowed
 
+	// While tracking, a stream whose connection ends notes its first drop,
+	// and what its topic owed (owed, accepted events) when it came back.
+	tracking atomic.Bool
+	owed     func(topic int) int64
+
 	wg sync.WaitGroup
 }
 
@@ -69,6 +74,12 @@ type stream struct {
 	connects   atomic.Int64 // successful connections, the first included
 	bytes      atomic.Int64 // bytes read from the server, headers included
 	lastRecvNS atomic.Int64
+
+	// The first drop while the fleet tracks drops (Unix ns): when the
+	// connection ended, when the stream had its response headers again, and
+	// when it had every event its topic owed at that moment (owedBack).
+	dropNS, backNS, resumedNS atomic.Int64
+	owedBack                  atomic.Int64
 }
 
 type fleetConfig struct {
@@ -290,7 +301,33 @@ func (f *fleet) connect(ctx context.Context, s *stream, retry *time.Duration, on
 	s.connects.Add(1)
 	s.up.Store(true)
 	defer s.up.Store(false)
-	return true, f.reader.read(ctx, f, s, &conn{nc: nc, br: br, resp: resp, retry: retry})
+	f.back(s)
+	err = f.reader.read(ctx, f, s, &conn{nc: nc, br: br, resp: resp, retry: retry})
+	f.dropped(ctx, s)
+	return true, err
+}
+
+// dropped notes the end of s's connection while the fleet tracks drops,
+// unless ctx ended it.
+func (f *fleet) dropped(ctx context.Context, s *stream) {
+	if ctx.Err() == nil && f.tracking.Load() {
+		s.dropNS.CompareAndSwap(0, time.Now().UnixNano())
+	}
+}
+
+// back notes s's first connection after its first tracked drop, and what
+// its topic owed then: s has resumed once it has all of that.
+func (f *fleet) back(s *stream) {
+	if s.dropNS.Load() == 0 || s.backNS.Load() != 0 {
+		return
+	}
+	now := time.Now().UnixNano()
+	owed := f.owed(s.topic)
+	s.owedBack.Store(owed)
+	s.backNS.Store(now)
+	if s.distinct.Load() >= owed {
+		s.resumedNS.CompareAndSwap(0, now)
+	}
 }
 
 // setHangup sets how dropAll ends s's connection.
@@ -321,7 +358,9 @@ func (f *fleet) deliver(s *stream, ev sse.Event) {
 		return
 	}
 	s.last = seq
-	s.distinct.Add(1)
+	if d := s.distinct.Add(1); s.backNS.Load() != 0 && d >= s.owedBack.Load() {
+		s.resumedNS.CompareAndSwap(0, now.UnixNano())
+	}
 	if r := f.rec.Load(); r != nil {
 		r.record(now, (now.UnixNano()-ts)/1000)
 	}

@@ -126,6 +126,7 @@ func (f *fleet) connectH2(ctx context.Context, s *stream, retry *time.Duration, 
 	s.connects.Add(1)
 	s.up.Store(true)
 	defer s.up.Store(false)
+	f.back(s)
 
 	dec := sse.NewDecoder(countingReader{resp.Body, &s.bytes})
 	for {
@@ -134,6 +135,7 @@ func (f *fleet) connectH2(ctx context.Context, s *stream, retry *time.Duration, 
 			*retry = max(r, 10*time.Millisecond)
 		}
 		if err != nil {
+			f.dropped(ctx, s)
 			if errors.Is(err, io.EOF) || rctx.Err() != nil {
 				err = nil
 			}

@@ -15,9 +15,9 @@ type pump struct {
 	pub      publisher
 	topics   int
 	workers  int
-	seq      []uint64 // last sequence number issued per topic; the producer's
-	accepted []int64  // events accepted per topic; each written by its worker only
-	next     int      // next topic in round-robin order; the producer's
+	seq      []uint64       // last sequence number issued per topic; the producer's
+	accepted []atomic.Int64 // events accepted per topic; each written by its worker only
+	next     int            // next topic in round-robin order; the producer's
 
 	published atomic.Int64
 	failed    atomic.Int64
@@ -28,7 +28,7 @@ type pump struct {
 
 func newPump(pub publisher, topics, workers int) *pump {
 	return &pump{pub: pub, topics: topics, workers: max(min(workers, topics), 1),
-		seq: make([]uint64, topics), accepted: make([]int64, topics)}
+		seq: make([]uint64, topics), accepted: make([]atomic.Int64, topics)}
 }
 
 // paced publishes rate×d events round-robin over the topics, spread evenly
@@ -75,8 +75,8 @@ func (p *pump) each(ctx context.Context, m int) {
 	})
 }
 
-// expected returns the events accepted for topic t. Call it between runs.
-func (p *pump) expected(t int) int64 { return p.accepted[t] }
+// expected returns the events accepted for topic t so far.
+func (p *pump) expected(t int) int64 { return p.accepted[t].Load() }
 
 func (p *pump) err() error {
 	p.errMu.Lock()
@@ -126,7 +126,7 @@ func (p *pump) send(ctx context.Context, batch []outEvent) {
 		return
 	}
 	for _, ev := range batch {
-		p.accepted[ev.topic]++
+		p.accepted[ev.topic].Add(1)
 	}
 	p.published.Add(int64(len(batch)))
 }

@@ -39,6 +39,13 @@ func WriteTable(w io.Writer, r *Result) error {
 	row("RSS per connection", "%.1f KiB", r.RSSPerConnection/1024)
 	row("server CPU", "%.2f s publishing, %.2f µs per delivery", r.ServerCPU, r.CPUPerDelivery)
 	row("bench CPU", "%.2f s publishing", r.ClientCPU)
+	if d := r.Drops; d != nil {
+		row("dropped while publishing", "%d streams: %d back, %d resumed", d.Streams, d.Back, d.Resumed)
+		row("  back", "p50 %s p99 %s max %s after its drop; all %.2f s after the first drop",
+			ms(d.Reconnect.P50), ms(d.Reconnect.P99), ms(d.Reconnect.Max), d.AllBackSeconds)
+		row("  resumed", "p50 %s p99 %s max %s after its drop; all %.2f s after the first drop",
+			ms(d.Resume.P50), ms(d.Resume.P99), ms(d.Resume.Max), d.AllResumedSeconds)
+	}
 	if s := r.Storm; s != nil {
 		row("storm", "%d streams dropped, %d events missed per topic (%d deliveries)", s.Connections, s.MissedPerTopic, s.Expected)
 		row("  reconnected", "%.2f s", s.ReconnectSeconds)

@@ -138,10 +138,18 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for _, s := range f.streams {
 		bytes0 += s.bytes.Load()
 	}
+	f.owed = p.expected
+	f.tracking.Store(true)
 	logf("publishing %.0f events/s for %v", cfg.Rate, cfg.Duration)
 	p.paced(ctx, cfg.Rate, cfg.Duration, cfg.Tick)
 	pubTook := time.Since(pubStart)
 	complete := drain(ctx, f, p, cfg.Drain)
+	f.tracking.Store(false)
+	res.Drops = drops(f)
+	if d := res.Drops; d != nil {
+		logf("%d streams dropped while publishing: %d back, all within %.2fs of the first drop; %d resumed, all within %.2fs",
+			d.Streams, d.Back, d.AllBackSeconds, d.Resumed, d.AllResumedSeconds)
+	}
 	sseSpan := time.Since(pubStart)
 	var sseBytes int64
 	for _, s := range f.streams {
@@ -254,6 +262,45 @@ func drain(ctx context.Context, f *fleet, p *pump, limit time.Duration) bool {
 			return false
 		}
 	}
+}
+
+// drops reports the streams that dropped while the fleet tracked drops, or
+// nil when none did.
+func drops(f *fleet) *DropResult {
+	var r DropResult
+	var reconnect, resume Histogram
+	var first, lastBack, lastResumed int64
+	for _, s := range f.streams {
+		drop := s.dropNS.Load()
+		if drop == 0 {
+			continue
+		}
+		r.Streams++
+		if first == 0 || drop < first {
+			first = drop
+		}
+		if back := s.backNS.Load(); back != 0 {
+			r.Back++
+			reconnect.Record((back - drop) / 1000)
+			lastBack = max(lastBack, back)
+		}
+		if done := s.resumedNS.Load(); done != 0 {
+			r.Resumed++
+			resume.Record((done - drop) / 1000)
+			lastResumed = max(lastResumed, done)
+		}
+	}
+	if r.Streams == 0 {
+		return nil
+	}
+	r.Reconnect, r.Resume = reconnect.Summary(), resume.Summary()
+	if lastBack > 0 {
+		r.AllBackSeconds = float64(lastBack-first) / 1e9
+	}
+	if lastResumed > 0 {
+		r.AllResumedSeconds = float64(lastResumed-first) / 1e9
+	}
+	return &r
 }
 
 // sleep waits d or until ctx ends, reporting whether d passed.

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -26,13 +27,14 @@ type fakeHub struct {
 	drop, repeat map[uint64]bool
 
 	mu      sync.Mutex
+	cut     chan struct{} // closed by cutAll: ends the streams open then
 	subs    map[string]map[chan string]bool
 	latest  map[string]string   // topic -> last payload published, for /state
 	history map[string][]string // topic -> every event published, framed
 }
 
 func newFakeHub(drop, repeat []uint64) *fakeHub {
-	h := &fakeHub{drop: map[uint64]bool{}, repeat: map[uint64]bool{}, subs: map[string]map[chan string]bool{},
+	h := &fakeHub{drop: map[uint64]bool{}, repeat: map[uint64]bool{}, subs: map[string]map[chan string]bool{}, cut: make(chan struct{}),
 		latest: map[string]string{}, history: map[string][]string{}}
 	for _, s := range drop {
 		h.drop[s] = true
@@ -86,6 +88,7 @@ func (h *fakeHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.subs[topic] = map[chan string]bool{}
 		}
 		h.subs[topic][c] = true
+		cut := h.cut
 		if id := r.Header.Get("Last-Event-ID"); id != "" {
 			n, _ := strconv.Atoi(id)
 			replay = slices.Clone(h.history[topic][min(n, len(h.history[topic])):])
@@ -108,11 +111,22 @@ func (h *fakeHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				w.(http.Flusher).Flush()
 			case <-r.Context().Done():
 				return
+			case <-cut:
+				return
 			}
 		}
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// cutAll ends every stream open now, as a node that dies would; streams
+// that connect later are not cut.
+func (h *fakeHub) cutAll() {
+	h.mu.Lock()
+	close(h.cut)
+	h.cut = make(chan struct{})
+	h.mu.Unlock()
 }
 
 // The counters see exactly what the server dropped and repeated, per stream.
@@ -258,4 +272,84 @@ func TestStorm(t *testing.T) {
 	if !st.Recovered || st.Lost != 0 || st.Duplicates != 0 {
 		t.Errorf("storm %+v", st)
 	}
+}
+
+// Streams cut while publishing are reported as drops: each comes back with
+// its last event id and resumes, and nothing is lost or repeated.
+func TestDropsWhilePublishing(t *testing.T) {
+	h := newFakeHub(nil, nil)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	l, _ := ParseLayout("per-user")
+	var cut atomic.Bool
+	cfg := Config{
+		SubscribeTemplate: srv.URL + "/sse?topic={topic}",
+		Publish:           &HTTPTemplate{URL: srv.URL + "/pub?topic={topic}", Body: "{data}"},
+		Connections:       10,
+		Layout:            l,
+		Rate:              100,
+		Duration:          2500 * time.Millisecond,
+		Settle:            time.Millisecond,
+		Drain:             2 * time.Second,
+		Progress: progressFunc(func(line string) {
+			if strings.HasPrefix(line, "publishing") {
+				time.AfterFunc(500*time.Millisecond, func() { h.cutAll(); cut.Store(true) })
+			}
+		}),
+	}
+	res, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Lost != 0 || res.Duplicates != 0 || res.Reconnects != 10 {
+		t.Fatalf("lost %d, duplicates %d, reconnects %d", res.Lost, res.Duplicates, res.Reconnects)
+	}
+	d := res.Drops
+	if d == nil || d.Streams != 10 || d.Back != 10 || d.Resumed != 10 {
+		t.Fatalf("drops %+v", d)
+	}
+	// Without a retry field the bench waits 0.5–1.5 s, as a browser would
+	// wait about its default.
+	if d.Reconnect.P50 < 400 || d.Reconnect.Max > 2500 || d.Resume.Max < d.Reconnect.Max ||
+		d.AllBackSeconds*1000 < d.Reconnect.Max || d.AllResumedSeconds < d.AllBackSeconds {
+		t.Errorf("drops %+v", d)
+	}
+	if !cut.Load() {
+		t.Error("the cut never happened")
+	}
+	var b strings.Builder
+	if err := WriteTable(&b, res); err != nil || !strings.Contains(b.String(), "dropped while publishing") {
+		t.Errorf("table lacks the drops:\n%s", b.String())
+	}
+}
+
+// A run without drops reports none.
+func TestNoDropsReported(t *testing.T) {
+	srv := httptest.NewServer(newFakeHub(nil, nil))
+	defer srv.Close()
+	res, err := Run(context.Background(), Config{
+		SubscribeTemplate: srv.URL + "/sse?topic={topic}",
+		Publish:           &HTTPTemplate{URL: srv.URL + "/pub?topic={topic}", Body: "{data}"},
+		Connections:       5,
+		Rate:              20,
+		Duration:          300 * time.Millisecond,
+		Settle:            time.Millisecond,
+		Drain:             300 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Drops != nil {
+		t.Errorf("drops %+v in a run without any", res.Drops)
+	}
+}
+
+// progressFunc calls its function with each progress line.
+type progressFunc func(line string)
+
+func (p progressFunc) Write(b []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		p(line)
+	}
+	return len(b), nil
 }
