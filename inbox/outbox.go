@@ -231,38 +231,25 @@ func (r *Relay) listen(ctx context.Context, ready chan struct{}) {
 
 func (r *Relay) run(ctx context.Context) {
 	defer close(r.done)
-	const maxBackoff = 5 * time.Second
-	backoff := r.opt.Poll
-	timer := time.NewTimer(0)
-	defer timer.Stop()
+	poll(ctx, r.wake, r.opt.Poll, r.opt.Poll, 5*time.Second, r.relayAll, func(err error, in time.Duration) {
+		r.failures.Add(1)
+		r.opt.Logger.Warn("outbox: relaying failed; retrying", "in", in, "err", err)
+	})
+}
+
+// relayAll relays batches while full ones come.
+func (r *Relay) relayAll(ctx context.Context) error {
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-r.wake:
-		case <-timer.C:
+		n, more, err := r.round(ctx)
+		if err != nil {
+			return err
 		}
-		wait := r.opt.Poll
-		for {
-			n, more, err := r.round(ctx)
-			if ctx.Err() != nil {
-				return
-			}
-			if err != nil {
-				r.failures.Add(1)
-				r.opt.Logger.Warn("outbox: relaying failed; retrying", "in", backoff, "err", err)
-				wait, backoff = backoff, min(2*backoff, maxBackoff)
-				break
-			}
-			backoff = r.opt.Poll
-			if n > 0 {
-				r.opt.Wake()
-			}
-			if !more {
-				break
-			}
+		if n > 0 {
+			r.opt.Wake()
 		}
-		timer.Reset(wait)
+		if !more {
+			return nil
+		}
 	}
 }
 

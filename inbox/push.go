@@ -93,35 +93,10 @@ func (p *Pusher) Failures() uint64 { return p.failures.Load() }
 
 func (p *Pusher) run(ctx context.Context) {
 	defer close(p.done)
-	const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
-	backoff := minBackoff
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-p.wake:
-		case <-timer.C:
-		}
-		wait := p.poll
-		if err := p.round(ctx); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			p.failures.Add(1)
-			p.log.Warn("inbox: pushing notifications failed; retrying", "in", backoff, "err", err)
-			wait, backoff = backoff, min(2*backoff, maxBackoff)
-			// A wake must not cut the backoff short: drain it.
-			select {
-			case <-p.wake:
-			default:
-			}
-		} else {
-			backoff = minBackoff
-		}
-		timer.Reset(wait)
-	}
+	poll(ctx, p.wake, p.poll, 100*time.Millisecond, 5*time.Second, p.round, func(err error, in time.Duration) {
+		p.failures.Add(1)
+		p.log.Warn("inbox: pushing notifications failed; retrying", "in", in, "err", err)
+	})
 }
 
 // round pushes until nothing is left, or a step fails.

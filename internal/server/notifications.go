@@ -67,18 +67,8 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 	if s.inboxOff(w) {
 		return
 	}
-	cred, aerr := publishCredential(r)
-	if aerr != nil {
-		s.refuse(w, aerr)
-		return
-	}
-	p, aerr := s.authenticatePublisher(r, cred)
-	if aerr != nil {
-		s.refuse(w, aerr)
-		return
-	}
-	if aerr := s.allowPublish(w, p); aerr != nil {
-		s.refuse(w, aerr)
+	p, ok := s.publisher(w, r)
+	if !ok {
 		return
 	}
 	body, err := readBody(http.MaxBytesReader(w, r.Body, maxSendBody), r.ContentLength, maxSendBody)
@@ -240,6 +230,15 @@ func (s *Server) pathID(w http.ResponseWriter, r *http.Request) (int64, bool) {
 
 // handleMarkRead serves POST /v1/notifications/{id}/read.
 func (s *Server) handleMarkRead(w http.ResponseWriter, r *http.Request) {
+	s.changeOne(w, r, s.cfg.Inbox.MarkRead, func(w http.ResponseWriter, user, id string) {
+		s.announceChange(user, "notification.read", map[string]any{"ids": []string{id}})
+		writeJSON(w, http.StatusOK, map[string]any{"id": id, "read": true})
+	})
+}
+
+// changeOne applies change to the caller's notification {id}, then done;
+// 404 when the caller has no such notification.
+func (s *Server) changeOne(w http.ResponseWriter, r *http.Request, change func(ctx context.Context, user string, id int64) (bool, error), done func(w http.ResponseWriter, user, id string)) {
 	user, ok := s.inboxOwner(w, r)
 	if !ok {
 		return
@@ -248,7 +247,7 @@ func (s *Server) handleMarkRead(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	found, err := s.cfg.Inbox.MarkRead(r.Context(), user, id)
+	found, err := change(r.Context(), user, id)
 	if err != nil {
 		s.inboxFailed(w, r, err)
 		return
@@ -257,8 +256,7 @@ func (s *Server) handleMarkRead(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, &apiError{http.StatusNotFound, "notification_not_found", fmt.Sprintf("you have no notification %d", id)})
 		return
 	}
-	s.announceChange(user, "notification.read", map[string]any{"ids": []string{strconv.FormatInt(id, 10)}})
-	writeJSON(w, http.StatusOK, map[string]any{"id": strconv.FormatInt(id, 10), "read": true})
+	done(w, user, strconv.FormatInt(id, 10))
 }
 
 // handleReadAll serves POST /v1/notifications/read-all.
@@ -280,25 +278,10 @@ func (s *Server) handleReadAll(w http.ResponseWriter, r *http.Request) {
 
 // handleDelete serves DELETE /v1/notifications/{id}.
 func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
-	user, ok := s.inboxOwner(w, r)
-	if !ok {
-		return
-	}
-	id, ok := s.pathID(w, r)
-	if !ok {
-		return
-	}
-	found, err := s.cfg.Inbox.Delete(r.Context(), user, id)
-	if err != nil {
-		s.inboxFailed(w, r, err)
-		return
-	}
-	if !found {
-		s.refuse(w, &apiError{http.StatusNotFound, "notification_not_found", fmt.Sprintf("you have no notification %d", id)})
-		return
-	}
-	s.announceChange(user, "notification.deleted", map[string]any{"id": strconv.FormatInt(id, 10)})
-	w.WriteHeader(http.StatusNoContent)
+	s.changeOne(w, r, s.cfg.Inbox.Delete, func(w http.ResponseWriter, user, id string) {
+		s.announceChange(user, "notification.deleted", map[string]any{"id": id})
+		w.WriteHeader(http.StatusNoContent)
+	})
 }
 
 // announceChange pushes a change of user's inbox to their topic. It is best

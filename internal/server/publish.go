@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/herald-hub/herald/auth"
 	"github.com/herald-hub/herald/engine"
 	"github.com/herald-hub/herald/internal/hub"
 	"github.com/herald-hub/herald/presence"
@@ -80,21 +81,28 @@ func badRequest(code, format string, args ...any) *apiError {
 	return &apiError{http.StatusBadRequest, code, fmt.Sprintf(format, args...)}
 }
 
+// publisher authenticates a request that publishes (a publish key or a
+// token, never a cookie or ?access_token=) and applies its rate limit,
+// answering the refusal itself.
+func (s *Server) publisher(w http.ResponseWriter, r *http.Request) (*auth.Principal, bool) {
+	cred, aerr := publishCredential(r)
+	if aerr == nil {
+		var p *auth.Principal
+		if p, aerr = s.authenticatePublisher(r, cred); aerr == nil {
+			if aerr = s.allowPublish(w, p); aerr == nil {
+				return p, true
+			}
+		}
+	}
+	s.refuse(w, aerr)
+	return nil, false
+}
+
 // handlePublish serves POST /v1/publish: one event or a JSON array of events,
 // appended durably before the answer.
 func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
-	cred, aerr := publishCredential(r)
-	if aerr != nil {
-		s.refuse(w, aerr)
-		return
-	}
-	p, aerr := s.authenticatePublisher(r, cred)
-	if aerr != nil {
-		s.refuse(w, aerr)
-		return
-	}
-	if aerr := s.allowPublish(w, p); aerr != nil {
-		s.refuse(w, aerr)
+	p, ok := s.publisher(w, r)
+	if !ok {
 		return
 	}
 	events, batch, aerr := s.parsePublish(w, r)
