@@ -104,7 +104,7 @@ type Engine struct {
 	mu        sync.Mutex // guards closed
 	closed    bool
 	closeDone chan struct{}
-	calls  sync.WaitGroup
+	calls     sync.WaitGroup
 
 	ctx    context.Context // cancelled by Close after calls drained
 	cancel context.CancelFunc
@@ -217,7 +217,7 @@ func Open(opt Options) (*Engine, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(opt.Linger),
 		kgo.DefaultProduceTopic(opt.Topic),
-		kgo.MetadataMinAge(250*time.Millisecond),
+		kgo.MetadataMinAge(250 * time.Millisecond),
 	}, opt.ClientOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
@@ -262,7 +262,7 @@ func Open(opt Options) (*Engine, error) {
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{opt.Topic: offsets}),
 		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
 		kgo.FetchMaxWait(opt.FetchMaxWait),
-		kgo.MetadataMinAge(250*time.Millisecond),
+		kgo.MetadataMinAge(250 * time.Millisecond),
 	}, opt.ClientOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
