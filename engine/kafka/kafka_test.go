@@ -18,6 +18,25 @@ const testPartitions = 8
 // and Reopen.
 var opened sync.Map // *Engine → Options
 
+func newBenchCluster(b *testing.B) *kfake.Cluster {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		b.Fatalf("kfake: %v", err)
+	}
+	b.Cleanup(c.Close)
+	return c
+}
+
+func benchOptions(b *testing.B, c *kfake.Cluster) Options {
+	return Options{
+		Brokers:      c.ListenAddrs(),
+		Partitions:   32,
+		Dir:          b.TempDir(),
+		TrimInterval: time.Hour,
+		Logger:       slog.New(slog.DiscardHandler),
+	}
+}
+
 func newCluster(t *testing.T, opts ...kfake.Opt) *kfake.Cluster {
 	t.Helper()
 	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1)}, opts...)...)

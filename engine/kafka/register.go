@@ -12,7 +12,9 @@ import (
 )
 
 // The kafka engine is "kafka://host:port[,host:port...][?options]": the seed
-// brokers are a comma-separated list in the URL's host part. Options:
+// brokers are a comma-separated list in the URL's host part (a broker
+// without a port is on 9092, but Go's URL parser wants the last one's port
+// written: kafka://b1,b2:9092). Options:
 // topic (the Kafka topic, default "herald"), partitions (its partition
 // count: the topic is created with it when missing, and a topic with
 // another count is refused; default the existing topic's count, or 32),
