@@ -19,7 +19,6 @@ import (
 // replica, then delivers it to the node's subscribers.
 func (e *Engine) applyLoop() {
 	defer e.loops.Done()
-	var lastIDCheck time.Time
 	for {
 		fetches := e.cons.PollFetches(e.ctx)
 		if e.ctx.Err() != nil {
@@ -40,10 +39,7 @@ func (e *Engine) applyLoop() {
 					return
 				}
 				e.log.Warn("reading Kafka", "partition", p, "err", err)
-				if time.Since(lastIDCheck) > time.Second {
-					lastIDCheck = time.Now()
-					e.checkTopicID()
-				}
+				e.maybeCheckTopicID()
 			}
 		})
 		if err := e.apply(fetches); err != nil {
@@ -67,6 +63,21 @@ func (e *Engine) setFatal(p int32, err error) {
 	e.fatal[p] = err
 	close(e.changed)
 	e.changed = make(chan struct{})
+}
+
+// topicIDCheckInterval is how often the engine checks, besides after
+// errors, that its Kafka topic is still the one of its epoch: one Metadata
+// request.
+const topicIDCheckInterval = 5 * time.Second
+
+// maybeCheckTopicID runs checkTopicID unless one ran within a second.
+func (e *Engine) maybeCheckTopicID() {
+	now := time.Now().UnixNano()
+	last := e.lastIDCheck.Load()
+	if now-last < int64(time.Second) || !e.lastIDCheck.CompareAndSwap(last, now) {
+		return
+	}
+	e.checkTopicID()
 }
 
 // checkTopicID compares the topic's ID with the epoch's: a topic deleted
@@ -360,12 +371,16 @@ func (e *Engine) trimLoop() {
 	defer e.loops.Done()
 	t := time.NewTicker(e.opt.TrimInterval)
 	defer t.Stop()
+	check := time.NewTicker(topicIDCheckInterval)
+	defer check.Stop()
 	for {
 		select {
 		case <-t.C:
 			if err := e.trim(); err != nil {
 				e.log.Error("trimming the replica", "err", err)
 			}
+		case <-check.C:
+			e.maybeCheckTopicID()
 		case <-e.ctx.Done():
 			return
 		}

@@ -139,8 +139,10 @@
 //     what the replica applied before the reader notices: readers may skip or
 //     read replaced events. Keep unclean.leader.election.enable=false. kfake
 //     does not model log divergence, so this is not tested.
-//   - The epoch is checked at Open and after fetch errors; a topic deleted
-//     and recreated is found by the reader's errors, within seconds.
+//   - The epoch is checked at Open, every 5 seconds (one Metadata request)
+//     and after errors; an Append whose record gets an offset the replica
+//     already applied fails its partition. Between a topic's recreation and
+//     its detection, reads are served from the old replica.
 //   - Presence is not shared through Kafka: the engine is not a
 //     presence.Provider, so each node keeps presence in memory
 //     (presence.Memory). Delegating it to Redis or NATS is future work.

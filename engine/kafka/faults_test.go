@@ -325,3 +325,41 @@ func TestTopicRecreatedIsANewEpoch(t *testing.T) {
 		t.Fatalf("first append of the new epoch at %v", np[0])
 	}
 }
+
+// The Kafka topic deleted and created again while an engine runs: no
+// Append of that engine answers with an offset of the old epoch again.
+func TestAppendAfterTopicRecreatedNeverRepeatsAnOffset(t *testing.T) {
+	c := newCluster(t)
+	opt := testOptions(t, c)
+	e := openEngine(t, opt)
+	pos := appendEvents(t, e, "rr/a", 1, 3)
+	adm := admin(t, c)
+	if _, err := adm.DeleteTopic(testCtx(t), "herald"); err != nil {
+		t.Fatalf("DeleteTopic: %v", err)
+	}
+	if _, err := adm.CreateTopic(testCtx(t), testPartitions, 1, nil, "herald"); err != nil {
+		t.Fatalf("CreateTopic: %v", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		got, err := e.Append(ctx, []engine.Event{{Topic: "rr/a", Type: "test", Data: []byte("x")}})
+		cancel()
+		if err == nil && got[0].Offset <= pos[2].Offset {
+			t.Fatalf("Append after the topic was recreated = %v, an offset the old epoch already gave (%v)", got[0], pos)
+		}
+		if err != nil {
+			t.Logf("Append: %v", err)
+		}
+		if e.CanWrite() != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Append still answers %v, %v 20 s after the topic was recreated", got, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := e.CanWrite(); !errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("CanWrite = %v, want ErrUnavailable", err)
+	}
+}

@@ -121,7 +121,8 @@ type Engine struct {
 	targets  []int64 // end offsets at Open: ready once applied
 	caughtUp atomic.Bool
 
-	barrierReq chan *barrierWait
+	barrierReq  chan *barrierWait
+	lastIDCheck atomic.Int64 // unix nanos of the last topic ID check
 
 	applied, dups, foreign, barriers, produceErrs, fetchErrs, resets, lostCalls atomic.Uint64
 }
@@ -453,7 +454,8 @@ func (e *Engine) Append(ctx context.Context, events []engine.Event) ([]engine.Po
 			Timestamp: time.Unix(0, nanos),
 		}
 	}
-	if err := e.partitionsUsable(recs); err != nil {
+	before, err := e.partitionsUsable(recs)
+	if err != nil {
 		return nil, err
 	}
 	// ProduceSync answers in completion order: put the results back in the
@@ -470,6 +472,9 @@ func (e *Engine) Append(ctx context.Context, events []engine.Event) ([]engine.Po
 	for i, r := range results {
 		if r.Err != nil {
 			e.produceErrs.Add(1)
+			if errors.Is(r.Err, kerr.UnknownTopicID) || errors.Is(r.Err, kerr.UnknownTopicOrPartition) {
+				e.maybeCheckTopicID()
+			}
 			if _, dup := failed[events[i].Topic]; !dup {
 				failed[events[i].Topic] = fmt.Errorf("%w: %v", engine.ErrUnavailable, r.Err)
 			}
@@ -478,11 +483,20 @@ func (e *Engine) Append(ctx context.Context, events []engine.Event) ([]engine.Po
 	if len(failed) > 0 && ctx.Err() != nil && len(failed) == len(topicsOf(events)) {
 		return nil, ctx.Err()
 	}
-	// Wait until the replica has applied every record produced.
+	// Wait until the replica has applied every record produced. A record
+	// given an offset the replica had already applied before the produce
+	// means the log went back (the topic recreated under the engine): its
+	// position would repeat one, so the partition fails.
 	want := map[int32]int64{}
 	for i, r := range results {
 		if _, bad := failed[events[i].Topic]; !bad {
-			want[r.Record.Partition] = max(want[r.Record.Partition], r.Record.Offset+1)
+			p := r.Record.Partition
+			if r.Record.Offset < before[p] {
+				why := fmt.Errorf("Kafka gave offset %d to a record, below the %d the replica had applied: the log was recreated or truncated", r.Record.Offset, before[p])
+				e.setFatal(p, why)
+				return nil, fmt.Errorf("%w: %v", engine.ErrUnavailable, why)
+			}
+			want[p] = max(want[p], r.Record.Offset+1)
 		}
 	}
 	for p, next := range want {
@@ -532,16 +546,19 @@ func topicsOf(events []engine.Event) map[string]bool {
 }
 
 // partitionsUsable refuses an append to a partition the reader gave up on:
-// it could not be applied, nor answered.
-func (e *Engine) partitionsUsable(recs []*kgo.Record) error {
+// it could not be applied, nor answered. It returns how far the replica has
+// applied each partition of the records.
+func (e *Engine) partitionsUsable(recs []*kgo.Record) (map[int32]int64, error) {
 	e.stateMu.Lock()
 	defer e.stateMu.Unlock()
+	applied := map[int32]int64{}
 	for _, r := range recs {
 		if err := e.fatal[r.Partition]; err != nil {
-			return fmt.Errorf("%w: %v", engine.ErrUnavailable, err)
+			return nil, fmt.Errorf("%w: %v", engine.ErrUnavailable, err)
 		}
+		applied[r.Partition] = e.pstate[r.Partition].next
 	}
-	return nil
+	return applied, nil
 }
 
 // waitApplied waits until partition p is applied up to (not including)
@@ -588,11 +605,24 @@ func (e *Engine) barrier(ctx context.Context, p int32) error {
 		return fmt.Errorf("%w: list offsets: %v", engine.ErrUnavailable, w.err)
 	}
 	lo, ok := w.ends.Lookup(e.opt.Topic, p)
+	if !ok || lo.Err != nil {
+		e.maybeCheckTopicID()
+	}
 	if !ok {
 		return fmt.Errorf("%w: no end offset for partition %d", engine.ErrUnavailable, p)
 	}
 	if lo.Err != nil {
 		return fmt.Errorf("%w: end offset of partition %d: %v", engine.ErrUnavailable, p, lo.Err)
+	}
+	e.stateMu.Lock()
+	applied := e.pstate[p].next
+	e.stateMu.Unlock()
+	if lo.Offset < applied {
+		// The replica only applies records below the high watermark: a
+		// log that ends before them was recreated or truncated.
+		why := fmt.Errorf("the log ends at offset %d, before the %d the replica applied: it was recreated or truncated", lo.Offset, applied)
+		e.setFatal(p, why)
+		return fmt.Errorf("%w: %v", engine.ErrUnavailable, why)
 	}
 	return e.waitApplied(ctx, p, lo.Offset)
 }
