@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -361,5 +362,47 @@ func TestAppendAfterTopicRecreatedNeverRepeatsAnOffset(t *testing.T) {
 	}
 	if err := e.CanWrite(); !errors.Is(err, engine.ErrUnavailable) {
 		t.Fatalf("CanWrite = %v, want ErrUnavailable", err)
+	}
+}
+
+// A node that starts on a log it has not read reports not ready until its
+// replica has caught up, then ready.
+func TestNotReadyUntilCaughtUp(t *testing.T) {
+	c := newCluster(t)
+	opt := testOptions(t, c)
+	e1 := openEngine(t, opt)
+	var events []engine.Event
+	for i := range 200 {
+		events = append(events, engine.Event{Topic: fmt.Sprintf("boot/%d", i%10), Type: "test", Data: []byte("x")})
+	}
+	if _, err := e1.Append(testCtx(t), events); err != nil {
+		t.Fatal(err)
+	}
+	var blocking atomic.Bool
+	blocking.Store(true)
+	c.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if blocking.Load() {
+			return nil, errors.New("fetch held back by the test"), true
+		}
+		return nil, nil, false
+	})
+	peer := opt
+	peer.Dir = t.TempDir()
+	e2 := openEngine(t, peer)
+	time.Sleep(300 * time.Millisecond)
+	if err := e2.CanWrite(); !errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("CanWrite of a node that has read nothing = %v, want ErrUnavailable", err)
+	}
+	blocking.Store(false)
+	deadline := time.Now().Add(20 * time.Second)
+	for e2.CanWrite() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("CanWrite still %v 20 s after fetches resumed", e2.CanWrite())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got, err := e2.Read(testCtx(t), "boot/3", engine.Position{}, 100); err != nil || len(got) != 20 {
+		t.Fatalf("Read on the caught-up node: %d events, %v; want 20", len(got), err)
 	}
 }
