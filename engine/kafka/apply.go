@@ -115,6 +115,12 @@ func (e *Engine) checkTopicID() {
 // its subscribers' lost is called. Past the log end, the log was truncated
 // or recreated: the partition fails.
 func (e *Engine) outOfRange(p int32) {
+	e.stateMu.Lock()
+	failed := e.fatal[p] != nil
+	e.stateMu.Unlock()
+	if failed {
+		return // the client repeats the error of a partition it stopped
+	}
 	ctx, cancel := context.WithTimeout(e.ctx, e.opt.RequestTimeout)
 	defer cancel()
 	starts, err := e.adm.ListStartOffsets(ctx, e.opt.Topic)

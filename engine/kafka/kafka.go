@@ -590,6 +590,9 @@ func (e *Engine) barrier(ctx context.Context, p int32) error {
 		return err
 	}
 	e.barriers.Add(1)
+	e.stateMu.Lock()
+	applied := e.pstate[p].next
+	e.stateMu.Unlock()
 	w := &barrierWait{done: make(chan struct{})}
 	select {
 	case e.barrierReq <- w:
@@ -614,15 +617,14 @@ func (e *Engine) barrier(ctx context.Context, p int32) error {
 	if lo.Err != nil {
 		return fmt.Errorf("%w: end offset of partition %d: %v", engine.ErrUnavailable, p, lo.Err)
 	}
-	e.stateMu.Lock()
-	applied := e.pstate[p].next
-	e.stateMu.Unlock()
 	if lo.Offset < applied {
-		// The replica only applies records below the high watermark: a
-		// log that ends before them was recreated or truncated.
-		why := fmt.Errorf("the log ends at offset %d, before the %d the replica applied: it was recreated or truncated", lo.Offset, applied)
-		e.setFatal(p, why)
-		return fmt.Errorf("%w: %v", engine.ErrUnavailable, why)
+		// The replica only applies records below the high watermark, and
+		// applied was read before the offsets were listed: the log was
+		// recreated or truncated, or a new leader answered before its high
+		// watermark caught up. This read fails; the topic ID check (and
+		// the reader, on truncation) tell the lasting cases.
+		e.maybeCheckTopicID()
+		return fmt.Errorf("%w: the log of partition %d ends at offset %d, before the %d the replica applied", engine.ErrUnavailable, p, lo.Offset, applied)
 	}
 	return e.waitApplied(ctx, p, lo.Offset)
 }
