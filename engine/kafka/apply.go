@@ -158,9 +158,9 @@ func (e *Engine) outOfRange(p int32) {
 		if partitionOf(topic, e.parts) != p {
 			continue
 		}
+		e.lostTopics.Add(1)
 		for _, s := range subs {
 			if s.lost != nil {
-				e.lostCalls.Add(1)
 				s.lost()
 			}
 		}

@@ -118,7 +118,7 @@
 // the high watermarks last fetched. Metrics counts records applied,
 // duplicates skipped, foreign records (not written by Herald: skipped), read
 // barriers, produce and fetch errors, partition resets (records deleted
-// before they were applied) and lost calls.
+// before they were applied) and lost topics.
 //
 // # Costs
 //

@@ -124,7 +124,7 @@ type Engine struct {
 	barrierReq  chan *barrierWait
 	lastIDCheck atomic.Int64 // unix nanos of the last topic ID check
 
-	applied, dups, foreign, barriers, produceErrs, fetchErrs, resets, lostCalls atomic.Uint64
+	applied, dups, foreign, barriers, produceErrs, fetchErrs, resets, lostTopics atomic.Uint64
 }
 
 type subscription struct {
@@ -857,7 +857,7 @@ func (e *Engine) Metrics() []engine.Counter {
 		{Name: "produce_errors", Help: "Records that Kafka did not accept.", Value: e.produceErrs.Load()},
 		{Name: "fetch_errors", Help: "Errors the reader got from Kafka.", Value: e.fetchErrs.Load()},
 		{Name: "partition_resets", Help: "Times the reader resumed at a partition's log start after records it had not applied were deleted.", Value: e.resets.Load()},
-		{Name: "lost", Help: "Lost calls made to subscribers after such a reset.", Value: e.lostCalls.Load()},
+		{Name: "lost_topics", Help: "Topics whose subscribers were told to re-read history after such a reset.", Value: e.lostTopics.Load()},
 	}
 }
 
