@@ -1,0 +1,159 @@
+// Package natstest is what Herald's tests on NATS share: the NATS server
+// they run against, streams and buckets of their own, and private
+// nats-server processes for tests that stop, restart or wipe the server
+// (never the shared one).
+package natstest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// URL is the NATS server of HERALD_TEST_NATS_URL, which must have
+// JetStream. Without it the test fails under CI=true (.ci/run sets it), and
+// is skipped otherwise: a test on NATS never passes without having run.
+func URL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv("HERALD_TEST_NATS_URL")
+	if u == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("HERALD_TEST_NATS_URL is not set, and CI=true: the tests on NATS must run in CI (.ci/run sets it)")
+		}
+		t.Skip("set HERALD_TEST_NATS_URL (for example nats://127.0.0.1:4222) to run the tests on NATS")
+	}
+	return u
+}
+
+// Name returns a fresh random name "HT_<scope>_<random>" for a stream or a
+// KV bucket, which Cleanup-deletes on the server at url when the test ends
+// (a stream of that name, or the bucket's stream KV_<name>).
+func Name(t testing.TB, url, scope string) string {
+	t.Helper()
+	var b [6]byte
+	rand.Read(b[:])
+	name := "HT_" + scope + "_" + hex.EncodeToString(b[:])
+	t.Cleanup(func() { Delete(t, url, name, "KV_"+name) })
+	return name
+}
+
+// Delete deletes the streams named, if they exist, on the server at url.
+func Delete(t testing.TB, url string, streams ...string) {
+	nc, err := nats.Connect(url, nats.MaxReconnects(0))
+	if err != nil {
+		t.Errorf("cleanup of %v: %v", streams, err)
+		return
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Errorf("cleanup of %v: %v", streams, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, s := range streams {
+		if err := js.DeleteStream(ctx, s); err != nil && err != jetstream.ErrStreamNotFound {
+			t.Errorf("cleanup of stream %s: %v", s, err)
+		}
+	}
+}
+
+// Server is a nats-server of the test's own with JetStream, on a free
+// loopback port, its store in a directory of the test; stopped when the test
+// ends.
+type Server struct {
+	Port int
+	Dir  string // the JetStream store directory
+	t    testing.TB
+	cmd  *exec.Cmd
+}
+
+// Start starts a private nats-server with JetStream. Like URL, it fails
+// under CI=true and skips otherwise when the tests on NATS cannot run.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	URL(t)
+	if _, err := exec.LookPath("nats-server"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("nats-server is not installed")
+		}
+		t.Skip("nats-server is not installed")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	s := &Server{Port: port, Dir: t.TempDir(), t: t}
+	s.Run()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// URL is the server's nats:// URL.
+func (s *Server) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.Port) }
+
+// Run starts the server (again, after Stop, on the same port and store
+// directory) and waits until JetStream answers.
+func (s *Server) Run() {
+	s.t.Helper()
+	s.cmd = exec.Command("nats-server", "-js", "-sd", s.Dir, "-p", strconv.Itoa(s.Port), "-a", "127.0.0.1")
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !s.answers() {
+		if time.Now().After(deadline) {
+			s.t.Fatal("the private nats-server does not answer")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (s *Server) answers() bool {
+	nc, err := nats.Connect(s.URL(), nats.MaxReconnects(0), nats.Timeout(time.Second))
+	if err != nil {
+		return false
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err = js.AccountInfo(ctx)
+	return err == nil
+}
+
+// Stop kills the server, as a crash would; its store stays in Dir.
+func (s *Server) Stop() {
+	if s.cmd != nil {
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+		s.cmd = nil
+	}
+}
+
+// Wipe empties the store directory of a stopped server.
+func (s *Server) Wipe() {
+	s.t.Helper()
+	if err := os.RemoveAll(s.Dir); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		s.t.Fatal(err)
+	}
+}
