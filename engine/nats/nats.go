@@ -1,6 +1,7 @@
 package nats
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base32"
@@ -826,7 +827,8 @@ type topic struct {
 	subs      []*sub
 	epoch     string
 	delivered uint64
-	lost      bool // tell the subscribers at the next sweeper round
+	lost      bool      // tell the subscribers at the next sweeper round
+	held      []heldMsg // messages waiting for their predecessor, by sequence
 }
 
 type sub struct {
@@ -983,49 +985,139 @@ func (e *Engine) signalAll() {
 
 // dispatch delivers the live messages until ctx ends.
 func (e *Engine) dispatch(ctx context.Context) {
+	held := map[*topic]bool{} // topics holding messages that came before their predecessor
+	timer := time.NewTimer(holdTime)
+	timer.Stop()
+	defer timer.Stop()
+	armed := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case m := <-e.msgs:
-			e.message(m)
+			if t := e.message(m); t != nil && !held[t] {
+				held[t] = true
+				if !armed {
+					timer.Reset(holdTime)
+					armed = true
+				}
+			}
+		case <-timer.C:
+			armed = false
+			now := time.Now()
+			for t := range held {
+				if e.release(t, now) {
+					delete(held, t)
+				}
+			}
+			if len(held) > 0 {
+				timer.Reset(holdTime / 4)
+				armed = true
+			}
 		}
 	}
 }
 
-func (e *Engine) message(m *nats.Msg) {
+// message handles one message of the shared channel. It returns the topic
+// when it holds the message back: messages of one subject published
+// through different connections may be republished out of order, so a
+// message whose Prev was not delivered yet waits up to holdTime for it.
+func (e *Engine) message(m *nats.Msg) *topic {
 	if !strings.HasPrefix(m.Subject, e.livePrefix) {
 		if strings.HasPrefix(m.Subject, "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.") {
 			e.leaderChanges.Add(1)
 			e.signalAll()
 		}
-		return
+		return nil
 	}
 	tp := unmap(m.Subject[len(e.livePrefix):])
 	e.subMu.Lock()
 	t := e.topics[tp]
 	e.subMu.Unlock()
 	if t == nil {
-		return
+		return nil
 	}
 	s, err := decodeStored(m.Header, m.Data)
 	if err != nil {
 		e.log.Error("nats engine: undecodable live message", "subject", m.Subject, "err", err)
-		return
+		return nil
 	}
 	epoch := e.curEpoch()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.epoch == epoch && s.seq <= t.delivered {
-		println("DUP", tp, s.seq, s.prev, t.delivered)
-		return
+	if t.epoch != epoch { // the first message, or a new epoch: start here
+		t.epoch, t.delivered, t.held = epoch, s.prev, nil
 	}
-	if t.epoch == epoch && s.prev > t.delivered {
-		e.holes.Add(1) // the subscribers fill it from Prev
-		println("HOLE", tp, s.seq, s.prev, t.delivered)
+	if s.seq <= t.delivered {
+		return nil
 	}
-	t.epoch, t.delivered = epoch, s.seq
-	ev := s.event(tp, epoch)
+	if s.prev > t.delivered {
+		i, found := slices.BinarySearchFunc(t.held, s.seq, func(h heldMsg, seq uint64) int { return cmp.Compare(h.seq, seq) })
+		if !found {
+			t.held = slices.Insert(t.held, i, heldMsg{stored: s, at: time.Now()})
+		}
+		if len(t.held) > maxHeld {
+			e.flushHeld(t)
+			return nil
+		}
+		return t
+	}
+	e.deliver(t, s)
+	for len(t.held) > 0 && t.held[0].prev <= t.delivered {
+		h := t.held[0]
+		t.held = t.held[1:]
+		if h.seq > t.delivered {
+			e.deliver(t, h.stored)
+		}
+	}
+	if len(t.held) > 0 {
+		return t
+	}
+	t.held = nil
+	return nil
+}
+
+// holdTime is how long a message waits for its predecessor; maxHeld bounds
+// the messages held per topic.
+const (
+	holdTime = 100 * time.Millisecond
+	maxHeld  = 1024
+)
+
+type heldMsg struct {
+	stored
+	at time.Time
+}
+
+// release delivers t's held messages once the oldest has waited holdTime,
+// leaving the hole to the subscribers (they fill it from Prev). It reports
+// whether t holds nothing more.
+func (e *Engine) release(t *topic, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.held) > 0 && now.Sub(t.held[0].at) >= holdTime {
+		e.flushHeld(t)
+	}
+	return len(t.held) == 0
+}
+
+// flushHeld delivers every held message in order; t.mu is held.
+func (e *Engine) flushHeld(t *topic) {
+	for _, h := range t.held {
+		if h.seq > t.delivered {
+			if h.prev > t.delivered {
+				e.holes.Add(1)
+			}
+			e.deliver(t, h.stored)
+		}
+	}
+	t.held = nil
+}
+
+// deliver hands a message to t's subscribers; t.mu is held.
+func (e *Engine) deliver(t *topic, s stored) {
+	t.delivered = s.seq
+	ev := s.event(t.name, t.epoch)
 	for _, sb := range t.subs {
 		sb.fn(ev)
 	}
@@ -1095,7 +1187,7 @@ func (e *Engine) tellAll() {
 	for _, t := range e.subscribed() {
 		t.mu.Lock()
 		if t.epoch != epoch {
-			t.epoch, t.delivered = epoch, 0
+			t.epoch, t.delivered, t.held = epoch, 0, nil
 		}
 		e.tellLost(t)
 		t.mu.Unlock()
