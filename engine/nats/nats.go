@@ -39,10 +39,6 @@ const (
 	SubscribeTimeout = 10 * time.Second
 	// MaxIDLen is the longest Event.ID accepted.
 	MaxIDLen = 1024
-	// fanoutBuffer is the capacity of the channel every live subscription
-	// delivers into; when it is full, the client drops messages and reports a
-	// slow consumer, which makes the topic's subscribers re-read.
-	fanoutBuffer = 1 << 16
 	// appendParallel is the most topics of one Append published at once.
 	appendParallel = 32
 	// lockStripes serialize appends per topic on this node.
@@ -54,6 +50,12 @@ const (
 	// ageSweepBatch is the most messages one age sweep walks.
 	ageSweepBatch = 10_000
 )
+
+// fanoutBuffer is the capacity of the channel every live subscription
+// delivers into; when it is full, the client drops messages and reports a
+// slow consumer, which makes the topic's subscribers re-read. A variable for
+// tests.
+var fanoutBuffer = 1 << 16
 
 // Message headers written by the engine.
 const (
