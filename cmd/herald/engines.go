@@ -5,5 +5,6 @@ package main
 import (
 	_ "github.com/herald-hub/herald/engine/local"
 	_ "github.com/herald-hub/herald/engine/memory"
+	_ "github.com/herald-hub/herald/engine/nats"
 	_ "github.com/herald-hub/herald/engine/redis"
 )
