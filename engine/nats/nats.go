@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,7 +47,7 @@ const (
 	// lastCacheMax bounds the cache of topics' last sequences.
 	lastCacheMax = 1 << 16
 	// casRetries bounds the compare-and-set retries of one event.
-	casRetries = 100
+	casRetries = 1000
 	// ageSweepBatch is the most messages one age sweep walks.
 	ageSweepBatch = 10_000
 )
@@ -506,6 +507,16 @@ func (e *Engine) appendTopic(ctx context.Context, now time.Time, events []engine
 			if attempt > casRetries {
 				return fmt.Errorf("nats engine: %w: %q kept changing under %d compare-and-set attempts", engine.ErrUnavailable, ev.Topic, casRetries)
 			}
+			if attempt >= 2 {
+				// Other nodes keep winning: back off a random while, so that
+				// contending nodes spread out.
+				d := time.Duration(rand.Int64N(int64(min(attempt, 20)) * int64(100*time.Microsecond)))
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
 			ack, err := e.publish(ctx, subj, &ev, last, stamp, msgID)
 			if errors.Is(err, nats.ErrNoResponders) && !retried {
 				// No stream listens on the subject: it was deleted. Create it
@@ -720,6 +731,17 @@ func (e *Engine) Read(ctx context.Context, tp string, after engine.Position, lim
 	}
 	out := []engine.Event{first.event(tp, epoch)}
 	for len(out) < limit {
+		if len(out) > directGets && limit-len(out) > directGets {
+			// A long replay: one consumer fetch instead of a round trip per event.
+			more, err := e.fetch(ctx, subj, out[len(out)-1].Pos.Offset+1, limit-len(out))
+			if err != nil && ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			for _, s := range more {
+				out = append(out, s.event(tp, epoch))
+			}
+			break
+		}
 		s, err := e.get(ctx, subj, out[len(out)-1].Pos.Offset+1, false)
 		if errors.Is(err, errNotFound) {
 			break
@@ -733,6 +755,89 @@ func (e *Engine) Read(ctx context.Context, tp string, after engine.Position, lim
 		out = append(out, s.event(tp, epoch))
 	}
 	return out, nil
+}
+
+// directGets is how many events Read gets one by one before it turns to a
+// consumer for the rest of a page.
+const directGets = 4
+
+// fetch reads up to n messages of subj from sequence from on, through an
+// ephemeral pull consumer in memory that is deleted afterwards (and by the
+// server after consumerIdle, should the delete be lost). What it returns
+// is a run of the subject's messages from the first at or after from; it
+// may be short, and is empty on an error.
+func (e *Engine) fetch(ctx context.Context, subj string, from uint64, n int) ([]stored, error) {
+	rctx, cancel := reqCtx(ctx)
+	defer cancel()
+	inbox := e.nc.NewInbox()
+	sub, err := e.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer sub.Unsubscribe()
+	req := fmt.Appendf(nil, `{"stream_name":%q,"config":{"deliver_policy":"by_start_sequence","opt_start_seq":%d,"ack_policy":"none","replay_policy":"instant","filter_subject":%q,"mem_storage":true,"num_replicas":1,"inactive_threshold":%d}}`,
+		e.opt.Stream, from, subj, consumerIdle.Nanoseconds())
+	resp, err := e.nc.RequestWithContext(rctx, "$JS.API.CONSUMER.CREATE."+e.opt.Stream, req)
+	if err != nil {
+		return nil, err
+	}
+	var created struct {
+		Name  string    `json:"name"`
+		Error *apiError `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &created); err != nil {
+		return nil, err
+	}
+	if created.Error != nil {
+		return nil, created.Error
+	}
+	defer e.nc.Publish("$JS.API.CONSUMER.DELETE."+e.opt.Stream+"."+created.Name, nil)
+	next := fmt.Appendf(nil, `{"batch":%d,"no_wait":true}`, n)
+	if err := e.nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+e.opt.Stream+"."+created.Name, inbox, next); err != nil {
+		return nil, err
+	}
+	var out []stored
+	for len(out) < n {
+		m, err := sub.NextMsgWithContext(rctx)
+		if err != nil {
+			return out, err
+		}
+		if m.Header.Get(hdrStatus) != "" { // 404: no more messages, 408: the request expired
+			break
+		}
+		seq, ok := ackStreamSeq(m.Reply)
+		if !ok {
+			return out, fmt.Errorf("consumer message without a stream sequence (reply %q)", m.Reply)
+		}
+		m.Header[hdrSequence] = []string{strconv.FormatUint(seq, 10)}
+		s, err := decodeStored(m.Header, m.Data)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// consumerIdle is the inactive threshold of Read's consumers.
+const consumerIdle = 30 * time.Second
+
+// ackStreamSeq reads the stream sequence from a consumer message's reply
+// subject: $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>,
+// or with a domain and account hash after $JS.ACK.
+func ackStreamSeq(reply string) (uint64, bool) {
+	tok := strings.Split(reply, ".")
+	var i int
+	switch {
+	case len(tok) == 9:
+		i = 5
+	case len(tok) >= 11:
+		i = 7
+	default:
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(tok[i], 10, 64)
+	return seq, err == nil && tok[0] == "$JS" && tok[1] == "ACK"
 }
 
 // head is the last sequence of subj, 0 when it has no message.

@@ -75,3 +75,45 @@ func TestRegisteredScheme(t *testing.T) {
 		t.Errorf("Open(%q) with no server succeeded", u)
 	}
 }
+
+// A long Read goes through a consumer, which it deletes.
+func TestLongReadLeavesNoConsumer(t *testing.T) {
+	raw := natstest.URL(t)
+	e := mustOpen(t, testOptions(t, raw))
+	ctx := context.Background()
+	var batch []engine.Event
+	for i := range 50 {
+		batch = append(batch, engine.Event{Topic: "lr/a", Type: "t", Data: []byte{byte(i)}})
+	}
+	pos, err := e.Append(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.Read(ctx, "lr/a", engine.Position{}, 40)
+	if err != nil || len(got) != 40 {
+		t.Fatalf("Read: %d events, %v", len(got), err)
+	}
+	for i, ev := range got {
+		if ev.Pos != pos[i] || ev.Data[0] != byte(i) || (i > 0 && ev.Prev != pos[i-1].Offset) {
+			t.Fatalf("event %d: %+v, appended at %v", i, ev, pos[i])
+		}
+	}
+	s, err := e.js.Stream(ctx, e.opt.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		info, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Consumers == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d consumers left after Read", info.State.Consumers)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
