@@ -96,8 +96,17 @@ func BenchmarkAppendManyTopics(b *testing.B) {
 	reportRate(b, start)
 }
 
-// A page of 100 events: one direct get per event.
-func BenchmarkReadPage100(b *testing.B) {
+// A page of 100 events: 5 direct gets, then one consumer fetch.
+func BenchmarkReadPage100(b *testing.B) { benchReadPage(b) }
+
+// The same page with one direct get per event, for comparison.
+func BenchmarkReadPage100DirectGets(b *testing.B) {
+	defer func(n int) { directGets = n }(directGets)
+	directGets = 1 << 30
+	benchReadPage(b)
+}
+
+func benchReadPage(b *testing.B) {
 	e := benchEngine(b)
 	ctx := context.Background()
 	var batch []engine.Event

@@ -758,8 +758,8 @@ func (e *Engine) Read(ctx context.Context, tp string, after engine.Position, lim
 }
 
 // directGets is how many events Read gets one by one before it turns to a
-// consumer for the rest of a page.
-const directGets = 4
+// consumer for the rest of a page. A variable for the benchmarks.
+var directGets = 4
 
 // fetch reads up to n messages of subj from sequence from on, through an
 // ephemeral pull consumer in memory that is deleted afterwards (and by the
