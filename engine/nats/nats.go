@@ -119,8 +119,9 @@ type Engine struct {
 	epochMu sync.Mutex // one stream check at a time
 	epoch   atomic.Pointer[string]
 
-	mu       sync.RWMutex // guards closed against inflight.Add
-	closed   bool
+	mu         sync.RWMutex // guards closed against inflight.Add, and registries
+	closed     bool
+	registries []*registry // presence registries, closed by Close
 	inflight sync.WaitGroup
 	stopping chan struct{} // closed when Close starts
 	done     chan struct{} // closed when Close has finished
@@ -882,7 +883,11 @@ func (e *Engine) Close() error {
 	e.once.Do(func() {
 		e.mu.Lock()
 		e.closed = true
+		registries := e.registries
 		e.mu.Unlock()
+		for _, r := range registries { // first: they remove their entries
+			r.Close()
+		}
 		close(e.stopping)
 		e.inflight.Wait()
 		e.stop()

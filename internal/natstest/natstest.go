@@ -35,15 +35,15 @@ func URL(t testing.TB) string {
 	return u
 }
 
-// Name returns a fresh random name "HT_<scope>_<random>" for a stream or a
-// KV bucket, which Cleanup-deletes on the server at url when the test ends
-// (a stream of that name, or the bucket's stream KV_<name>).
+// Name returns a fresh random name "HT_<scope>_<random>" for a stream,
+// which is deleted on the server at url when the test ends, with the
+// presence bucket the NATS engine keeps beside it (KV_<name>_presence).
 func Name(t testing.TB, url, scope string) string {
 	t.Helper()
 	var b [6]byte
 	rand.Read(b[:])
 	name := "HT_" + scope + "_" + hex.EncodeToString(b[:])
-	t.Cleanup(func() { Delete(t, url, name, "KV_"+name) })
+	t.Cleanup(func() { Delete(t, url, name, "KV_"+name+"_presence") })
 	return name
 }
 
