@@ -122,10 +122,10 @@ type Engine struct {
 	mu         sync.RWMutex // guards closed against inflight.Add, and registries
 	closed     bool
 	registries []*registry // presence registries, closed by Close
-	inflight sync.WaitGroup
-	stopping chan struct{} // closed when Close starts
-	done     chan struct{} // closed when Close has finished
-	once     sync.Once
+	inflight   sync.WaitGroup
+	stopping   chan struct{} // closed when Close starts
+	done       chan struct{} // closed when Close has finished
+	once       sync.Once
 
 	stripes [lockStripes]sync.Mutex
 	lastMu  sync.Mutex

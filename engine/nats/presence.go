@@ -399,12 +399,13 @@ func (r *registry) flush(ctx context.Context) {
 func (r *registry) write(ctx context.Context, kv jetstream.KeyValue, op presenceOp, notify bool) error {
 	c := op.c
 	err := r.update(ctx, kv, userKey(c.User), func(m map[string]json.RawMessage) (bool, error) {
+		_, had := m[c.ID]
 		if op.join {
 			m[c.ID] = mustJSON(r.member)
 		} else {
 			delete(m, c.ID)
 		}
-		return true, nil
+		return op.join || had, nil
 	})
 	if err != nil {
 		return err
@@ -434,7 +435,7 @@ func (r *registry) write(ctx context.Context, kv jetstream.KeyValue, op presence
 			if !others && (op.join != had) {
 				change = &presence.Change{Topic: tp, User: c.User, Joined: op.join}
 			}
-			return true, nil
+			return op.join || had, nil
 		})
 		if err != nil {
 			return err
@@ -452,7 +453,7 @@ func mustJSON(v any) json.RawMessage {
 }
 
 // update changes key's map by compare-and-set, dropping the entries of dead
-// members on the way.
+// members on the way; change reports whether it changed the map.
 func (r *registry) update(ctx context.Context, kv jetstream.KeyValue, key string, change func(map[string]json.RawMessage) (bool, error)) error {
 	for attempt := 0; attempt < 100; attempt++ {
 		m := map[string]json.RawMessage{}
@@ -470,11 +471,16 @@ func (r *registry) update(ctx context.Context, kv jetstream.KeyValue, key string
 				}
 			}
 		}
+		n := len(m)
 		if err := r.dropDead(ctx, kv, m); err != nil {
 			return err
 		}
-		if ok, err := change(m); err != nil || !ok {
+		changed, err := change(m)
+		if err != nil {
 			return err
+		}
+		if !changed && len(m) == n {
+			return nil // nothing to write
 		}
 		val := mustJSON(m)
 		if rev == 0 {
@@ -607,7 +613,17 @@ func (r *registry) Close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), presenceTimeout)
 	defer cancel()
-	for _, c := range r.written {
+	// Every stream that may have been written, even partly: a write that
+	// Close interrupted is still queued.
+	all := r.written
+	r.mu.Lock()
+	for _, op := range r.queue {
+		if op.join {
+			all[op.c.ID] = op.c
+		}
+	}
+	r.mu.Unlock()
+	for _, c := range all {
 		if err := r.write(ctx, kv, presenceOp{c: c}, false); err != nil {
 			r.warn("removing this node's streams", "err", err)
 			break
