@@ -87,6 +87,17 @@
 // not up). Close lets calls in flight finish, stops the dispatcher and the
 // sweeper, and closes the connection; no callback runs after it returns.
 //
+// # Presence
+//
+// Presence (the Presence method, a presence.Provider) is shared by every
+// engine on the same server and stream, in a key-value bucket
+// <stream>_presence; see presence.go for its keys. Entries are per stream,
+// written by compare-and-set; nodes keep a heartbeat (3 s) whose stored time
+// is compared in the server's clock, a node's entries stop counting 10 s
+// after its last heartbeat and are dropped by the next write to their key,
+// and a node that finds its heartbeat gone or late, or the bucket gone,
+// writes all its streams again.
+//
 // # Guarantees
 //
 // An acknowledged Append is stored by the stream's leader (and a quorum of

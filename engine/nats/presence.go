@@ -276,8 +276,17 @@ func (r *registry) heartbeat(ctx context.Context) {
 		return
 	}
 	r.liveMu.Lock()
+	prev := r.beatAt
 	r.beatRev, r.beatAt, r.beatSeen = rev, ent.Created(), time.Now()
 	r.liveMu.Unlock()
+	if !prev.IsZero() && ent.Created().Sub(prev) >= DefaultPresenceTTL {
+		// This node looked dead for a while (a pause, a partition): other
+		// nodes may have dropped its entries.
+		r.warn("this node's heartbeat was late: writing its streams again", "member", r.member, "late", ent.Created().Sub(prev))
+		r.mu.Lock()
+		r.rewrite = true
+		r.mu.Unlock()
+	}
 }
 
 // lostBucket forgets the bucket when err says it is gone (deleted, or a
