@@ -135,13 +135,14 @@ type Engine struct {
 	topics map[string]*topic // by topic name
 	bySub  map[*nats.Subscription]*topic
 
-	msgs    chan *nats.Msg // every live subscription delivers here
-	kick    chan struct{}  // wakes the sweeper
-	lostAll atomic.Bool    // the next sweeper round tells every topic
-	runs    sync.WaitGroup
-	stop    context.CancelFunc
-	ageMu   sync.Mutex // one age sweep at a time; guards swept
-	swept   uint64     // the age sweep's cursor: sequences before it were handled
+	msgs       chan *nats.Msg // every live subscription delivers here
+	kick       chan struct{}  // wakes the sweeper
+	lostAll    atomic.Bool    // the next sweeper round tells every topic
+	runs       sync.WaitGroup
+	stop       context.CancelFunc
+	ageMu      sync.Mutex // one age sweep at a time; guards swept and sweptEpoch
+	swept      uint64     // the age sweep's cursor: sequences before it were handled
+	sweptEpoch string     // the epoch swept is of
 
 	// Counters of Metrics.
 	reconnects, disconnects, lostTopics, holes, slowConsumers, sweeps, sweepBehind, conflicts, epochChanges, agePurges, leaderChanges atomic.Uint64
@@ -1351,6 +1352,9 @@ func (e *Engine) sweep(ctx context.Context) {
 func (e *Engine) sweepAge(ctx context.Context) error {
 	e.ageMu.Lock()
 	defer e.ageMu.Unlock()
+	if epoch := e.curEpoch(); e.sweptEpoch != epoch { // a new stream: from its start
+		e.swept, e.sweptEpoch = 0, epoch
+	}
 	cutoff := e.opt.Now().Add(-e.opt.MaxAge).UnixNano()
 	subjects := map[string]bool{}
 	seq := max(e.swept, 1)

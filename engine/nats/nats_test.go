@@ -2,9 +2,13 @@ package nats
 
 import (
 	"context"
+	"maps"
 	"net/url"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/herald-hub/herald/engine"
 	"github.com/herald-hub/herald/engine/enginetest"
@@ -115,5 +119,54 @@ func TestLongReadLeavesNoConsumer(t *testing.T) {
 			t.Fatalf("%d consumers left after Read", info.State.Consumers)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The age sweep removes expired messages, keeping each subject's last one,
+// so Head and the Prev chain stay.
+func TestAgeSweepKeepsEachTopicsLastMessage(t *testing.T) {
+	raw := natstest.URL(t)
+	var now atomic.Int64
+	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	opt := testOptions(t, raw)
+	opt.MaxAge, opt.Now = time.Hour, func() time.Time { return time.Unix(0, now.Load()) }
+	opt.SweepInterval = time.Hour
+	e := mustOpen(t, opt)
+	ctx := context.Background()
+	ev := func(topic string) engine.Event { return engine.Event{Topic: topic, Type: "t"} }
+	old, err := e.Append(ctx, []engine.Event{ev("as/a"), ev("as/a"), ev("as/a"), ev("as/b"), ev("as/b")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now.Add(int64(2 * time.Hour))
+	fresh, err := e.Append(ctx, []engine.Event{ev("as/b")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sweepAge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := e.js.Stream(ctx, opt.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(e.subjPrefix+">"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint64{e.subject("as/a"): 1, e.subject("as/b"): 1}
+	if !maps.Equal(info.State.Subjects, want) {
+		t.Fatalf("messages per subject after the age sweep: %v, want %v", info.State.Subjects, want)
+	}
+	if h, _ := e.Head(ctx, "as/a"); h != old[2] {
+		t.Fatalf("Head(as/a) = %v, want %v", h, old[2])
+	}
+	got, err := e.Read(ctx, "as/b", old[4], 10)
+	if err != nil || len(got) != 1 || got[0].Pos != fresh[0] || got[0].Prev != old[4].Offset {
+		t.Fatalf("Read(as/b) after its last expired event: %v, %v", got, err)
+	}
+	// A second sweep has nothing left to do.
+	if err := e.sweepAge(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
