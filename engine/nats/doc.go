@@ -1,7 +1,7 @@
 // Package nats is Herald's engine on NATS JetStream (server 2.9 or later),
-// shared by every node: "-engine nats://host:4222?stream=HERALD". Each node
-// opens it with the same URL and stream; appends made through any node reach
-// the subscribers of every node.
+// shared by every node: "-engine nats://host:4222?stream=HERALD" (options in
+// register.go). Each node opens it with the same URL and stream; appends made
+// through any node reach the subscribers of every node.
 //
 // # Design
 //

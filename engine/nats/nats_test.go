@@ -78,6 +78,32 @@ func TestRegisteredScheme(t *testing.T) {
 	if _, err := openURL(u, engine.Config{}); err == nil {
 		t.Errorf("Open(%q) with no server succeeded", u)
 	}
+	if _, err := engine.Open("nats://127.0.0.1:1?server=a/b", engine.Config{}); err == nil {
+		t.Errorf("Open with a bad server= succeeded")
+	}
+}
+
+// The URL form opens an engine on the named stream, through any server
+// listed.
+func TestOpenByURL(t *testing.T) {
+	raw := natstest.URL(t)
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := natstest.Name(t, raw, "url")
+	e, err := engine.Open(raw+"?stream="+stream+"&sweep=1m&replicas=1&server=127.0.0.1:1&server="+u.Host, engine.Config{MaxLen: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	n := e.(*Engine)
+	if n.opt.Stream != stream || n.opt.MaxLen != 5 || n.opt.SweepInterval != time.Minute {
+		t.Fatalf("options %+v", n.opt)
+	}
+	if _, err := e.Append(context.Background(), []engine.Event{{Topic: "u/a", Type: "t"}}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // A long Read goes through a consumer, which it deletes.

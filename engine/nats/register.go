@@ -4,13 +4,15 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/herald-hub/herald/engine"
 )
 
 // The nats engine is "nats://[user:password@]host:port" with
-// options in the query: stream (the JetStream stream, default HERALD),
+// options in the query: server (host:port of another server of the same
+// NATS cluster, repeated as needed), stream (the JetStream stream, default HERALD),
 // replicas (of the stream when the engine creates it, default 1), sweep (how
 // often subscribed topics' heads are checked and expired events removed, a
 // Go duration, default 30s).
@@ -49,11 +51,19 @@ func openURL(u *url.URL, c engine.Config) (engine.Engine, error) {
 		opt.SweepInterval = d
 		q.Del("sweep")
 	}
+	servers := q["server"]
+	q.Del("server")
 	for k := range q {
-		return nil, fmt.Errorf("engine nats: unknown option %q (known: stream, replicas, sweep)", k)
+		return nil, fmt.Errorf("engine nats: unknown option %q (known: server, stream, replicas, sweep)", k)
 	}
 	rest := *u
 	rest.RawQuery = ""
 	opt.URL = rest.String()
+	for _, srv := range servers { // more servers of the same cluster
+		if srv == "" || strings.ContainsAny(srv, "/,") {
+			return nil, fmt.Errorf("engine nats: server=%q, want host:port", srv)
+		}
+		opt.URL += "," + rest.Scheme + "://" + srv
+	}
 	return Open(opt)
 }
