@@ -116,8 +116,9 @@ type Engine struct {
 	livePrefix string // herald.<stream>.live.
 	directGet  string // $JS.API.DIRECT.GET.<stream>
 
-	epochMu sync.Mutex // one stream check at a time
-	epoch   atomic.Pointer[string]
+	epochMu      sync.Mutex // one stream check at a time
+	warnedConfig atomic.Bool
+	epoch        atomic.Pointer[string]
 
 	mu         sync.RWMutex // guards closed against inflight.Add, and registries
 	closed     bool
@@ -257,10 +258,13 @@ func (e *Engine) streamConfig() jetstream.StreamConfig {
 	}
 }
 
-// checkStream finds the stream, creating it when it does not exist (and
-// create is set), and updates the epoch. It reports whether the epoch
-// changed; a change makes every subscribed topic start over.
-func (e *Engine) checkStream(ctx context.Context, create bool) (bool, error) {
+// checkStream finds the stream, creating it when it does not exist, and
+// updates the epoch. With reconcile (at Open), a stream whose settings
+// differ from this engine's (MaxLen, direct gets, republish) is updated;
+// later checks only warn, so that nodes configured differently do not undo
+// each other's updates. It reports whether the epoch changed; a change makes
+// every subscribed topic start over.
+func (e *Engine) checkStream(ctx context.Context, reconcile bool) (bool, error) {
 	e.epochMu.Lock()
 	defer e.epochMu.Unlock()
 	var info *jetstream.StreamInfo
@@ -268,15 +272,21 @@ func (e *Engine) checkStream(ctx context.Context, create bool) (bool, error) {
 	if err == nil {
 		info = s.CachedInfo()
 		if want := int64(e.opt.MaxLen); info.Config.MaxMsgsPerSubject != want || !info.Config.AllowDirect || info.Config.RePublish == nil {
-			cfg := info.Config
-			cfg.MaxMsgsPerSubject, cfg.AllowDirect = want, true
-			cfg.RePublish = e.streamConfig().RePublish
-			if s, err = e.js.UpdateStream(ctx, cfg); err != nil {
-				return false, fmt.Errorf("nats engine: %w: updating stream %s: %w", engine.ErrUnavailable, e.opt.Stream, err)
+			if !reconcile {
+				if !e.warnedConfig.Swap(true) {
+					e.log.Warn("nats engine: the stream's settings differ from this node's (another node's max length?)", "stream", e.opt.Stream, "max_msgs_per_subject", info.Config.MaxMsgsPerSubject, "want", want)
+				}
+			} else {
+				cfg := info.Config
+				cfg.MaxMsgsPerSubject, cfg.AllowDirect = want, true
+				cfg.RePublish = e.streamConfig().RePublish
+				if s, err = e.js.UpdateStream(ctx, cfg); err != nil {
+					return false, fmt.Errorf("nats engine: %w: updating stream %s: %w", engine.ErrUnavailable, e.opt.Stream, err)
+				}
+				info = s.CachedInfo()
 			}
-			info = s.CachedInfo()
 		}
-	} else if errors.Is(err, jetstream.ErrStreamNotFound) && create {
+	} else if errors.Is(err, jetstream.ErrStreamNotFound) {
 		s, err = e.js.CreateStream(ctx, e.streamConfig())
 		for try := 0; try < 5 && isStoreError(err); try++ {
 			// nats-server 2.9 can fail to create a stream's directory while
@@ -524,7 +534,7 @@ func (e *Engine) appendTopic(ctx context.Context, now time.Time, events []engine
 				// No stream listens on the subject: it was deleted. Create it
 				// again (a new epoch) and retry once.
 				retried = true
-				if _, err := e.checkStream(ctx, true); err != nil {
+				if _, err := e.checkStream(ctx, false); err != nil {
 					return failed(ctx, err)
 				}
 				last = 0
@@ -544,7 +554,7 @@ func (e *Engine) appendTopic(ctx context.Context, now time.Time, events []engine
 					if actual < last {
 						// The subject went back: the stream may have been
 						// created again behind the engine's back.
-						if _, err := e.checkStream(ctx, true); err != nil {
+						if _, err := e.checkStream(ctx, false); err != nil {
 							return failed(ctx, err)
 						}
 					}
@@ -625,7 +635,7 @@ func (e *Engine) get(ctx context.Context, subj string, seq uint64, last bool) (s
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
 			// No stream: create it again (a new epoch) and report nothing.
-			if _, cerr := e.checkStream(ctx, true); cerr != nil {
+			if _, cerr := e.checkStream(ctx, false); cerr != nil {
 				return stored{}, cerr
 			}
 			return stored{}, errNotFound
@@ -1252,14 +1262,14 @@ func (e *Engine) sweeper(ctx context.Context) {
 		if e.lostAll.Swap(false) {
 			// After a reconnect, the stream may be another one (a server
 			// restarted with an empty store).
-			if _, err := e.checkStream(ctx, true); err != nil && ctx.Err() == nil {
+			if _, err := e.checkStream(ctx, false); err != nil && ctx.Err() == nil {
 				e.log.Warn("nats engine: checking the stream", "err", err)
 			}
 			e.tellAll()
 		}
 		e.tellMarked()
 		if full {
-			if _, err := e.checkStream(ctx, true); err != nil && ctx.Err() == nil {
+			if _, err := e.checkStream(ctx, false); err != nil && ctx.Err() == nil {
 				e.log.Warn("nats engine: checking the stream", "err", err)
 			}
 			e.sweep(ctx)
