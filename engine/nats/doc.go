@@ -71,7 +71,10 @@
 //
 // Loss is signalled to the subscribers (lost) on:
 //   - a reconnect (every topic; the stream is checked first, as a server
-//     restarted with an empty store means a new epoch);
+//     restarted with an empty store means a new epoch); the client pings
+//     the server every 10 s and gives a connection up after two pings
+//     unanswered, so a silent connection (a blackholed path) is dialled
+//     again within about 30 s;
 //   - a slow consumer (the shared channel was full and the client dropped
 //     messages of that subscription);
 //   - a stream leader election ($JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED),

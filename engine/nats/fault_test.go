@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -271,4 +272,39 @@ func metric(e *Engine, name string) uint64 {
 		}
 	}
 	panic("no metric " + name)
+}
+
+// A connection that goes silent (a blackholed path) is given up after the
+// client's unanswered pings and dialled again; the subscribers are told to
+// re-read and then receive again.
+func TestSilentConnectionIsDialledAgain(t *testing.T) {
+	raw := natstest.URL(t)
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func(d time.Duration) { pingInterval = d }(pingInterval)
+	pingInterval = 200 * time.Millisecond
+	proxy := natstest.NewBlackhole(t, u.Host)
+	opt := testOptions(t, raw)
+	opt.SweepInterval = time.Hour
+	direct := mustOpen(t, opt)
+	opt.URL = proxy.URL()
+	e := mustOpen(t, opt)
+	r := subscribeRec(t, e, "bh/a")
+	first := appendOne(t, direct, "bh/a", 1)
+	waitFor(t, "the first event delivered", func() bool { return r.has(first) })
+	if n := proxy.Blackhole(); n == 0 {
+		t.Fatal("no connection to blackhole")
+	}
+	lost := appendOne(t, direct, "bh/a", 2) // its fan-out is dropped
+	waitFor(t, "lost after the silent connection was dialled again", func() bool { return r.losses.Load() > 0 })
+	if r.has(lost) {
+		t.Fatal("an event went through the blackholed connection")
+	}
+	next := appendOne(t, direct, "bh/a", 3)
+	waitFor(t, "delivery on the new connection", func() bool { return r.has(next) })
+	if metric(e, "reconnects") == 0 {
+		t.Fatal("reconnects = 0")
+	}
 }

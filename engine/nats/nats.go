@@ -58,6 +58,10 @@ const (
 // tests.
 var fanoutBuffer = 1 << 16
 
+// pingInterval is how often the client checks that the server answers. A
+// variable for tests.
+var pingInterval = 10 * time.Second
+
 // Message headers written by the engine.
 const (
 	hdrType = "Herald-Type"
@@ -198,6 +202,11 @@ func Open(opt Options) (*Engine, error) {
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectJitter(100*time.Millisecond, 100*time.Millisecond),
 		nats.RetryOnFailedConnect(false),
+		// A connection that stops answering (a blackholed path) is given
+		// up after about PingInterval × (MaxPingsOut+1) and dialled again,
+		// which calls lost for every topic.
+		nats.PingInterval(pingInterval),
+		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(*nats.Conn, error) { e.disconnects.Add(1) }),
 		nats.ReconnectHandler(func(*nats.Conn) {
 			e.reconnects.Add(1)
