@@ -308,3 +308,27 @@ func TestSilentConnectionIsDialledAgain(t *testing.T) {
 		t.Fatal("reconnects = 0")
 	}
 }
+
+// A topic's head is checked once soon after its first Subscribe (for an
+// event republished by another server of a cluster before the interest
+// reached it), without waiting for the periodic sweep.
+func TestHeadVerifiedAfterSubscribe(t *testing.T) {
+	raw := natstest.URL(t)
+	opt := testOptions(t, raw)
+	opt.SweepInterval = time.Hour
+	e := mustOpen(t, opt)
+	r := subscribeRec(t, e, "vf/a")
+	p := appendOne(t, e, "vf/a", 1)
+	waitFor(t, "delivered", func() bool { return r.has(p) })
+	e.subMu.Lock()
+	tp := e.topics["vf/a"]
+	e.subMu.Unlock()
+	tp.mu.Lock()
+	tp.delivered = 0 // as if the event had been missed
+	tp.mu.Unlock()
+	start := time.Now()
+	waitFor(t, "lost from the check after Subscribe", func() bool { return r.losses.Load() > 0 })
+	if d := time.Since(start); d > verifyDelay+2*time.Second {
+		t.Fatalf("told after %v", d)
+	}
+}

@@ -142,7 +142,9 @@ type Engine struct {
 
 	msgs       chan *nats.Msg // every live subscription delivers here
 	kick       chan struct{}  // wakes the sweeper
-	lostAll    atomic.Bool    // the next sweeper round tells every topic
+	verifyMu   sync.Mutex
+	verify     []verifyItem // topics to check once after verifyDelay, by time
+	lostAll    atomic.Bool  // the next sweeper round tells every topic
 	runs       sync.WaitGroup
 	stop       context.CancelFunc
 	ageMu      sync.Mutex // one age sweep at a time; guards swept and sweptEpoch
@@ -1047,6 +1049,7 @@ func (e *Engine) activate(t *topic) error {
 		t.epoch, t.delivered = e.curEpoch(), h
 	}
 	t.mu.Unlock()
+	e.scheduleVerify(t)
 	return nil
 }
 
@@ -1259,12 +1262,16 @@ func (e *Engine) deliver(t *topic, s stored) {
 func (e *Engine) sweeper(ctx context.Context) {
 	tick := time.NewTicker(e.opt.SweepInterval)
 	defer tick.Stop()
+	verify := time.NewTimer(time.Hour)
+	defer verify.Stop()
 	for {
+		verify.Reset(e.nextVerify())
 		full := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-e.kick:
+		case <-verify.C:
 		case <-tick.C:
 			full = true
 		}
@@ -1277,6 +1284,9 @@ func (e *Engine) sweeper(ctx context.Context) {
 			e.tellAll()
 		}
 		e.tellMarked()
+		if ts := e.dueVerify(); len(ts) > 0 {
+			e.check(ctx, ts)
+		}
 		if full {
 			if _, err := e.checkStream(ctx, false); err != nil && ctx.Err() == nil {
 				e.log.Warn("nats engine: checking the stream", "err", err)
@@ -1289,6 +1299,52 @@ func (e *Engine) sweeper(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// verifyDelay is how long after a topic's first Subscribe its head is
+// compared with what was delivered once: in a NATS cluster, interest in the
+// live subject reaches the other servers after the flush that confirmed it
+// on this one, so an event republished elsewhere meanwhile can be missed.
+const verifyDelay = 2 * time.Second
+
+type verifyItem struct {
+	t  *topic
+	at time.Time
+}
+
+// scheduleVerify queues t's one check after verifyDelay.
+func (e *Engine) scheduleVerify(t *topic) {
+	e.verifyMu.Lock()
+	e.verify = append(e.verify, verifyItem{t: t, at: time.Now().Add(verifyDelay)})
+	e.verifyMu.Unlock()
+	e.signal()
+}
+
+// nextVerify is how long until the first queued check is due.
+func (e *Engine) nextVerify() time.Duration {
+	e.verifyMu.Lock()
+	defer e.verifyMu.Unlock()
+	if len(e.verify) == 0 {
+		return time.Hour
+	}
+	return max(time.Until(e.verify[0].at), time.Millisecond)
+}
+
+// dueVerify takes the checks that are due.
+func (e *Engine) dueVerify() []*topic {
+	e.verifyMu.Lock()
+	defer e.verifyMu.Unlock()
+	now := time.Now()
+	i := 0
+	for i < len(e.verify) && !e.verify[i].at.After(now) {
+		i++
+	}
+	out := make([]*topic, i)
+	for j := range i {
+		out[j] = e.verify[j].t
+	}
+	e.verify = slices.Delete(e.verify, 0, i)
+	return out
 }
 
 func (e *Engine) subscribed() []*topic {
@@ -1340,13 +1396,36 @@ func (e *Engine) tellMarked() {
 // a quiet topic whose last event's fan-out was lost is found here.
 func (e *Engine) sweep(ctx context.Context) {
 	e.sweeps.Add(1)
-	for _, t := range e.subscribed() {
+	e.check(ctx, e.subscribed())
+}
+
+// sweepGrace is how long a topic found behind its head is given to catch
+// up before its subscribers are told: its events may be on their way.
+const sweepGrace = 3 * holdTime
+
+// check compares the topics' heads with what was delivered, and tells the
+// subscribers of those still behind after sweepGrace; their head is then
+// taken as delivered, since the re-read covers it.
+func (e *Engine) check(ctx context.Context, ts []*topic) {
+	type behind struct {
+		t     *topic
+		head  uint64
+		epoch string
+	}
+	var found []behind
+	for _, t := range ts {
 		if ctx.Err() != nil {
 			return
 		}
 		select {
 		case <-t.ready:
 		default:
+			continue
+		}
+		e.subMu.Lock()
+		current := e.topics[t.name] == t
+		e.subMu.Unlock()
+		if !current {
 			continue
 		}
 		h, err := e.head(ctx, e.subject(t.name))
@@ -1356,11 +1435,30 @@ func (e *Engine) sweep(ctx context.Context) {
 		epoch := e.curEpoch()
 		t.mu.Lock()
 		if t.epoch != epoch || h > t.delivered {
-			e.sweepBehind.Add(1)
-			t.epoch, t.delivered = epoch, h
-			e.tellLost(t)
+			found = append(found, behind{t, h, epoch})
 		}
 		t.mu.Unlock()
+	}
+	if len(found) == 0 {
+		return
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(sweepGrace):
+	}
+	epoch := e.curEpoch()
+	for _, b := range found {
+		if b.epoch != epoch {
+			continue // the epoch changed meanwhile: every topic was told
+		}
+		b.t.mu.Lock()
+		if b.t.epoch != b.epoch || b.head > b.t.delivered {
+			e.sweepBehind.Add(1)
+			b.t.epoch, b.t.delivered, b.t.held = b.epoch, b.head, nil
+			e.tellLost(b.t)
+		}
+		b.t.mu.Unlock()
 	}
 }
 
