@@ -80,8 +80,13 @@
 //   - a stream leader election ($JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED),
 //     since only the leader republishes;
 //   - the periodic sweep (?sweep=, 30 s): it reads the head of every
-//     subscribed topic and tells the topics whose head is past what was
-//     delivered, which finds the lost last event of a quiet topic.
+//     subscribed topic (a direct get each) and tells the topics whose head
+//     is still past what was delivered after a grace of 300 ms (events on
+//     their way), then takes the head as delivered. This finds the lost
+//     last event of a quiet topic;
+//   - the same check of a topic once, 2 s after its first Subscribe: in a
+//     NATS cluster, interest in the live subject reaches the other servers
+//     after the flush that confirmed it on this one.
 //
 // The engine is an engine.Metrics (disconnects, reconnects, lost topics,
 // holes, slow consumers, leader changes, sweeps, topics a sweep found
@@ -124,9 +129,10 @@
 //   - A stream deleted and created again by someone else is noticed by the
 //     next compare-and-set on a topic, the next reconnect or the periodic
 //     check; reads in between carry the old epoch.
-//   - In a NATS cluster, interest in a new live subject reaches the other
-//     servers asynchronously; an event republished there before it may be
-//     missed until the sweep.
+//   - The sweep costs a direct get per subscribed topic, one after the
+//     other, on one goroutine.
+//   - The last cancel of a topic unsubscribes at once; churn is not absorbed
+//     by a delay.
 //   - The age sweep is O(expired messages) direct gets per sweep on one node,
 //     and every node runs it; after a restart it walks the kept last messages
 //     again. On 2.9 there is no batch direct get and no per-message TTL.
