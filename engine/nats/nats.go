@@ -48,8 +48,10 @@ const (
 	lastCacheMax = 1 << 16
 	// casRetries bounds the compare-and-set retries of one event.
 	casRetries = 1000
-	// ageSweepBatch is the most messages one age sweep walks.
-	ageSweepBatch = 10_000
+	// ageSweepBatch is the most messages one age sweep walks, ageSweepFetch
+	// at a time (headers only, through a consumer).
+	ageSweepBatch = 100_000
+	ageSweepFetch = 1000
 )
 
 // fanoutBuffer is the capacity of the channel every live subscription
@@ -622,6 +624,7 @@ func (e *Engine) publish(ctx context.Context, subj string, ev *engine.Event, las
 
 // stored is one message read back by a direct get.
 type stored struct {
+	subj string // set by fetch only
 	seq  uint64
 	prev uint64
 	at   int64 // Herald-Time, unix nanoseconds
@@ -756,7 +759,7 @@ func (e *Engine) Read(ctx context.Context, tp string, after engine.Position, lim
 	for len(out) < limit {
 		if len(out) > directGets && limit-len(out) > directGets {
 			// A long replay: one consumer fetch instead of a round trip per event.
-			more, err := e.fetch(ctx, subj, out[len(out)-1].Pos.Offset+1, limit-len(out))
+			more, err := e.fetch(ctx, subj, out[len(out)-1].Pos.Offset+1, limit-len(out), false)
 			if err != nil && ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
@@ -789,7 +792,7 @@ var directGets = 4
 // server after consumerIdle, should the delete be lost). What it returns
 // is a run of the subject's messages from the first at or after from; it
 // may be short, and is empty on an error.
-func (e *Engine) fetch(ctx context.Context, subj string, from uint64, n int) ([]stored, error) {
+func (e *Engine) fetch(ctx context.Context, subj string, from uint64, n int, headersOnly bool) ([]stored, error) {
 	rctx, cancel := reqCtx(ctx)
 	defer cancel()
 	inbox := e.nc.NewInbox()
@@ -798,8 +801,8 @@ func (e *Engine) fetch(ctx context.Context, subj string, from uint64, n int) ([]
 		return nil, err
 	}
 	defer sub.Unsubscribe()
-	req := fmt.Appendf(nil, `{"stream_name":%q,"config":{"deliver_policy":"by_start_sequence","opt_start_seq":%d,"ack_policy":"none","replay_policy":"instant","filter_subject":%q,"mem_storage":true,"num_replicas":1,"inactive_threshold":%d}}`,
-		e.opt.Stream, from, subj, consumerIdle.Nanoseconds())
+	req := fmt.Appendf(nil, `{"stream_name":%q,"config":{"deliver_policy":"by_start_sequence","opt_start_seq":%d,"ack_policy":"none","replay_policy":"instant","filter_subject":%q,"mem_storage":true,"num_replicas":1,"inactive_threshold":%d,"headers_only":%t}}`,
+		e.opt.Stream, from, subj, consumerIdle.Nanoseconds(), headersOnly)
 	resp, err := e.nc.RequestWithContext(rctx, "$JS.API.CONSUMER.CREATE."+e.opt.Stream, req)
 	if err != nil {
 		return nil, err
@@ -837,6 +840,7 @@ func (e *Engine) fetch(ctx context.Context, subj string, from uint64, n int) ([]
 		if err != nil {
 			return out, err
 		}
+		s.subj = m.Subject
 		out = append(out, s)
 	}
 	return out, nil
@@ -1476,22 +1480,25 @@ func (e *Engine) sweepAge(ctx context.Context) error {
 	subjects := map[string]bool{}
 	seq := max(e.swept, 1)
 	stop := seq
-	for range ageSweepBatch {
-		m, err := e.getAny(ctx, seq)
-		if errors.Is(err, errNotFound) {
-			stop = seq
-			break
-		}
-		if err != nil {
+walk:
+	for walked := 0; walked < ageSweepBatch; {
+		batch, err := e.fetch(ctx, e.subjPrefix+">", seq, ageSweepFetch, true)
+		if err != nil && len(batch) == 0 {
 			return err
 		}
-		if m.at >= cutoff {
-			stop = m.seq
-			break
+		for _, m := range batch {
+			if m.at >= cutoff {
+				stop = m.seq
+				break walk
+			}
+			subjects[m.subj] = true
+			seq = m.seq + 1
+			stop = seq
 		}
-		subjects[m.subj] = true
-		seq = m.seq + 1
-		stop = seq
+		walked += len(batch)
+		if len(batch) < ageSweepFetch {
+			break // the end of the stream
+		}
 	}
 	for subj := range subjects {
 		last, err := e.head(ctx, subj)
@@ -1509,33 +1516,6 @@ func (e *Engine) sweepAge(ctx context.Context) error {
 	}
 	e.swept = stop
 	return nil
-}
-
-// anyMsg is a message of any subject, for the age sweep.
-type anyMsg struct {
-	subj string
-	seq  uint64
-	at   int64
-}
-
-func (e *Engine) getAny(ctx context.Context, seq uint64) (anyMsg, error) {
-	rctx, cancel := reqCtx(ctx)
-	defer cancel()
-	resp, err := e.nc.RequestWithContext(rctx, e.directGet, fmt.Appendf(nil, `{"seq":%d,"next_by_subj":%q}`, seq, e.subjPrefix+">"))
-	if err != nil {
-		return anyMsg{}, err
-	}
-	if st := resp.Header.Get(hdrStatus); st != "" {
-		if st == "404" {
-			return anyMsg{}, errNotFound
-		}
-		return anyMsg{}, fmt.Errorf("direct get: status %s", st)
-	}
-	s, err := decodeStored(resp.Header, nil)
-	if err != nil {
-		return anyMsg{}, err
-	}
-	return anyMsg{subj: resp.Header.Get("Nats-Subject"), seq: s.seq, at: s.at}, nil
 }
 
 // purge removes subj's messages below sequence upTo.
