@@ -55,7 +55,8 @@
 // gap resumes at the head), and the sweeper purges them per subject with a
 // filtered purge below a sequence, keeping each subject's last message so
 // that Head and the Prev chain stay. It walks the stream from where it last
-// stopped up to the first message that has not expired. The server's MaxAge
+// stopped up to the first message that has not expired, reading headers only
+// through an ephemeral consumer, a thousand messages a fetch. The server's MaxAge
 // is not used: it would empty a subject, whose next message would then have
 // Prev 0, and an old cursor would read no gap.
 //
@@ -133,9 +134,10 @@
 //     other, on one goroutine.
 //   - The last cancel of a topic unsubscribes at once; churn is not absorbed
 //     by a delay.
-//   - The age sweep is O(expired messages) direct gets per sweep on one node,
-//     and every node runs it; after a restart it walks the kept last messages
-//     again. On 2.9 there is no batch direct get and no per-message TTL.
+//   - The age sweep reads the headers of every expired message once, and
+//     every node runs it; after a restart it walks the kept last messages
+//     again. Until it has run, Read skips expired messages one direct get
+//     each. On 2.9 there is no batch direct get and no per-message TTL.
 //   - One topic's append rate is bounded by the round trip to the leader (a
 //     compare-and-set in flight per topic and node).
 package nats
