@@ -31,15 +31,16 @@ func TestPresence(t *testing.T) {
 // a node.
 func sharedEngine(t *testing.T, raw string) *Engine {
 	t.Helper()
-	name, ok := streams[t.Name()]
+	name, ok := streams[t]
 	if !ok {
 		name = natstest.Name(t, raw, "presence")
-		streams[t.Name()] = name
+		streams[t] = name
+		t.Cleanup(func() { delete(streams, t) })
 	}
 	return mustOpen(t, Options{URL: raw, Stream: name})
 }
 
-var streams = map[string]string{}
+var streams = map[*testing.T]string{} // the stream of each test
 
 // A node that stops without closing (a crash) stops counting once its
 // heartbeat is older than the TTL.
