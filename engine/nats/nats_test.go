@@ -196,3 +196,47 @@ func TestAgeSweepKeepsEachTopicsLastMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Every character a topic may hold goes through the server: as a subject
+// token to append, read, subscribe and tell apart from its neighbours.
+func TestTopicAlphabetOnTheServer(t *testing.T) {
+	raw := natstest.URL(t)
+	e := mustOpen(t, testOptions(t, raw))
+	ctx := context.Background()
+	topics := []string{"a.b~c:d/e@f+g-h_i", "a%b", ".", "..", "a", "a.", "Z9"}
+	got := make(chan engine.Event, 100)
+	for _, tp := range topics {
+		if tp == "a%b" {
+			continue
+		}
+		cancel, err := e.Subscribe(tp, func(ev engine.Event) { got <- ev }, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cancel()
+	}
+	if _, err := e.Append(ctx, []engine.Event{{Topic: "a%b"}}); err == nil {
+		t.Fatal("Append to a topic with a percent sign succeeded")
+	}
+	for _, tp := range topics {
+		if tp == "a%b" {
+			continue
+		}
+		pos, err := e.Append(ctx, []engine.Event{{Topic: tp, Type: "t", Data: []byte(tp)}})
+		if err != nil {
+			t.Fatalf("Append(%q): %v", tp, err)
+		}
+		evs, err := e.Read(ctx, tp, engine.Position{}, 10)
+		if err != nil || len(evs) != 1 || evs[0].Pos != pos[0] || string(evs[0].Data) != tp {
+			t.Fatalf("Read(%q): %v, %v", tp, evs, err)
+		}
+		select {
+		case ev := <-got:
+			if ev.Topic != tp || string(ev.Data) != tp {
+				t.Fatalf("subscriber got %q (%s) after an append to %q", ev.Topic, ev.Data, tp)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no delivery for %q", tp)
+		}
+	}
+}
