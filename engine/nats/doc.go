@@ -123,8 +123,9 @@
 //     node's event of that topic can land between them, and a failure midway
 //     leaves the first ones appended (reported as that topic's failure).
 //     Atomic batches need a server of 2.12 or later.
-//   - A publish that times out may have been stored: without an event ID the
-//     caller's retry appends it again.
+//   - A publish that times out may have been stored: an event with an ID is
+//     published again (up to twice), which returns its position if it was;
+//     without an ID, the caller's retry appends it again.
 //   - A stream purged by hand (not deleted) resets the subjects' chains under
 //     the same epoch; the supported way to start over is to delete the stream.
 //   - A stream deleted and created again by someone else is noticed by the

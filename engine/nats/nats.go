@@ -527,7 +527,7 @@ func (e *Engine) appendTopic(ctx context.Context, now time.Time, events []engine
 			sum := sha256.Sum256([]byte(ev.ID))
 			msgID = strings.ReplaceAll(events[i].Topic, ".", "%") + " " + base64.RawURLEncoding.EncodeToString(sum[:18])
 		}
-		retried := false
+		retried, timeouts := false, 0
 		for attempt := 0; ; attempt++ {
 			if attempt > casRetries {
 				return fmt.Errorf("nats engine: %w: %q kept changing under %d compare-and-set attempts", engine.ErrUnavailable, ev.Topic, casRetries)
@@ -555,6 +555,12 @@ func (e *Engine) appendTopic(ctx context.Context, now time.Time, events []engine
 			}
 			if err != nil {
 				e.forceLast(subj, 0) // unknown outcome: ask the server next time
+				if msgID != "" && timeouts < 2 && ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)) {
+					// The message may have been stored: its ID makes the
+					// retry return its position instead of a second copy.
+					timeouts++
+					continue
+				}
 				return failed(ctx, err)
 			}
 			if ack.Error != nil {
