@@ -332,3 +332,35 @@ func TestHeadVerifiedAfterSubscribe(t *testing.T) {
 		t.Fatalf("told after %v", d)
 	}
 }
+
+// A publish whose acknowledgement is lost times out; an event with an ID is
+// published again once the connection is replaced, and the server's
+// duplicate check answers with the first position: one copy in the log.
+func TestLostAckWithEventID(t *testing.T) {
+	raw := natstest.URL(t)
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func(d, r time.Duration) { pingInterval, requestTimeout = d, r }(pingInterval, requestTimeout)
+	pingInterval, requestTimeout = 100*time.Millisecond, 700*time.Millisecond
+	proxy := natstest.NewBlackhole(t, u.Host)
+	opt := testOptions(t, raw)
+	opt.SweepInterval = time.Hour
+	opt.URL = proxy.URL()
+	e := mustOpen(t, opt)
+	first := appendOne(t, e, "la/a", 1)
+	if n := proxy.Deafen(); n == 0 {
+		t.Fatal("no connection to deafen")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pos, err := e.Append(ctx, []engine.Event{{Topic: "la/a", Type: "t", ID: "k1", Data: []byte("once")}})
+	if err != nil {
+		t.Fatalf("Append with a lost acknowledgement: %v", err)
+	}
+	got := readAllOf(t, e, "la/a")
+	if len(got) != 2 || got[1].Pos != pos[0] || string(got[1].Data) != "once" || got[1].Prev != first.Offset {
+		t.Fatalf("log after a lost acknowledgement: %+v, want the first event and one copy at %v", got, pos[0])
+	}
+}

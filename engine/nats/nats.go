@@ -379,12 +379,15 @@ func failed(ctx context.Context, err error) error {
 	return fmt.Errorf("nats engine: %w: %w", engine.ErrUnavailable, err)
 }
 
+// requestTimeout is RequestTimeout, a variable for tests.
+var requestTimeout = RequestTimeout
+
 // reqCtx bounds one request by RequestTimeout.
 func reqCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	if d, ok := ctx.Deadline(); ok && time.Until(d) < RequestTimeout {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < requestTimeout {
 		return context.WithCancel(ctx)
 	}
-	return context.WithTimeout(ctx, RequestTimeout)
+	return context.WithTimeout(ctx, requestTimeout)
 }
 
 func (e *Engine) stripe(subj string) *sync.Mutex {

@@ -19,7 +19,12 @@ type Blackhole struct {
 	done chan struct{}
 
 	mu    sync.Mutex
-	conns []chan struct{} // closed when blackholed
+	conns []*holed
+}
+
+type holed struct {
+	dark chan struct{} // closed when blackholed: both ways dropped
+	deaf chan struct{} // closed when deafened: the server's bytes dropped
 }
 
 // NewBlackhole starts a proxy to the server at address to (host:port).
@@ -54,13 +59,13 @@ func (p *Blackhole) serve(c net.Conn) {
 		return
 	}
 	defer r.Close()
-	dark := make(chan struct{})
+	h := &holed{dark: make(chan struct{}), deaf: make(chan struct{})}
 	p.mu.Lock()
-	p.conns = append(p.conns, dark)
+	p.conns = append(p.conns, h)
 	p.mu.Unlock()
 	ended := make(chan struct{}, 2)
-	go func() { pipe(dark, r, c); ended <- struct{}{} }()
-	go func() { pipe(dark, c, r); ended <- struct{}{} }()
+	go func() { pipe(h.dark, nil, r, c); ended <- struct{}{} }()
+	go func() { pipe(h.dark, h.deaf, c, r); ended <- struct{}{} }()
 	left := 2
 	select {
 	case <-ended: // either side closed: close both
@@ -74,15 +79,16 @@ func (p *Blackhole) serve(c net.Conn) {
 	}
 }
 
-// pipe copies src to dst until either fails; once dark is closed it goes on
-// reading and drops what it reads.
-func pipe(dark chan struct{}, dst io.Writer, src io.Reader) {
+// pipe copies src to dst until either fails; once dark (or deaf, when not
+// nil) is closed it goes on reading and drops what it reads.
+func pipe(dark, deaf chan struct{}, dst io.Writer, src io.Reader) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			select {
 			case <-dark:
+			case <-deaf:
 			default:
 				if _, err := dst.Write(buf[:n]); err != nil {
 					return
@@ -97,13 +103,24 @@ func pipe(dark chan struct{}, dst io.Writer, src io.Reader) {
 
 // Blackhole blackholes every connection open now and reports how many.
 func (p *Blackhole) Blackhole() int {
+	return p.each(func(h *holed) chan struct{} { return h.dark })
+}
+
+// Deafen drops, from now on, what the server sends on every connection
+// open now, while what the client sends still reaches it (its requests are
+// served, their answers lost), and reports how many.
+func (p *Blackhole) Deafen() int {
+	return p.each(func(h *holed) chan struct{} { return h.deaf })
+}
+
+func (p *Blackhole) each(ch func(*holed) chan struct{}) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, d := range p.conns {
+	for _, h := range p.conns {
 		select {
-		case <-d:
+		case <-ch(h):
 		default:
-			close(d)
+			close(ch(h))
 		}
 	}
 	n := len(p.conns)
