@@ -13,7 +13,8 @@
 //	           RePublish herald.<stream>.t.> -> herald.<stream>.live.>
 //	subject    herald.<stream>.t.<topic with '.' replaced by '%'>
 //	live       herald.<stream>.live.<same token>   (core NATS, republished by the server)
-//	message    headers Herald-Type, Herald-Prev (the previous sequence of the subject,
+//	message    headers Herald-Type (Herald-Type-B64, base64, for a type a header value
+//	           cannot carry as it is), Herald-Prev (the previous sequence of the subject,
 //	           0 for none), Herald-Time (unix ns on the engine's clock),
 //	           Nats-Msg-Id "<token> <hash of Event.ID>" when the event has an ID;
 //	           the body is the data

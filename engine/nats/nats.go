@@ -69,6 +69,9 @@ const (
 	hdrType = "Herald-Type"
 	hdrPrev = "Herald-Prev"
 	hdrTime = "Herald-Time"
+	// hdrTypeB64 replaces Herald-Type for a type a header value cannot
+	// carry as it is (control bytes, non-ASCII, spaces at either end).
+	hdrTypeB64 = "Herald-Type-B64"
 	// Set by NATS.
 	hdrMsgID        = "Nats-Msg-Id"
 	hdrExpectSubSeq = "Nats-Expected-Last-Subject-Sequence"
@@ -611,7 +614,11 @@ func (e *Engine) publish(ctx context.Context, subj string, ev *engine.Event, las
 	m := nats.NewMsg(subj)
 	m.Data = ev.Data
 	lastS := strconv.FormatUint(last, 10)
-	m.Header[hdrType] = []string{ev.Type}
+	if plainHeader(ev.Type) {
+		m.Header[hdrType] = []string{ev.Type}
+	} else { // a header value cannot carry it as it is
+		m.Header[hdrTypeB64] = []string{base64.StdEncoding.EncodeToString([]byte(ev.Type))}
+	}
 	m.Header[hdrPrev] = []string{lastS}
 	m.Header[hdrTime] = []string{stamp}
 	m.Header[hdrExpectSubSeq] = []string{lastS}
@@ -629,6 +636,17 @@ func (e *Engine) publish(ctx context.Context, subj string, ev *engine.Event, las
 		return nil, fmt.Errorf("undecodable publish acknowledgement: %w", err)
 	}
 	return &ack, nil
+}
+
+// plainHeader reports whether v goes through a header value unchanged:
+// printable ASCII, no space at either end.
+func plainHeader(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] > 0x7e {
+			return false
+		}
+	}
+	return v == "" || (v[0] != ' ' && v[len(v)-1] != ' ')
 }
 
 // stored is one message read back by a direct get.
@@ -680,6 +698,13 @@ func decodeStored(h nats.Header, data []byte) (stored, error) {
 		return stored{}, fmt.Errorf("message without a sequence")
 	}
 	s := stored{seq: seq, typ: h.Get(hdrType), data: data}
+	if v := h.Get(hdrTypeB64); v != "" {
+		t, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			return stored{}, fmt.Errorf("bad %s %q", hdrTypeB64, v)
+		}
+		s.typ = string(t)
+	}
 	if v := h.Get(hdrPrev); v != "" {
 		if s.prev, err = strconv.ParseUint(v, 10, 64); err != nil {
 			return stored{}, fmt.Errorf("bad %s %q", hdrPrev, v)

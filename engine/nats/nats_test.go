@@ -240,3 +240,39 @@ func TestTopicAlphabetOnTheServer(t *testing.T) {
 		}
 	}
 }
+
+// Types and data go through headers and bodies unchanged, whatever their
+// bytes.
+func TestTypesAndDataRoundTrip(t *testing.T) {
+	raw := natstest.URL(t)
+	e := mustOpen(t, testOptions(t, raw))
+	ctx := context.Background()
+	got := make(chan engine.Event, 10)
+	cancel, err := e.Subscribe("rt/a", func(ev engine.Event) { got <- ev }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	events := []engine.Event{
+		{Topic: "rt/a", Type: "", Data: nil},
+		{Topic: "rt/a", Type: " spaced ", Data: []byte{0, 1, 2, '\r', '\n'}},
+		{Topic: "rt/a", Type: "ünïcode\ttab", Data: []byte("{}")},
+		{Topic: "rt/a", Type: "Nats-Msg-Id: x\r\nfake", Data: []byte("x")},
+	}
+	pos, err := e.Append(ctx, events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, err := e.Read(ctx, "rt/a", engine.Position{}, 10)
+	if err != nil || len(read) != len(events) {
+		t.Fatalf("Read: %d events, %v", len(read), err)
+	}
+	for i, want := range events {
+		live := <-got
+		for _, ev := range []engine.Event{read[i], live} {
+			if ev.Type != want.Type || string(ev.Data) != string(want.Data) || ev.Pos != pos[i] {
+				t.Fatalf("event %d: got {%q %q %v}, want {%q %q %v}", i, ev.Type, ev.Data, ev.Pos, want.Type, want.Data, pos[i])
+			}
+		}
+	}
+}
