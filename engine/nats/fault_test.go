@@ -364,3 +364,65 @@ func TestLostAckWithEventID(t *testing.T) {
 		t.Fatalf("log after a lost acknowledgement: %+v, want the first event and one copy at %v", got, pos[0])
 	}
 }
+
+// On a NATS cluster of three, with the stream on three replicas: when the
+// stream's leader dies, the new leader's election advisory tells the
+// subscribers of a node connected elsewhere to re-read (only the leader
+// republishes), nothing acknowledged is lost, and appends and delivery go
+// on.
+func TestStreamLeaderChange(t *testing.T) {
+	servers := natstest.StartCluster(t, 3)
+	all := servers[0].URL() + "?server=" + servers[1].URL()[len("nats://"):] + "&server=" + servers[2].URL()[len("nats://"):]
+	e0, err := engine.Open(all+"&replicas=3&sweep=1h", engine.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e0.Close()
+	admin := e0.(*Engine)
+	var pos []engine.Position
+	for i := range 3 {
+		pos = append(pos, appendOne(t, admin, "lc/a", i))
+	}
+	s, err := admin.js.Stream(context.Background(), admin.opt.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil || info.Cluster == nil {
+		t.Fatalf("stream info: %+v, %v", info, err)
+	}
+	var leader, other *natstest.Server
+	for _, srv := range servers {
+		if srv.Name == info.Cluster.Leader {
+			leader = srv
+		} else if other == nil {
+			other = srv
+		}
+	}
+	if leader == nil {
+		t.Fatalf("leader %q is none of the servers", info.Cluster.Leader)
+	}
+	// A node on a server that stays up: its connection never breaks.
+	e := mustOpen(t, Options{URL: other.URL(), Stream: admin.opt.Stream, SweepInterval: time.Hour})
+	r := subscribeRec(t, e, "lc/a")
+	pos = append(pos, appendOne(t, e, "lc/a", 3))
+	waitFor(t, "delivered before the leader dies", func() bool { return r.has(pos[3]) })
+
+	leader.Stop()
+	waitFor(t, "a leader election seen", func() bool { return metric(e, "leader_changes") > 0 })
+	waitFor(t, "lost after the leader change", func() bool { return r.losses.Load() > 0 })
+	pos = append(pos, appendOne(t, e, "lc/a", 4))
+	waitFor(t, "delivered after the leader change", func() bool { return r.has(pos[4]) })
+	got := readAllOf(t, e, "lc/a")
+	if len(got) != len(pos) {
+		t.Fatalf("Read after the leader change: %d events, want %d", len(got), len(pos))
+	}
+	for i, ev := range got {
+		if ev.Pos != pos[i] {
+			t.Fatalf("event %d at %v, appended at %v", i, ev.Pos, pos[i])
+		}
+	}
+	if n := metric(e, "reconnects"); n != 0 {
+		t.Fatalf("reconnects = %d on a node whose server stayed up", n)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,14 +75,25 @@ func Delete(t testing.TB, url string, streams ...string) {
 // ends.
 type Server struct {
 	Port int
+	Name string // the server's name, in a cluster
 	Dir  string // the JetStream store directory
 	t    testing.TB
+	args []string
 	cmd  *exec.Cmd
 }
 
 // Start starts a private nats-server with JetStream. Like URL, it fails
 // under CI=true and skips otherwise when the tests on NATS cannot run.
 func Start(t testing.TB) *Server {
+	t.Helper()
+	needServer(t)
+	s := newServer(t)
+	s.Run()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func needServer(t testing.TB) {
 	t.Helper()
 	URL(t)
 	if _, err := exec.LookPath("nats-server"); err != nil {
@@ -90,16 +102,51 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skip("nats-server is not installed")
 	}
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	s := &Server{Port: port, Dir: t.TempDir(), t: t}
-	s.Run()
-	t.Cleanup(s.Stop)
-	return s
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func newServer(t testing.TB) *Server {
+	port := freePort(t)
+	dir := t.TempDir()
+	return &Server{Port: port, Dir: dir, t: t, args: []string{"-js", "-sd", dir, "-p", strconv.Itoa(port), "-a", "127.0.0.1"}}
+}
+
+// StartCluster starts a NATS cluster of n private servers with JetStream
+// (names s0, s1, ...), and waits until JetStream answers on each.
+func StartCluster(t testing.TB, n int) []*Server {
+	t.Helper()
+	needServer(t)
+	routes := make([]string, n)
+	cports := make([]int, n)
+	for i := range n {
+		cports[i] = freePort(t)
+		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", cports[i])
+	}
+	servers := make([]*Server, n)
+	for i := range n {
+		s := newServer(t)
+		s.Name = fmt.Sprintf("s%d", i)
+		s.args = append(s.args, "--server_name", s.Name, "--cluster_name", "herald-test",
+			"--cluster", routes[i], "--routes", strings.Join(routes, ","))
+		servers[i] = s
+		t.Cleanup(s.Stop)
+	}
+	for _, s := range servers {
+		s.start()
+	}
+	for _, s := range servers {
+		s.wait()
+	}
+	return servers
 }
 
 // URL is the server's nats:// URL.
@@ -109,11 +156,21 @@ func (s *Server) URL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.Port
 // directory) and waits until JetStream answers.
 func (s *Server) Run() {
 	s.t.Helper()
-	s.cmd = exec.Command("nats-server", "-js", "-sd", s.Dir, "-p", strconv.Itoa(s.Port), "-a", "127.0.0.1")
+	s.start()
+	s.wait()
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	s.cmd = exec.Command("nats-server", s.args...)
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
+}
+
+func (s *Server) wait() {
+	s.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
 	for !s.answers() {
 		if time.Now().After(deadline) {
 			s.t.Fatal("the private nats-server does not answer")
