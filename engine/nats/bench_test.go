@@ -27,8 +27,25 @@ func reportRate(b *testing.B, start time.Time) {
 
 // One topic, one caller: each append waits for its acknowledgement, and the
 // next is compare-and-set on it.
-func BenchmarkAppendOneTopic(b *testing.B) {
-	e := benchEngine(b)
+func BenchmarkAppendOneTopic(b *testing.B) { benchAppendOneTopic(b, benchEngine(b)) }
+
+// 10,000 topics, 32 callers on one engine.
+func BenchmarkAppendManyTopics(b *testing.B) { benchAppendManyTopics(b, benchEngine(b)) }
+
+// The same two on a private cluster of three servers (on the same machine),
+// the stream on three replicas: each append waits for a quorum.
+func BenchmarkThreeReplicas(b *testing.B) {
+	servers := natstest.StartCluster(b, 3)
+	e, err := Open(Options{URL: servers[0].URL(), Replicas: 3, SweepInterval: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	b.Run("AppendOneTopic", func(b *testing.B) { benchAppendOneTopic(b, e) })
+	b.Run("AppendManyTopics", func(b *testing.B) { benchAppendManyTopics(b, e) })
+}
+
+func benchAppendOneTopic(b *testing.B, e *Engine) {
 	ctx := context.Background()
 	ev := []engine.Event{{Topic: "bench/one", Type: "t", Data: []byte(`{"n":1}`)}}
 	b.ResetTimer()
@@ -76,9 +93,7 @@ func BenchmarkAppendOneTopicFourNodes(b *testing.B) {
 	b.ReportMetric(float64(conflicts)/float64(b.N), "conflicts/event")
 }
 
-// 10,000 topics, 32 callers on one engine.
-func BenchmarkAppendManyTopics(b *testing.B) {
-	e := benchEngine(b)
+func benchAppendManyTopics(b *testing.B, e *Engine) {
 	ctx := context.Background()
 	var next atomic.Int64
 	b.SetParallelism(16) // 32 callers on 2 cores
