@@ -105,7 +105,7 @@ func (s setting) env() string {
 var settings = []setting{
 	{"addr", "address", ":8080", "listen address", func(c *config, v string) error { c.Addr = v; return nil }},
 	{"data-dir", "dir", "./data", "directory of the embedded store, the generated publish key and the generated node id", func(c *config, v string) error { c.DataDir = v; return nil }},
-	{"engine", "url", "local", "the engine: local (the embedded store in -data-dir), redis://host:port/db or rediss:// (a Redis shared by every node), kafka://host:port[,host:port...]?topic=herald&partitions=32 (a Kafka topic that every node reads into a replica in -data-dir), or memory:// (in memory, lost at exit: for tests and demos)", func(c *config, v string) error {
+	{"engine", "url", "local", "the engine: local (the embedded store in -data-dir), redis://host:port/db or rediss:// (a Redis shared by every node), nats://host:port?stream=HERALD (a NATS JetStream stream shared by every node), kafka://host:port[,host:port...]?topic=herald&partitions=32 (a Kafka topic that every node reads into a replica in -data-dir), or memory:// (in memory, lost at exit: for tests and demos)", func(c *config, v string) error {
 		scheme, _, _ := strings.Cut(v, ":")
 		if !slices.Contains(engine.Schemes(), scheme) {
 			return fmt.Errorf("unknown engine %q (this herald has: %s)", v, strings.Join(engine.Schemes(), ", "))

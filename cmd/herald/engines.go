@@ -6,5 +6,6 @@ import (
 	_ "github.com/herald-hub/herald/engine/kafka"
 	_ "github.com/herald-hub/herald/engine/local"
 	_ "github.com/herald-hub/herald/engine/memory"
+	_ "github.com/herald-hub/herald/engine/nats"
 	_ "github.com/herald-hub/herald/engine/redis"
 )

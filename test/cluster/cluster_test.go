@@ -96,8 +96,11 @@ func TestNginxInFrontOfTwoNodes(t *testing.T) {
 	_, err := os.Stat(nginxPath)
 	need(t, err == nil, nginxPath+" is missing: apt-get install nginx to run the nginx cluster test")
 
-	bin := buildHerald(t)
-	engineURL := redisEngine(t, redisURL)
+	nginxInFrontOfTwoNodes(t, buildHerald(t), redisEngine(t, redisURL))
+}
+
+// nginxInFrontOfTwoNodes runs the nginx checks on two nodes of engineURL.
+func nginxInFrontOfTwoNodes(t *testing.T, bin, engineURL string) {
 	nodeA := startNode(t, bin, engineURL)
 	nodeB := startNode(t, bin, engineURL)
 	nx := startNginx(t, nodeA.addr, nodeB.addr)
