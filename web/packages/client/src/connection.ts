@@ -257,7 +257,7 @@ export class Connection {
       this.lastEventId,
     );
     const reader = resp.body.getReader();
-    const decoder = new TextDecoder();
+    const decoder = new TextDecoder('utf-8', { ignoreBOM: true }); // the parser drops the one BOM
     try {
       for (;;) {
         const { done, value } = await reader.read();

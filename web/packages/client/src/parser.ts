@@ -115,7 +115,7 @@ export class SSEParser {
         if (value.indexOf('\0') === -1) this.idBuffer = value;
         break;
       case 'retry':
-        if (/^[0-9]+$/.test(value)) this.handlers.onRetry?.(parseInt(value, 10));
+        if (/^[0-9]+$/.test(value) && value.length < 16) this.handlers.onRetry?.(parseInt(value, 10));
         break;
       case 'topic':
         this.topic = value;
