@@ -57,10 +57,10 @@ export class Election {
 
   constructor(private o: ElectionOptions) {
     this.id = o.id ?? randomId();
-    o.channel.onmessage = (ev) => this.receive(ev.data as Wire);
   }
 
   start(): void {
+    this.o.channel.onmessage = (ev) => this.receive(ev.data as Wire);
     this.send({ h: 'hello', from: this.id });
     if (this.o.locks) {
       this.lockAbort = typeof AbortController === 'function' ? new AbortController() : undefined;
