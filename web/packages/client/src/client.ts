@@ -140,10 +140,10 @@ export class HeraldClient<M extends EventMap = EventMap> {
     this.setState('closed');
   }
 
-  private onPageHide = (ev: Event) => {
-    // A page kept in the back/forward cache must let another tab lead.
-    if ((ev as PageTransitionEvent).persisted) this.close();
-  };
+  // A tab going away (closed, navigated, or put in the back/forward cache)
+  // hands the stream over at once: with heartbeats its bye spares the others
+  // the timeout.
+  private onPageHide = () => this.close();
 
   /**
    * on calls handler for each event of topic ("*" for every topic), of the
@@ -204,8 +204,10 @@ export class HeraldClient<M extends EventMap = EventMap> {
         this.dispatch(msg);
       },
       state: (state, error) => {
-        this.election?.post(this.stateRelay(state, error));
-        this.setState(state === 'idle' ? 'connecting' : state, error);
+        // A tab taking the stream over from another reconnects.
+        const shown = state === 'connecting' && this.current !== 'connecting' ? 'reconnecting' : state;
+        this.election?.post(this.stateRelay(shown, error));
+        this.setState(shown, error);
       },
     });
     this.conn = conn;

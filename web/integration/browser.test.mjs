@@ -1,0 +1,82 @@
+// @herald/client in Chromium: ten tabs of one user hold exactly one stream
+// (Herald's /metrics says so), every tab receives every event, and closing
+// the leader tab hands the stream to another with nothing lost, in order.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startHerald, startStatic, launchBrowser, token, waitFor } from './harness.mjs';
+
+const TABS = 10;
+const EVENTS = 60; // published one by one while the leader closes
+const CLOSE_AT = 20;
+
+let statics;
+let browser;
+
+before(async () => {
+  statics = await startStatic();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await statics?.close();
+});
+
+async function openTabs(t, herald, user, locks) {
+  const tok = token(user);
+  const pages = [];
+  for (let i = 0; i < TABS; i++) {
+    const page = await browser.context.newPage();
+    const errors = [];
+    page.on('pageerror', (err) => errors.push(String(err)));
+    page.__errors = errors;
+    await page.goto(statics.origin + '/');
+    await page.waitForFunction(() => window.ready === true, null, { timeout: 10000 });
+    await page.evaluate((o) => window.start(o), { url: herald.url, token: tok, topics: [`users/${user}`], locks });
+    pages.push(page);
+  }
+  t.after(async () => {
+    for (const p of pages) if (!p.isClosed()) await p.close();
+  });
+  return pages;
+}
+
+const status = (pages) => Promise.all(pages.filter((p) => !p.isClosed()).map((p) => p.evaluate(() => window.heraldStatus())));
+
+for (const [name, locks] of [['navigator.locks', true], ['heartbeats', false]]) {
+  test(`ten tabs share one stream and the leader's close loses nothing (${name})`, { timeout: 120000 }, async (t) => {
+    const herald = await startHerald({ corsOrigin: statics.origin });
+    t.after(() => herald.stop());
+    const user = locks ? 'tabs-locks' : 'tabs-hb';
+    const pages = await openTabs(t, herald, user, locks);
+
+    await waitFor('every tab open', 20000, async () => (await status(pages)).every((s) => s.state === 'open'));
+    let st = await status(pages);
+    assert.equal(st.filter((s) => s.leader).length, 1, 'one leader tab');
+    await waitFor('one stream on the server', 10000, async () => (await herald.metric('herald_connections')) === 1);
+    await sleep(500);
+    assert.equal(await herald.metric('herald_connections'), 1, 'ten tabs, one stream');
+
+    const leader = pages[st.findIndex((s) => s.leader)];
+    const rest = pages.filter((p) => p !== leader);
+    for (let i = 1; i <= EVENTS; i++) {
+      await herald.publish(`users/${user}`, [i]);
+      if (i === CLOSE_AT) await leader.close();
+      await sleep(25);
+    }
+    await waitFor('every tab has every event', 30000, async () => (await status(rest)).every((s) => s.n >= EVENTS));
+    await sleep(300); // duplicates, if any, would arrive now
+    const want = Array.from({ length: EVENTS }, (_, i) => i + 1);
+    for (const [i, p] of rest.entries()) {
+      const log = await p.evaluate(() => window.log);
+      assert.deepEqual(log.received.map((e) => e.data), want, `tab ${i}: every event, once, in order`);
+      assert.deepEqual(log.gaps, [], `tab ${i}: no gap`);
+      assert.deepEqual(p.__errors, [], `tab ${i}: no page errors`);
+    }
+    st = await status(rest);
+    assert.equal(st.filter((s) => s.leader).length, 1, 'one new leader');
+    await waitFor('one stream again', 10000, async () => (await herald.metric('herald_connections')) === 1);
+    t.diagnostic(`states of a follower: ${(await rest[0].evaluate(() => window.log.states)).join(' ')}`);
+  });
+}
