@@ -82,6 +82,7 @@ export class HeraldClient<M extends EventMap = EventMap> {
   private cursor: string;
   private current: ConnectionState = 'idle';
   private started = false;
+  private seen = new Set<string>(); // cursors of the events relayed lately
 
   constructor(private opts: HeraldClientOptions) {
     this.cursor = opts.lastEventId ?? '';
@@ -235,6 +236,13 @@ export class HeraldClient<M extends EventMap = EventMap> {
     }
     switch (m.t) {
       case 'ev':
+        // Two tabs may lead for a moment (heartbeat mode): an event relayed
+        // by both is run once.
+        if (m.msg.type !== CONNECTED && m.msg.lastEventId) {
+          if (this.seen.has(m.msg.lastEventId)) return;
+          this.seen.add(m.msg.lastEventId);
+          if (this.seen.size > 512) this.seen.delete(this.seen.values().next().value as string);
+        }
         this.cursor = m.msg.lastEventId;
         this.dispatch(m.msg);
         return;

@@ -101,6 +101,7 @@ export class Connection {
   retry = 0;
   private abort = new AbortController();
   private attempt = 0;
+  private unauthorized = 0; // 401s in a row
   private sources: EventSource[] = [];
   private useEventSource: boolean;
 
@@ -154,7 +155,6 @@ export class Connection {
   private async loop(): Promise<void> {
     const signal = this.abort.signal;
     let reason: TokenReason = 'connect';
-    let unauthorized = 0;
     while (!signal.aborted) {
       let token: string | null | undefined;
       try {
@@ -176,8 +176,8 @@ export class Connection {
         case 'expired':
           // The token ran out (a stream opened with it ends then too): ask for
           // a fresh one and reconnect at once, but not in a tight loop.
-          unauthorized++;
-          if (unauthorized > 2) {
+          this.unauthorized++;
+          if (this.unauthorized > 2) {
             this.set('fatal', new HeraldError(401, 'token_expired', 'getToken keeps returning an expired token'));
             return;
           }
@@ -185,8 +185,8 @@ export class Connection {
           this.set('dropped');
           continue;
         case 'unauthorized':
-          unauthorized++;
-          if (!this.opts.getToken || unauthorized > 1) {
+          this.unauthorized++;
+          if (!this.opts.getToken || this.unauthorized > 1) {
             this.set('fatal', outcome.error);
             return;
           }
@@ -201,7 +201,6 @@ export class Connection {
           this.set('dropped', outcome.error);
           await sleep(backoffDelay(this.attempt++, Math.max(this.retry, outcome.floor ?? 0), this.opts.backoff, this.opts.random), signal);
       }
-      if (this.state === 'open') unauthorized = 0;
     }
   }
 
@@ -214,6 +213,7 @@ export class Connection {
 
   private opened(): void {
     this.attempt = 0;
+    this.unauthorized = 0;
     this.set('opened');
   }
 
