@@ -80,3 +80,36 @@ for (const [name, locks] of [['navigator.locks', true], ['heartbeats', false]]) 
     t.diagnostic(`states of a follower: ${(await rest[0].evaluate(() => window.log.states)).join(' ')}`);
   });
 }
+
+test('the EventSource fallback receives every topic and resumes across stream ends', { timeout: 60000 }, async (t) => {
+  // -max-lifetime ends each stream after a second: the client reconnects
+  // with ?lastEventID= and ?access_token= (EventSource cannot send headers).
+  const herald = await startHerald({ corsOrigin: statics.origin, extra: ['-max-lifetime', '1s'] });
+  t.after(() => herald.stop());
+  const user = 'es-user';
+  const tok = token(user, { subscribe: ['rooms/*'] });
+  const page = await browser.context.newPage();
+  t.after(() => page.close());
+  const errors = [];
+  page.on('pageerror', (err) => errors.push(String(err)));
+  await page.goto(statics.origin + '/');
+  await page.waitForFunction(() => window.ready === true, null, { timeout: 10000 });
+  const topics = [`users/${user}`, 'rooms/es'];
+  await page.evaluate((o) => window.start(o), { url: herald.url, token: tok, topics, transport: 'eventsource', share: false });
+  await page.waitForFunction(() => window.client.state === 'open', null, { timeout: 10000 });
+  const N = 12;
+  for (let i = 1; i <= N; i++) {
+    await herald.publish(topics[i % 2], [i]);
+    await sleep(250); // across several stream ends
+  }
+  await waitFor('every event', 20000, async () => (await page.evaluate(() => window.log.received.length)) >= N);
+  await sleep(300);
+  const log = await page.evaluate(() => window.log);
+  for (const [k, topic] of topics.entries()) {
+    const want = Array.from({ length: N }, (_, i) => i + 1).filter((i) => i % 2 === k);
+    assert.deepEqual(log.received.filter((e) => e.topic === topic).map((e) => e.data), want, topic);
+  }
+  assert.equal(log.received.length, N, 'no duplicates');
+  assert.ok(log.states.filter((s) => s.startsWith('reconnecting')).length >= 2, `streams ended and resumed: ${log.states.join(' ')}`);
+  assert.deepEqual(errors, []);
+});
