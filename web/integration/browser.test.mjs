@@ -52,13 +52,14 @@ for (const [name, locks] of [['navigator.locks', true], ['heartbeats', false]]) 
     const pages = await openTabs(t, herald, user, locks);
 
     await waitFor('every tab open', 20000, async () => (await status(pages)).every((s) => s.state === 'open'));
-    let st = await status(pages);
-    assert.equal(st.filter((s) => s.leader).length, 1, 'one leader tab');
+    await waitFor('one leader tab', 10000, async () => (await status(pages)).filter((s) => s.leader).length === 1);
     await waitFor('one stream on the server', 10000, async () => (await herald.metric('herald_connections')) === 1);
     await sleep(500);
     assert.equal(await herald.metric('herald_connections'), 1, 'ten tabs, one stream');
 
+    const st = await status(pages);
     const leader = pages[st.findIndex((s) => s.leader)];
+    assert.ok(leader, 'a leader tab');
     const rest = pages.filter((p) => p !== leader);
     for (let i = 1; i <= EVENTS; i++) {
       await herald.publish(`users/${user}`, [i]);
@@ -74,8 +75,7 @@ for (const [name, locks] of [['navigator.locks', true], ['heartbeats', false]]) 
       assert.deepEqual(log.gaps, [], `tab ${i}: no gap`);
       assert.deepEqual(p.__errors, [], `tab ${i}: no page errors`);
     }
-    st = await status(rest);
-    assert.equal(st.filter((s) => s.leader).length, 1, 'one new leader');
+    await waitFor('one new leader', 10000, async () => (await status(rest)).filter((s) => s.leader).length === 1);
     await waitFor('one stream again', 10000, async () => (await herald.metric('herald_connections')) === 1);
     t.diagnostic(`states of a follower: ${(await rest[0].evaluate(() => window.log.states)).join(' ')}`);
   });
