@@ -186,4 +186,17 @@ describe('HeraldClient', () => {
     spy.mockRestore();
     c.close();
   });
+
+  it('types handlers by event type (checked by npm run typecheck)', () => {
+    const h = new FakeHerald();
+    const { c } = client(h);
+    c.on('users/42', 'note', (ev) => {
+      const text: string = ev.data.text;
+      void text;
+    });
+    // @ts-expect-error: 'nope' is not an event type of Events
+    c.on('users/42', 'nope', () => {});
+    // @ts-expect-error: a note's payload has no 'title'
+    c.on('users/42', 'note', (ev) => ev.data.title);
+  });
 });
