@@ -49,6 +49,11 @@ export interface HeraldClientOptions {
   EventSource?: typeof EventSource;
   BroadcastChannel?: new (name: string) => ChannelLike;
   locks?: LocksLike | null;
+  /**
+   * Reconnect when the stream sends nothing this long (default 45000 ms, three
+   * of Herald's 15 s heartbeats; fetch transport; 0: never).
+   */
+  idleTimeout?: number;
   /** Heartbeat election timing (used without navigator.locks). */
   election?: { heartbeatMs?: number; timeoutMs?: number; claimMs?: number };
 }
@@ -193,6 +198,7 @@ export class HeraldClient<M extends EventMap = EventMap> {
       transport: o.transport,
       withCredentials: o.withCredentials,
       backoff: o.backoff,
+      idleTimeout: o.idleTimeout,
       lastEventId: this.cursor,
       fetch: o.fetch,
       EventSource: o.EventSource,

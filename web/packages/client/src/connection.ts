@@ -32,6 +32,8 @@ export interface ConnectionOptions {
   fetch?: typeof fetch;
   EventSource?: typeof EventSource;
   random?: () => number;
+  /** Reconnect when a fetch stream sends nothing (not even Herald's heartbeat comment) this long, ms; 0: never. */
+  idleTimeout?: number;
   /** Types EventSource must listen for (it has no catch-all). */
   eventTypes?: () => Iterable<string>;
 }
@@ -222,6 +224,40 @@ export class Connection {
     const headers: Record<string, string> = { Accept: 'text/event-stream' };
     if (token) headers['Authorization'] = 'Bearer ' + token;
     if (this.lastEventId && !this.lastEventId.startsWith('{')) headers['Last-Event-ID'] = this.lastEventId;
+    // This attempt's own abort: close(), or the idle watchdog. A connection
+    // that died without a FIN (a laptop's network switched) never ends a
+    // read; Herald's heartbeat comments prove a live one.
+    const attempt = new AbortController();
+    const onAbort = () => attempt.abort();
+    signal.addEventListener('abort', onAbort);
+    const idleMs = this.opts.idleTimeout ?? 45000;
+    let idle: ReturnType<typeof setTimeout> | undefined;
+    let stalled = false;
+    const arm = () => {
+      if (idle !== undefined) clearTimeout(idle);
+      if (idleMs > 0)
+        idle = setTimeout(() => {
+          stalled = true;
+          attempt.abort();
+        }, idleMs);
+    };
+    const stalledError = () => new Error(`no data from the stream for ${idleMs} ms`);
+    try {
+      arm();
+      return await this.fetchStream(f, headers, attempt.signal, arm, () => (stalled ? stalledError() : undefined));
+    } finally {
+      if (idle !== undefined) clearTimeout(idle);
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private async fetchStream(
+    f: typeof fetch,
+    headers: Record<string, string>,
+    signal: AbortSignal,
+    arm: () => void,
+    stalled: () => Error | undefined,
+  ): Promise<Outcome> {
     let resp: Response;
     try {
       resp = await f(this.streamURL({}), {
@@ -231,8 +267,9 @@ export class Connection {
         credentials: this.opts.withCredentials ? 'include' : 'same-origin',
       });
     } catch (err) {
-      return { kind: 'dropped', error: err as Error };
+      return { kind: 'dropped', error: stalled() ?? (err as Error) };
     }
+    arm();
     if (resp.status !== 200) {
       const error = await readError(resp);
       if (resp.status === 401) return error.code === 'token_expired' ? { kind: 'expired' } : { kind: 'unauthorized', error };
@@ -262,13 +299,14 @@ export class Connection {
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
+        arm();
         parser.push(decoder.decode(value, { stream: true }));
         // An id-only block moves the cursor without an event.
         this.lastEventId = parser.lastEventId;
       }
       return { kind: 'dropped' };
     } catch (err) {
-      return { kind: 'dropped', error: err as Error };
+      return { kind: 'dropped', error: stalled() ?? (err as Error) };
     } finally {
       parser.end();
       reader.cancel().catch(() => {});

@@ -199,4 +199,25 @@ describe('HeraldClient', () => {
     // @ts-expect-error: a note's payload has no 'title'
     c.on('users/42', 'note', (ev) => ev.data.title);
   });
+
+  it('reconnects a stream that goes silent (idle watchdog); heartbeats keep it', async () => {
+    const h = new FakeHerald();
+    const { c, states } = client(h, { idleTimeout: 80 });
+    let err: Error | undefined;
+    c.onState((s, e) => s === 'reconnecting' && (err = e));
+    c.start();
+    await vi.waitFor(() => expect(h.requests).toHaveLength(1));
+    h.last.send(open('C0'));
+    for (let i = 0; i < 5; i++) {
+      await new Promise((r) => setTimeout(r, 40));
+      h.last.send(': heartbeat\n');
+    }
+    expect(h.requests).toHaveLength(1); // 200 ms, kept alive
+    await vi.waitFor(() => expect(h.requests).toHaveLength(2), { timeout: 2000 });
+    expect(h.requests[0]!.aborted).toBe(true);
+    expect(h.last.headers['Last-Event-ID']).toBe('C0');
+    expect(err?.message).toMatch(/no data from the stream for 80 ms/);
+    expect(states.slice(0, 3)).toEqual(['connecting', 'open', 'reconnecting']);
+    c.close();
+  });
 });
