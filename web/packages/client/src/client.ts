@@ -113,6 +113,8 @@ export class HeraldClient<M extends EventMap = EventMap> {
     if (this.started) return this;
     this.started = true;
     this.setState('connecting');
+    // Back online: reconnect now rather than at the end of the backoff.
+    if (typeof addEventListener === 'function') addEventListener('online', this.onOnline);
     const BC = this.opts.BroadcastChannel ?? (typeof BroadcastChannel === 'function' ? BroadcastChannel : undefined);
     if (this.opts.share === false || !BC) {
       this.lead();
@@ -136,9 +138,14 @@ export class HeraldClient<M extends EventMap = EventMap> {
     return this;
   }
 
+  private onOnline = () => this.conn?.wake();
+
   /** close ends the stream (handing it to another tab) and stops every handler. */
   close(): void {
-    if (typeof removeEventListener === 'function') removeEventListener('pagehide', this.onPageHide);
+    if (typeof removeEventListener === 'function') {
+      removeEventListener('pagehide', this.onPageHide);
+      removeEventListener('online', this.onOnline);
+    }
     this.conn?.stop();
     this.conn = undefined;
     this.election?.close();

@@ -52,19 +52,6 @@ export function fetchStreams(): boolean {
   return typeof fetch === 'function' && typeof ReadableStream === 'function' && typeof TextDecoder === 'function' && typeof Response === 'function' && 'body' in Response.prototype;
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done);
-  });
-}
-
 type Outcome =
   | { kind: 'dropped'; error?: Error; floor?: number } // retry with backoff
   | { kind: 'expired' } // 401 token_expired: fetch a fresh token, retry at once
@@ -141,6 +128,28 @@ export class Connection {
     this.set('close');
   }
 
+  /** wake cuts the backoff wait short (the browser came back online). */
+  wake(): void {
+    this.waking?.();
+  }
+
+  private waking: (() => void) | undefined;
+
+  private sleep(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve();
+      const done = () => {
+        clearTimeout(t);
+        signal.removeEventListener('abort', done);
+        this.waking = undefined;
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      this.waking = done;
+      signal.addEventListener('abort', done);
+    });
+  }
+
   /** listenFor adds an event type to live EventSources (fetch needs nothing). */
   listenFor(type: string): void {
     for (const es of this.sources) es.addEventListener(type, this.esListener(es));
@@ -164,7 +173,7 @@ export class Connection {
       } catch (err) {
         token = undefined;
         this.set('dropped', err as Error);
-        await sleep(backoffDelay(this.attempt++, this.retry, this.opts.backoff, this.opts.random), signal);
+        await this.sleep(backoffDelay(this.attempt++, this.retry, this.opts.backoff, this.opts.random), signal);
         continue;
       }
       reason = 'connect';
@@ -194,14 +203,14 @@ export class Connection {
           }
           reason = 'expired';
           this.set('dropped', outcome.error);
-          await sleep(backoffDelay(this.attempt++, this.retry, this.opts.backoff, this.opts.random), signal);
+          await this.sleep(backoffDelay(this.attempt++, this.retry, this.opts.backoff, this.opts.random), signal);
           continue;
         case 'fatal':
           this.set('fatal', outcome.error);
           return;
         case 'dropped':
           this.set('dropped', outcome.error);
-          await sleep(backoffDelay(this.attempt++, Math.max(this.retry, outcome.floor ?? 0), this.opts.backoff, this.opts.random), signal);
+          await this.sleep(backoffDelay(this.attempt++, Math.max(this.retry, outcome.floor ?? 0), this.opts.backoff, this.opts.random), signal);
       }
     }
   }

@@ -220,4 +220,27 @@ describe('HeraldClient', () => {
     expect(states.slice(0, 3)).toEqual(['connecting', 'open', 'reconnecting']);
     c.close();
   });
+
+  it("reconnects at once when the browser comes back online, not at the backoff's end", async () => {
+    const h = new FakeHerald();
+    h.plan.push({ status: 503, body: { error: { code: 'engine_unavailable', message: 'x' } }, headers: { 'Retry-After': '60' } });
+    // A browser's window is an EventTarget; Node's globalThis is not.
+    const target = new EventTarget();
+    const g = globalThis as unknown as Record<string, unknown>;
+    g.addEventListener = target.addEventListener.bind(target);
+    g.removeEventListener = target.removeEventListener.bind(target);
+    try {
+      const { c } = client(h, { backoff: { initialDelay: 60000, maxDelay: 60000 } });
+      c.start();
+      await vi.waitFor(() => expect(c.state).toBe('reconnecting'));
+      await new Promise((r) => setTimeout(r, 50));
+      expect(h.requests).toHaveLength(1); // Retry-After: at least a minute
+      target.dispatchEvent(new Event('online'));
+      await vi.waitFor(() => expect(h.requests).toHaveLength(2));
+      c.close();
+    } finally {
+      delete g.addEventListener;
+      delete g.removeEventListener;
+    }
+  });
 });
