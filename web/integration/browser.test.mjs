@@ -23,10 +23,10 @@ after(async () => {
   await statics?.close();
 });
 
-async function openTabs(t, herald, user, locks) {
+async function openTabs(t, herald, user, locks, n = TABS) {
   const tok = token(user);
   const pages = [];
-  for (let i = 0; i < TABS; i++) {
+  for (let i = 0; i < n; i++) {
     const page = await browser.context.newPage();
     const errors = [];
     page.on('pageerror', (err) => errors.push(String(err)));
@@ -112,4 +112,28 @@ test('the EventSource fallback receives every topic and resumes across stream en
   assert.equal(log.received.length, N, 'no duplicates');
   assert.ok(log.states.filter((s) => s.startsWith('reconnecting')).length >= 2, `streams ended and resumed: ${log.states.join(' ')}`);
   assert.deepEqual(errors, []);
+});
+
+test('tabs sharing a stream get everything across a crash and restart of herald', { timeout: 90000 }, async (t) => {
+  const herald = await startHerald({ corsOrigin: statics.origin });
+  t.after(() => herald.stop());
+  const user = 'restart-user';
+  const topic = `users/${user}`;
+  const pages = await openTabs(t, herald, user, true, 3);
+  await waitFor('every tab open', 20000, async () => (await status(pages)).every((s) => s.state === 'open'));
+  await herald.publish(topic, [1, 2, 3]);
+  await waitFor('first events', 10000, async () => (await status(pages)).every((s) => s.n === 3));
+  await herald.kill();
+  await waitFor('every tab reconnecting', 10000, async () => (await status(pages)).every((s) => s.state === 'reconnecting'));
+  await sleep(1000); // a few failed attempts: the backoff grows
+  await herald.restart();
+  await herald.publish(topic, [4, 5, 6]); // most likely before the tabs are back
+  await waitFor('every event in every tab', 40000, async () => (await status(pages)).every((s) => s.n >= 6));
+  await sleep(300);
+  for (const [i, p] of pages.entries()) {
+    const log = await p.evaluate(() => window.log);
+    assert.deepEqual(log.received.map((e) => e.data), [1, 2, 3, 4, 5, 6], `tab ${i}`);
+    assert.equal((await p.evaluate(() => window.heraldStatus())).state, 'open');
+  }
+  assert.equal(await herald.metric('herald_connections'), 1, 'still one stream');
 });

@@ -39,9 +39,16 @@ export function token(sub, { ttl = '1h', subscribe = [] } = {}) {
 }
 
 // startHerald runs `herald serve` on a free loopback port with a fresh data dir.
+// restart() kills it (SIGKILL) and starts it again on the same address and
+// data dir, as a crash and a supervisor's restart would.
 export async function startHerald({ corsOrigin, extra = [] } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), 'herald-data-'));
-  const args = ['serve', '-addr', '127.0.0.1:0', '-data-dir', dataDir, '-publish-key', publishKey,
+  const h = await runHerald(dataDir, '127.0.0.1:0', { corsOrigin, extra });
+  return h;
+}
+
+async function runHerald(dataDir, listen, { corsOrigin, extra }) {
+  const args = ['serve', '-addr', listen, '-data-dir', dataDir, '-publish-key', publishKey,
     '-jwt-secret', jwtSecret, '-jwt-leeway', '0s', '-retry', '250ms', ...extra];
   if (corsOrigin) args.push('-cors-origins', corsOrigin);
   const proc = spawn(heraldBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -87,11 +94,19 @@ export async function startHerald({ corsOrigin, extra = [] } = {}) {
       if (!m) throw new Error(`no ${name} in /metrics`);
       return Number(m[1]);
     },
-    async stop() {
+    async kill() {
       if (proc.exitCode === null && proc.signalCode === null) {
         proc.kill('SIGKILL');
         await exited;
       }
+    },
+    async restart() {
+      await this.kill();
+      const next = await runHerald(dataDir, addr, { corsOrigin, extra });
+      Object.assign(this, next);
+    },
+    async stop() {
+      await this.kill();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
