@@ -63,7 +63,7 @@ type StateListener = (state: ConnectionState, error?: Error) => void;
 
 // What the leader tab relays.
 type Relay =
-  | { t: 'ev'; msg: SSEMessage }
+  | { t: 'ev'; msg: SSEMessage; cursor: string } // the stream's cursor after msg (with EventSource, every topic's)
   | { t: 'state'; state: ConnectionState; cursor: string; error?: { status: number; code: string; message: string } }
   | { t: 'hello' };
 
@@ -213,8 +213,8 @@ export class HeraldClient<M extends EventMap = EventMap> {
     };
     const conn = new Connection(copts, {
       message: (msg) => {
-        this.cursor = msg.lastEventId;
-        this.election?.post({ t: 'ev', msg } satisfies Relay);
+        this.cursor = conn.lastEventId;
+        this.election?.post({ t: 'ev', msg, cursor: conn.lastEventId } satisfies Relay);
         this.dispatch(msg);
       },
       state: (state, error) => {
@@ -244,7 +244,7 @@ export class HeraldClient<M extends EventMap = EventMap> {
 
   private relayed(m: Relay): void {
     if (!m || this.conn) {
-      if (m?.t === 'hello' && this.conn) this.election?.post(this.stateRelay(this.conn.state));
+      if (m?.t === 'hello' && this.conn) this.election?.post(this.stateRelay(this.current));
       return;
     }
     switch (m.t) {
@@ -252,11 +252,12 @@ export class HeraldClient<M extends EventMap = EventMap> {
         // Two tabs may lead for a moment (heartbeat mode): an event relayed
         // by both is run once.
         if (m.msg.type !== CONNECTED && m.msg.lastEventId) {
-          if (this.seen.has(m.msg.lastEventId)) return;
-          this.seen.add(m.msg.lastEventId);
+          const k = (m.msg.topic ?? '') + '\n' + m.msg.lastEventId;
+          if (this.seen.has(k)) return;
+          this.seen.add(k);
           if (this.seen.size > 512) this.seen.delete(this.seen.values().next().value as string);
         }
-        this.cursor = m.msg.lastEventId;
+        this.cursor = m.cursor;
         this.dispatch(m.msg);
         return;
       case 'state':

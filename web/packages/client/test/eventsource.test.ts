@@ -3,6 +3,7 @@
 // client's own reconnect loop.
 import { describe, expect, it, vi } from 'vitest';
 import { HeraldClient } from '../src/index.js';
+import { FakeBus, FakeLocks } from './fakes.js';
 
 class FakeES {
   static all: FakeES[] = [];
@@ -98,5 +99,40 @@ describe('EventSource transport', () => {
     FakeES.all[0]!.emit('message', 'x', 'C6');
     expect(c.lastEventId).toBe('C6');
     c.close();
+  });
+
+  it('a tab taking over a shared EventSource stream resumes every topic from its own cursor', async () => {
+    FakeES.all = [];
+    const bus = new FakeBus();
+    const locks = new FakeLocks();
+    const got: string[][] = [[], []];
+    const clients = [0, 1].map((i) => {
+      const c = new HeraldClient({
+        url: 'http://herald.test',
+        topics: ['a', 'b'],
+        transport: 'eventsource',
+        EventSource: FakeES as unknown as typeof EventSource,
+        BroadcastChannel: bus.Channel,
+        locks,
+        backoff: { initialDelay: 1, maxDelay: 5 },
+      });
+      c.on('*', (ev) => got[i]!.push(`${ev.topic}:${ev.data}`));
+      return c.start();
+    });
+    await vi.waitFor(() => expect(FakeES.all).toHaveLength(2));
+    const [a, b] = FakeES.all as [FakeES, FakeES];
+    a.onopen!();
+    b.onopen!();
+    a.emit('message', '1', 'A1');
+    b.emit('message', '2', 'B1');
+    a.emit('message', '3', 'A2');
+    await vi.waitFor(() => expect(got[1]).toEqual(['a:1', 'b:2', 'a:3']));
+    expect(clients[0]!.isLeader).toBe(true);
+    clients[0]!.close();
+    await vi.waitFor(() => expect(FakeES.all).toHaveLength(4));
+    const [a2, b2] = FakeES.all.slice(2) as [FakeES, FakeES];
+    expect(a2.url.searchParams.get('lastEventID')).toBe('A2');
+    expect(b2.url.searchParams.get('lastEventID')).toBe('B1');
+    clients[1]!.close();
   });
 });
