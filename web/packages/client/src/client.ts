@@ -112,7 +112,7 @@ export class HeraldClient<M extends EventMap = EventMap> {
   start(): this {
     if (this.started) return this;
     this.started = true;
-    this.setState('connecting');
+    if (this.current === 'idle') this.setState('connecting');
     // Back online: reconnect now rather than at the end of the backoff.
     if (typeof addEventListener === 'function') addEventListener('online', this.onOnline);
     const BC = this.opts.BroadcastChannel ?? (typeof BroadcastChannel === 'function' ? BroadcastChannel : undefined);
@@ -142,15 +142,45 @@ export class HeraldClient<M extends EventMap = EventMap> {
 
   /** close ends the stream (handing it to another tab) and stops every handler. */
   close(): void {
+    this.teardown();
+    this.setState('closed');
+  }
+
+  /**
+   * setTopics changes the stream's topics: the client reconnects with its
+   * cursor, so the topics it had resume where they were and a new one starts
+   * at its newest event. Sharing tabs group by topics (unless share.key is
+   * set), so the tab may join another group.
+   */
+  setTopics(topics: string[]): void {
+    const key = (t: string[]) => [...t].sort().join(',');
+    const same = key(topics) === key(this.opts.topics);
+    this.opts = { ...this.opts, topics: [...topics] };
+    if (same || !this.started || this.current === 'closed') return;
+    const cursor = this.lastEventId;
+    this.teardown();
+    this.cursor = cursor;
+    this.started = false;
+    this.setState('reconnecting');
+    this.start();
+  }
+
+  // teardown ends the stream (telling the other tabs, which take it over) and
+  // leaves the group.
+  private teardown(): void {
     if (typeof removeEventListener === 'function') {
       removeEventListener('pagehide', this.onPageHide);
       removeEventListener('online', this.onOnline);
     }
-    this.conn?.stop();
-    this.conn = undefined;
+    if (this.conn) {
+      this.cursor = this.conn.lastEventId;
+      this.election?.post(this.stateRelay('closed'));
+      const c = this.conn;
+      this.conn = undefined;
+      c.stop();
+    }
     this.election?.close();
     this.election = undefined;
-    this.setState('closed');
   }
 
   // A tab going away (closed, navigated, or put in the back/forward cache)
@@ -211,13 +241,17 @@ export class HeraldClient<M extends EventMap = EventMap> {
       EventSource: o.EventSource,
       eventTypes: () => [...this.handlers.keys()].map((k) => k.slice(k.indexOf('\n') + 1)).filter(Boolean),
     };
+    // A connection this tab let go of (close, setTopics, another leader) is
+    // no longer heard.
     const conn = new Connection(copts, {
       message: (msg) => {
+        if (this.conn !== conn) return;
         this.cursor = conn.lastEventId;
         this.election?.post({ t: 'ev', msg, cursor: conn.lastEventId } satisfies Relay);
         this.dispatch(msg);
       },
       state: (state, error) => {
+        if (this.conn !== conn) return;
         // A tab taking the stream over from another reconnects.
         const shown = state === 'connecting' && this.current !== 'connecting' ? 'reconnecting' : state;
         this.election?.post(this.stateRelay(shown, error));

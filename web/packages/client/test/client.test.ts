@@ -243,4 +243,28 @@ describe('HeraldClient', () => {
       delete g.removeEventListener;
     }
   });
+
+  it('setTopics reconnects with the new topics and the cursor', async () => {
+    const h = new FakeHerald();
+    const { c, states } = client(h);
+    const got: string[] = [];
+    c.on('*', (ev) => got.push(`${ev.topic}:${ev.raw}`));
+    c.start();
+    await vi.waitFor(() => expect(h.requests).toHaveLength(1));
+    h.last.send(open('C0') + event('C1', 'rooms/7', '', 'x'));
+    await vi.waitFor(() => expect(got).toEqual(['rooms/7:x']));
+    c.setTopics(['rooms/7', 'users/42']); // the same set: nothing to do
+    await new Promise((r) => setTimeout(r, 20));
+    expect(h.requests).toHaveLength(1);
+    c.setTopics(['rooms/7', 'rooms/8']);
+    await vi.waitFor(() => expect(h.requests).toHaveLength(2));
+    expect(h.requests[0]!.aborted).toBe(true);
+    expect(h.last.url.searchParams.getAll('topic')).toEqual(['rooms/7', 'rooms/8']);
+    expect(h.last.headers['Last-Event-ID']).toBe('C1');
+    h.last.send(open('C1') + event('C2', 'rooms/8', '', 'y'));
+    h.requests[0]!.send(event('C9', 'rooms/7', '', 'stale')); // the old stream is not heard
+    await vi.waitFor(() => expect(got).toEqual(['rooms/7:x', 'rooms/8:y']));
+    expect(states).toEqual(['connecting', 'open', 'reconnecting', 'open']);
+    c.close();
+  });
 });

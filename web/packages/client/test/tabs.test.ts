@@ -161,3 +161,32 @@ for (const mode of ['locks', 'heartbeats'] as const) {
     });
   });
 }
+
+describe('setTopics in a shared group', () => {
+  it('the tab leaves its group (another takes the stream over) and joins the new one', async () => {
+    const h = new FakeHerald();
+    const bus = new FakeBus();
+    const locks = new FakeLocks();
+    const clients = [0, 1, 2].map(() =>
+      new HeraldClient({
+        url: 'http://herald.test',
+        topics: ['rooms/7'],
+        fetch: h.fetch,
+        BroadcastChannel: bus.Channel,
+        locks,
+        backoff: { initialDelay: 1, maxDelay: 5 },
+      }).start(),
+    );
+    await vi.waitFor(() => expect(h.requests).toHaveLength(1));
+    h.last.send(open('C0') + ev(1));
+    await vi.waitFor(() => expect(clients.every((c) => c.lastEventId === 'C1')).toBe(true));
+    const leader = clients.find((c) => c.isLeader)!;
+    leader.setTopics(['rooms/8']);
+    await vi.waitFor(() => expect(h.requests).toHaveLength(3));
+    const byTopic = Object.fromEntries(h.requests.slice(1).map((r) => [r.url.searchParams.get('topic'), r]));
+    expect(byTopic['rooms/8']!.headers['Last-Event-ID']).toBe('C1');
+    expect(byTopic['rooms/7']!.headers['Last-Event-ID']).toBe('C1');
+    expect(clients.filter((c) => c.isLeader)).toHaveLength(2);
+    for (const c of clients) c.close();
+  });
+});
