@@ -1,0 +1,169 @@
+// Package web runs the tests of the browser packages in web/ (@herald/client)
+// from go test, so that the project's one test command covers them: the
+// TypeScript check and Vitest unit tests, then the integration tests, which
+// drive the built client in Node and in Chromium against a real herald.
+package web
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// webDir is the npm workspace, from this package's directory.
+var webDir = filepath.Join("..", "..", "web")
+
+// setup skips the test unless HERALD_TEST_WEB=1; once asked for (or under
+// CI=true) a missing piece is a failure, not a skip. It returns node's path.
+func setup(t *testing.T) string {
+	t.Helper()
+	if os.Getenv("HERALD_TEST_WEB") != "1" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI=true but HERALD_TEST_WEB is not 1: the web tests would not run (.ci/run sets it after `npm ci` in web/)")
+		}
+		t.Skip("set HERALD_TEST_WEB=1 to run the web tests; they need Node.js 20, `npm ci` in web/ and /usr/bin/chromium (.ci/run sets them up)")
+	}
+	if _, err := os.Stat(filepath.Join(webDir, "node_modules")); err != nil {
+		t.Fatalf("HERALD_TEST_WEB=1 but web/node_modules is missing: run `npm ci` in web/ (%v)", err)
+	}
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Fatalf("HERALD_TEST_WEB=1 but node is not installed: %v", err)
+	}
+	return node
+}
+
+// TestWebUnit runs `npm test` in web/: tsc (strict) and Vitest.
+func TestWebUnit(t *testing.T) {
+	setup(t)
+	npm, err := exec.LookPath("npm")
+	if err != nil {
+		t.Fatalf("HERALD_TEST_WEB=1 but npm is not installed: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, npm, "test")
+	cmd.Dir = webDir
+	cmd.Env = append(os.Environ(), "NO_COLOR=1", "FORCE_COLOR=0")
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("npm test in web/: %v\n%s", err, out)
+	}
+	if m := regexp.MustCompile(`Tests\s+(\d+ passed[^\n]*)`).FindSubmatch(out); m != nil {
+		t.Logf("vitest: %s", m[1])
+	}
+}
+
+// TestWebIntegration builds herald and @herald/client, then runs
+// web/integration with node's test runner: the client in Node (resume,
+// tokens, refusals) and in Chromium (ten tabs share one stream; the leader's
+// close loses nothing). Each test is reported as a subtest, read from the TAP
+// report so that a skipped one shows.
+func TestWebIntegration(t *testing.T) {
+	node := setup(t)
+	chromium := os.Getenv("CHROMIUM_PATH")
+	if chromium == "" {
+		chromium = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("HERALD_TEST_WEB=1 but Chromium is missing at %s (install Debian's chromium, or set CHROMIUM_PATH): %v", chromium, err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	bin := filepath.Join(t.TempDir(), "herald")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/herald")
+	build.Dir = filepath.Join("..", "..")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/herald: %v\n%s", err, out)
+	}
+	bundle := exec.CommandContext(ctx, node, filepath.Join("scripts", "build-client.mjs"))
+	bundle.Dir = webDir
+	out, err := bundle.CombinedOutput()
+	if err != nil {
+		t.Fatalf("building @herald/client: %v\n%s", err, out)
+	}
+	t.Log(strings.TrimSpace(string(out)))
+
+	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=tap", "--test-concurrency=1", "integration/")
+	cmd.Dir = webDir
+	cmd.Env = append(os.Environ(), "HERALD_BIN="+bin, "CHROMIUM_PATH="+chromium)
+	cmd.WaitDelay = 10 * time.Second // node's children must not keep the pipes open for ever
+	var report bytes.Buffer
+	cmd.Stdout = &report
+	cmd.Stderr = &report
+	runErr := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("node --test did not finish within the time limit\n%s", report.String())
+	}
+	results := parseTAP(report.String())
+	if len(results) == 0 {
+		t.Fatalf("node --test reported no tests (%v)\n%s", runErr, report.String())
+	}
+	failed := false
+	for _, r := range results {
+		t.Run(r.name, func(t *testing.T) {
+			switch {
+			case r.directive != "":
+				failed = true
+				t.Errorf("reported as %s: a skipped web test does not count\n%s", r.directive, r.detail)
+			case !r.ok:
+				failed = true
+				t.Errorf("failed\n%s", r.detail)
+			default:
+				for _, l := range strings.Split(r.detail, "\n") {
+					if strings.HasPrefix(l, "# ") {
+						t.Log(strings.TrimPrefix(l, "# "))
+					}
+				}
+			}
+		})
+	}
+	var exit *exec.ExitError
+	if runErr != nil && (!failed || !errors.As(runErr, &exit)) {
+		t.Fatalf("node --test: %v\n%s", runErr, report.String())
+	}
+}
+
+// result is one top-level test of node's TAP report.
+type result struct {
+	name      string
+	ok        bool
+	directive string // SKIP or TODO
+	detail    string // its YAML block and the diagnostics after it
+}
+
+var tapResult = regexp.MustCompile(`^(not )?ok \d+ - (.*?)(?: # (SKIP|TODO)\b.*)?$`)
+
+// parseTAP reads the top-level results of a TAP 13 report (node --test runs
+// each file as its own top-level tests), keeping with each the indented lines
+// and diagnostics that follow it.
+func parseTAP(report string) []result {
+	var rs []result
+	sc := bufio.NewScanner(strings.NewReader(report))
+	sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		if m := tapResult.FindStringSubmatch(line); m != nil {
+			rs = append(rs, result{name: m[2], ok: m[1] == "", directive: m[3]})
+			continue
+		}
+		if strings.HasPrefix(line, "1..") {
+			break // the plan; the summary follows
+		}
+		if len(rs) == 0 || strings.HasPrefix(line, "# Subtest:") {
+			continue
+		}
+		rs[len(rs)-1].detail += line + "\n"
+	}
+	return rs
+}
