@@ -137,6 +137,11 @@ type Engine struct {
 	done       chan struct{} // closed when Close has finished
 	once       sync.Once
 
+	// highSeq is the highest stream sequence an append of this engine was
+	// acknowledged at in the current epoch: a later append acknowledged at or
+	// below it means that the stream was created again (checkStream).
+	highSeq atomic.Uint64
+
 	stripes [lockStripes]sync.Mutex
 	lastMu  sync.Mutex
 	last    map[string]uint64 // subject -> last sequence seen, a cache
@@ -325,6 +330,7 @@ func (e *Engine) checkStream(ctx context.Context, reconcile bool) (bool, error) 
 	changed := old != nil && *old != epoch
 	if changed {
 		e.epochChanges.Add(1)
+		e.highSeq.Store(0)
 		e.lastMu.Lock()
 		clear(e.last)
 		e.lastMu.Unlock()
@@ -548,6 +554,7 @@ func (e *Engine) appendTopic(ctx context.Context, now time.Time, events []engine
 					return ctx.Err()
 				}
 			}
+			high := e.highSeq.Load() // acknowledged before this publish: below it in this stream
 			ack, err := e.publish(ctx, subj, &ev, last, stamp, msgID)
 			if errors.Is(err, nats.ErrNoResponders) && !retried {
 				// No stream listens on the subject: it was deleted. Create it
@@ -588,8 +595,20 @@ func (e *Engine) appendTopic(ctx context.Context, now time.Time, events []engine
 				}
 				return fmt.Errorf("nats engine: %w: %v", engine.ErrUnavailable, ack.Error)
 			}
+			if !ack.Duplicate && ack.Seq <= high {
+				// The stream's sequence went back: it was created again (by
+				// another node, after the server lost its store) and this
+				// engine has not noticed yet. A compare-and-set on a subject
+				// without messages passes in the new stream as it would have
+				// in the old: find the new epoch before answering with it.
+				if _, err := e.checkStream(ctx, false); err != nil {
+					return failed(ctx, err)
+				}
+			}
 			pos[i] = engine.Position{Epoch: e.curEpoch(), Offset: ack.Seq}
 			if !ack.Duplicate {
+				for h := e.highSeq.Load(); ack.Seq > h && !e.highSeq.CompareAndSwap(h, ack.Seq); h = e.highSeq.Load() {
+				}
 				last = ack.Seq
 				e.setLast(subj, ack.Seq)
 			}
@@ -760,18 +779,21 @@ func (e *Engine) Read(ctx context.Context, tp string, after engine.Position, lim
 	}
 	// The first visible message at or after from.
 	var first stored
-	var hidden bool // messages after the cursor exist, all expired so far
+	var hidden uint64 // the last of the messages after the cursor, all expired so far
 	for seq := from; ; {
 		s, err := e.get(ctx, subj, seq, false)
 		if errors.Is(err, errNotFound) {
-			if !zero && (hidden || foreign) {
-				head, herr := e.head(ctx, subj)
-				if herr != nil {
-					return nil, failed(ctx, herr)
-				}
-				if foreign || head > after.Offset {
-					return nil, &engine.GapError{Topic: tp, Resume: engine.Position{Epoch: epoch, Offset: head}}
-				}
+			if e.curEpoch() != epoch {
+				// The get found the stream gone and created it again: read
+				// in the new epoch.
+				return e.Read(ctx, tp, after, limit)
+			}
+			if !zero && (hidden > 0 || foreign) {
+				// Nothing of the topic is retained after the cursor: resume
+				// after the last expired message (none: the epoch's start),
+				// not at a head read now, which may hold an event appended
+				// since the get.
+				return nil, &engine.GapError{Topic: tp, Resume: engine.Position{Epoch: epoch, Offset: hidden}}
 			}
 			return nil, nil
 		}
@@ -779,7 +801,7 @@ func (e *Engine) Read(ctx context.Context, tp string, after engine.Position, lim
 			return nil, failed(ctx, err)
 		}
 		if e.expired(s, now) {
-			hidden = true
+			hidden = s.seq
 			seq = s.seq + 1
 			continue
 		}
