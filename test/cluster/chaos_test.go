@@ -75,6 +75,8 @@ func chaosSettings(t *testing.T) (time.Duration, float64) {
 //     new epoch, and streams a herald.gap;
 //   - nats: a private nats-server -js, started again on its store: nothing
 //     may be lost, and no stream may see a gap;
+//   - nats-wipe: the same, started again on an empty store: new epochs and
+//     gaps, as on Redis;
 //   - kafka: kfake in the test process, closed and started again on its data
 //     dir and ports: nothing may be lost, no gap.
 //
@@ -96,6 +98,7 @@ func TestClusterChaos(t *testing.T) {
 	}{
 		{"redis", redisChaos},
 		{"nats", func(t *testing.T) *chaosBackEnd { return natsChaos(t, false) }},
+		{"nats-wipe", func(t *testing.T) *chaosBackEnd { return natsChaos(t, true) }},
 		{"kafka", kafkaChaos},
 	} {
 		t.Run(v.name, func(t *testing.T) { runChaos(t, v.open(t), dur, rate) })
