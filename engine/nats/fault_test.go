@@ -202,6 +202,42 @@ func TestAppendAfterTheStreamWasCreatedAgainElsewhere(t *testing.T) {
 	}
 }
 
+// After its connection dropped, an engine checks the stream before it
+// answers a Head, a Read or an Append: the server may have come back with
+// an empty store and another node created the stream again, which the
+// engine's reconnect handling may not have noticed yet; a Head of the new
+// stream must not be given in the old epoch (a stream's cursor there would
+// look past the end of the log).
+func TestCallsAfterAReconnectAreInTheNewEpoch(t *testing.T) {
+	srv := natstest.Start(t)
+	e1 := mustOpen(t, Options{URL: srv.URL(), SweepInterval: time.Hour})
+	e2 := mustOpen(t, Options{URL: srv.URL(), SweepInterval: time.Hour})
+	old := appendOne(t, e1, "rc/a", 1)
+	if h, err := e1.Head(context.Background(), "rc/a"); err != nil || h != old || e1.unverified.Load() {
+		t.Fatalf("Head = %v, %v (unverified %v); want %v", h, err, e1.unverified.Load(), old)
+	}
+
+	srv.Stop()
+	srv.Wipe()
+	srv.Run()
+	p2 := appendOne(t, e2, "rc/b", 1)
+	waitFor(t, "e1 connected again", func() bool { return e1.reconnects.Load() > 0 && e1.nc.IsConnected() })
+	time.Sleep(200 * time.Millisecond) // its reconnect's check of the stream, if any, done
+	if !e1.unverified.Load() {
+		t.Fatal("the dropped connection did not mark the epoch unverified")
+	}
+	// As e1 is before its reconnect's check of the stream, if that comes
+	// late.
+	e1.epoch.Store(&old.Epoch)
+	h, err := e1.Head(context.Background(), "rc/b")
+	if err != nil || h.Epoch != p2.Epoch || h.Offset != p2.Offset {
+		t.Fatalf("Head after the reconnect = %v, %v; want %v", h, err, p2)
+	}
+	if e1.unverified.Load() {
+		t.Fatal("still unverified after a check of the stream")
+	}
+}
+
 // A stream deleted behind the engine's back is created again by the next
 // Append, and one deleted and created again by someone else is noticed by
 // the next Append's compare-and-set: a new epoch either way.

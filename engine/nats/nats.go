@@ -129,6 +129,14 @@ type Engine struct {
 	warnedConfig atomic.Bool
 	epoch        atomic.Pointer[string]
 
+	// unverified is set when the connection drops: the server may come
+	// back with an empty store, the stream created again by another node.
+	// Until a check of the stream (verifyEpoch), positions would be given
+	// in the old epoch for the new stream's sequences.
+	unverified atomic.Bool
+	recheckMu  sync.Mutex
+	recheck    *epochCheck // the check in progress, shared by the calls
+
 	mu         sync.RWMutex // guards closed against inflight.Add, and registries
 	closed     bool
 	registries []*registry // presence registries, closed by Close
@@ -219,8 +227,12 @@ func Open(opt Options) (*Engine, error) {
 		// which calls lost for every topic.
 		nats.PingInterval(pingInterval),
 		nats.MaxPingsOutstanding(2),
-		nats.DisconnectErrHandler(func(*nats.Conn, error) { e.disconnects.Add(1) }),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) {
+			e.unverified.Store(true)
+			e.disconnects.Add(1)
+		}),
 		nats.ReconnectHandler(func(*nats.Conn) {
+			e.unverified.Store(true)
 			e.reconnects.Add(1)
 			e.signalAll()
 		}),
@@ -377,6 +389,47 @@ func (e *Engine) enter() error {
 	return nil
 }
 
+// verifyEpoch checks the stream once after the connection dropped, before
+// a call answers with positions: the server may have come back with an
+// empty store and the stream been created again by another node, which
+// this engine's reconnect handling may not have noticed yet (or its check
+// failed, the server not being back). The calls waiting meanwhile share
+// one check.
+func (e *Engine) verifyEpoch(ctx context.Context) error {
+	if !e.unverified.Load() {
+		return nil
+	}
+	e.recheckMu.Lock()
+	c := e.recheck
+	if c == nil {
+		c = &epochCheck{done: make(chan struct{})}
+		e.recheck = c
+		e.recheckMu.Unlock()
+		e.unverified.Store(false) // a drop during the check sets it again
+		if _, c.err = e.checkStream(ctx, false); c.err != nil {
+			e.unverified.Store(true)
+		}
+		e.recheckMu.Lock()
+		e.recheck = nil
+		e.recheckMu.Unlock()
+		close(c.done)
+	} else {
+		e.recheckMu.Unlock()
+	}
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// epochCheck is a check of the stream by verifyEpoch.
+type epochCheck struct {
+	done chan struct{}
+	err  error
+}
+
 // failed maps a NATS call's error.
 func failed(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
@@ -454,6 +507,9 @@ func (e *Engine) Append(ctx context.Context, events []engine.Event) ([]engine.Po
 	}
 	if len(events) == 0 {
 		return nil, nil
+	}
+	if err := e.verifyEpoch(ctx); err != nil {
+		return nil, failed(ctx, err)
 	}
 	var order []string
 	idx := map[string][]int{}
@@ -768,6 +824,9 @@ func (e *Engine) Read(ctx context.Context, tp string, after engine.Position, lim
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := e.verifyEpoch(ctx); err != nil {
+		return nil, failed(ctx, err)
+	}
 	subj := e.subject(tp)
 	epoch := e.curEpoch()
 	now := e.opt.Now()
@@ -947,6 +1006,9 @@ func (e *Engine) Head(ctx context.Context, tp string) (engine.Position, error) {
 	defer e.inflight.Done()
 	if err := ctx.Err(); err != nil {
 		return engine.Position{}, err
+	}
+	if err := e.verifyEpoch(ctx); err != nil {
+		return engine.Position{}, failed(ctx, err)
 	}
 	subj := e.subject(tp)
 	h, err := e.head(ctx, subj)
