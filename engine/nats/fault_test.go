@@ -165,6 +165,79 @@ func TestServerRestartWithEmptyStore(t *testing.T) {
 	waitFor(t, "the new epoch's event delivered", func() bool { return r.has(p) })
 }
 
+// A node that has not noticed yet that the server lost its store (another
+// node created the stream again) appends to a topic it has no last
+// sequence for: the compare-and-set expects no message, which passes in the
+// new stream as in the old. The acknowledgement's sequence, below what the
+// engine was acknowledged at before, gives the new stream away: the
+// position is in the new epoch, not the lost one.
+func TestAppendAfterTheStreamWasCreatedAgainElsewhere(t *testing.T) {
+	srv := natstest.Start(t)
+	e1 := mustOpen(t, Options{URL: srv.URL(), SweepInterval: time.Hour})
+	e2 := mustOpen(t, Options{URL: srv.URL(), SweepInterval: time.Hour})
+	var old engine.Position
+	for i := range 3 {
+		old = appendOne(t, e1, "ca/a", i)
+		appendOne(t, e2, "ca/z", i)
+	}
+	high := e1.highSeq.Load()
+
+	srv.Stop()
+	srv.Wipe()
+	srv.Run()
+	p2 := appendOne(t, e2, "ca/b", 1) // creates the stream again, or finds it created
+	if p2.Epoch == old.Epoch {
+		t.Fatalf("append after the wipe at %v, in the old epoch", p2)
+	}
+	waitFor(t, "e1 connected again and aware of the new epoch", func() bool {
+		return e1.nc.IsConnected() && e1.curEpoch() == p2.Epoch
+	})
+	// As e1 was before it noticed (its reconnect's check can come after
+	// an append).
+	e1.epoch.Store(&old.Epoch)
+	e1.highSeq.Store(high)
+	p := appendOne(t, e1, "ca/c", 1)
+	if p.Epoch != p2.Epoch || p.Offset <= p2.Offset {
+		t.Fatalf("append on the node that had not noticed: %v, want after %v in the new epoch", p, p2)
+	}
+}
+
+// After its connection dropped, an engine checks the stream before it
+// answers a Head, a Read or an Append: the server may have come back with
+// an empty store and another node created the stream again, which the
+// engine's reconnect handling may not have noticed yet; a Head of the new
+// stream must not be given in the old epoch (a stream's cursor there would
+// look past the end of the log).
+func TestCallsAfterAReconnectAreInTheNewEpoch(t *testing.T) {
+	srv := natstest.Start(t)
+	e1 := mustOpen(t, Options{URL: srv.URL(), SweepInterval: time.Hour})
+	e2 := mustOpen(t, Options{URL: srv.URL(), SweepInterval: time.Hour})
+	old := appendOne(t, e1, "rc/a", 1)
+	if h, err := e1.Head(context.Background(), "rc/a"); err != nil || h != old || e1.unverified.Load() {
+		t.Fatalf("Head = %v, %v (unverified %v); want %v", h, err, e1.unverified.Load(), old)
+	}
+
+	srv.Stop()
+	srv.Wipe()
+	srv.Run()
+	p2 := appendOne(t, e2, "rc/b", 1)
+	waitFor(t, "e1 connected again", func() bool { return e1.reconnects.Load() > 0 && e1.nc.IsConnected() })
+	time.Sleep(200 * time.Millisecond) // its reconnect's check of the stream, if any, done
+	if !e1.unverified.Load() {
+		t.Fatal("the dropped connection did not mark the epoch unverified")
+	}
+	// As e1 is before its reconnect's check of the stream, if that comes
+	// late.
+	e1.epoch.Store(&old.Epoch)
+	h, err := e1.Head(context.Background(), "rc/b")
+	if err != nil || h.Epoch != p2.Epoch || h.Offset != p2.Offset {
+		t.Fatalf("Head after the reconnect = %v, %v; want %v", h, err, p2)
+	}
+	if e1.unverified.Load() {
+		t.Fatal("still unverified after a check of the stream")
+	}
+}
+
 // A stream deleted behind the engine's back is created again by the next
 // Append, and one deleted and created again by someone else is noticed by
 // the next Append's compare-and-set: a new epoch either way.

@@ -129,6 +129,14 @@ type Engine struct {
 	warnedConfig atomic.Bool
 	epoch        atomic.Pointer[string]
 
+	// unverified is set when the connection drops: the server may come
+	// back with an empty store, the stream created again by another node.
+	// Until a check of the stream (verifyEpoch), positions would be given
+	// in the old epoch for the new stream's sequences.
+	unverified atomic.Bool
+	recheckMu  sync.Mutex
+	recheck    *epochCheck // the check in progress, shared by the calls
+
 	mu         sync.RWMutex // guards closed against inflight.Add, and registries
 	closed     bool
 	registries []*registry // presence registries, closed by Close
@@ -136,6 +144,11 @@ type Engine struct {
 	stopping   chan struct{} // closed when Close starts
 	done       chan struct{} // closed when Close has finished
 	once       sync.Once
+
+	// highSeq is the highest stream sequence an append of this engine was
+	// acknowledged at in the current epoch: a later append acknowledged at or
+	// below it means that the stream was created again (checkStream).
+	highSeq atomic.Uint64
 
 	stripes [lockStripes]sync.Mutex
 	lastMu  sync.Mutex
@@ -214,8 +227,12 @@ func Open(opt Options) (*Engine, error) {
 		// which calls lost for every topic.
 		nats.PingInterval(pingInterval),
 		nats.MaxPingsOutstanding(2),
-		nats.DisconnectErrHandler(func(*nats.Conn, error) { e.disconnects.Add(1) }),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) {
+			e.unverified.Store(true)
+			e.disconnects.Add(1)
+		}),
 		nats.ReconnectHandler(func(*nats.Conn) {
+			e.unverified.Store(true)
 			e.reconnects.Add(1)
 			e.signalAll()
 		}),
@@ -325,6 +342,7 @@ func (e *Engine) checkStream(ctx context.Context, reconcile bool) (bool, error) 
 	changed := old != nil && *old != epoch
 	if changed {
 		e.epochChanges.Add(1)
+		e.highSeq.Store(0)
 		e.lastMu.Lock()
 		clear(e.last)
 		e.lastMu.Unlock()
@@ -369,6 +387,47 @@ func (e *Engine) enter() error {
 	}
 	e.inflight.Add(1)
 	return nil
+}
+
+// verifyEpoch checks the stream once after the connection dropped, before
+// a call answers with positions: the server may have come back with an
+// empty store and the stream been created again by another node, which
+// this engine's reconnect handling may not have noticed yet (or its check
+// failed, the server not being back). The calls waiting meanwhile share
+// one check.
+func (e *Engine) verifyEpoch(ctx context.Context) error {
+	if !e.unverified.Load() {
+		return nil
+	}
+	e.recheckMu.Lock()
+	c := e.recheck
+	if c == nil {
+		c = &epochCheck{done: make(chan struct{})}
+		e.recheck = c
+		e.recheckMu.Unlock()
+		e.unverified.Store(false) // a drop during the check sets it again
+		if _, c.err = e.checkStream(ctx, false); c.err != nil {
+			e.unverified.Store(true)
+		}
+		e.recheckMu.Lock()
+		e.recheck = nil
+		e.recheckMu.Unlock()
+		close(c.done)
+	} else {
+		e.recheckMu.Unlock()
+	}
+	select {
+	case <-c.done:
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// epochCheck is a check of the stream by verifyEpoch.
+type epochCheck struct {
+	done chan struct{}
+	err  error
 }
 
 // failed maps a NATS call's error.
@@ -448,6 +507,9 @@ func (e *Engine) Append(ctx context.Context, events []engine.Event) ([]engine.Po
 	}
 	if len(events) == 0 {
 		return nil, nil
+	}
+	if err := e.verifyEpoch(ctx); err != nil {
+		return nil, failed(ctx, err)
 	}
 	var order []string
 	idx := map[string][]int{}
@@ -548,6 +610,7 @@ func (e *Engine) appendTopic(ctx context.Context, now time.Time, events []engine
 					return ctx.Err()
 				}
 			}
+			high := e.highSeq.Load() // acknowledged before this publish: below it in this stream
 			ack, err := e.publish(ctx, subj, &ev, last, stamp, msgID)
 			if errors.Is(err, nats.ErrNoResponders) && !retried {
 				// No stream listens on the subject: it was deleted. Create it
@@ -588,8 +651,20 @@ func (e *Engine) appendTopic(ctx context.Context, now time.Time, events []engine
 				}
 				return fmt.Errorf("nats engine: %w: %v", engine.ErrUnavailable, ack.Error)
 			}
+			if !ack.Duplicate && ack.Seq <= high {
+				// The stream's sequence went back: it was created again (by
+				// another node, after the server lost its store) and this
+				// engine has not noticed yet. A compare-and-set on a subject
+				// without messages passes in the new stream as it would have
+				// in the old: find the new epoch before answering with it.
+				if _, err := e.checkStream(ctx, false); err != nil {
+					return failed(ctx, err)
+				}
+			}
 			pos[i] = engine.Position{Epoch: e.curEpoch(), Offset: ack.Seq}
 			if !ack.Duplicate {
+				for h := e.highSeq.Load(); ack.Seq > h && !e.highSeq.CompareAndSwap(h, ack.Seq); h = e.highSeq.Load() {
+				}
 				last = ack.Seq
 				e.setLast(subj, ack.Seq)
 			}
@@ -749,6 +824,9 @@ func (e *Engine) Read(ctx context.Context, tp string, after engine.Position, lim
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := e.verifyEpoch(ctx); err != nil {
+		return nil, failed(ctx, err)
+	}
 	subj := e.subject(tp)
 	epoch := e.curEpoch()
 	now := e.opt.Now()
@@ -760,18 +838,21 @@ func (e *Engine) Read(ctx context.Context, tp string, after engine.Position, lim
 	}
 	// The first visible message at or after from.
 	var first stored
-	var hidden bool // messages after the cursor exist, all expired so far
+	var hidden uint64 // the last of the messages after the cursor, all expired so far
 	for seq := from; ; {
 		s, err := e.get(ctx, subj, seq, false)
 		if errors.Is(err, errNotFound) {
-			if !zero && (hidden || foreign) {
-				head, herr := e.head(ctx, subj)
-				if herr != nil {
-					return nil, failed(ctx, herr)
-				}
-				if foreign || head > after.Offset {
-					return nil, &engine.GapError{Topic: tp, Resume: engine.Position{Epoch: epoch, Offset: head}}
-				}
+			if e.curEpoch() != epoch {
+				// The get found the stream gone and created it again: read
+				// in the new epoch.
+				return e.Read(ctx, tp, after, limit)
+			}
+			if !zero && (hidden > 0 || foreign) {
+				// Nothing of the topic is retained after the cursor: resume
+				// after the last expired message (none: the epoch's start),
+				// not at a head read now, which may hold an event appended
+				// since the get.
+				return nil, &engine.GapError{Topic: tp, Resume: engine.Position{Epoch: epoch, Offset: hidden}}
 			}
 			return nil, nil
 		}
@@ -779,7 +860,7 @@ func (e *Engine) Read(ctx context.Context, tp string, after engine.Position, lim
 			return nil, failed(ctx, err)
 		}
 		if e.expired(s, now) {
-			hidden = true
+			hidden = s.seq
 			seq = s.seq + 1
 			continue
 		}
@@ -925,6 +1006,9 @@ func (e *Engine) Head(ctx context.Context, tp string) (engine.Position, error) {
 	defer e.inflight.Done()
 	if err := ctx.Err(); err != nil {
 		return engine.Position{}, err
+	}
+	if err := e.verifyEpoch(ctx); err != nil {
+		return engine.Position{}, failed(ctx, err)
 	}
 	subj := e.subject(tp)
 	h, err := e.head(ctx, subj)

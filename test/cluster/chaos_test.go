@@ -41,6 +41,8 @@ const (
 	// chaosPublishBound is how long one event is retried, over random
 	// targets, before it is recorded as not accepted.
 	chaosPublishBound = 20 * time.Second
+	// chaosRetention is the events kept per topic: all of them.
+	chaosRetention = 10_000_000
 )
 
 func chaosSettings(t *testing.T) (time.Duration, float64) {
@@ -61,37 +63,62 @@ func chaosSettings(t *testing.T) (time.Duration, float64) {
 	return d, rate
 }
 
-// TestClusterChaos runs three herald processes on a private redis-server
-// behind the real nginx, with 300 streams of the Go client through nginx
-// (each on its own users/<n> topic and one of ten rooms/<k>), while
-// publishers send numbered events to random nodes, directly and through
-// nginx. Meanwhile one node is SIGKILLed and started again on the same
-// address and data dir, and later Redis is killed and started again empty.
+// TestClusterChaos runs three herald processes on one back end behind the
+// real nginx, with 300 streams of the Go client through nginx (each on its
+// own users/<n> topic and one of ten rooms/<k>), while publishers send
+// numbered events to random nodes, directly and through nginx. Meanwhile one
+// node is SIGKILLed and started again on the same address and data dir, and
+// later the broker is killed and started again. It runs on each engine
+// that shares a log between nodes:
+//
+//   - redis: a private redis-server, started again empty: every topic gets a
+//     new epoch, and streams a herald.gap;
+//   - nats: a private nats-server -js, started again on its store: nothing
+//     may be lost, and no stream may see a gap;
+//   - nats-wipe: the same, started again on an empty store: new epochs and
+//     gaps, as on Redis;
+//   - kafka: kfake in the test process, closed and started again on its data
+//     dir and ports: nothing may be lost, no gap.
+//
 // At the end every stream must hold, per topic, every event of the topic's
-// log in order and once: within an epoch offsets follow each other; the only
-// break allowed is a herald.gap from the epoch Redis lost to the new one,
-// and only events of the lost epoch may be missing, behind that gap.
+// log from where it started, in order and once. On Redis offsets are dense:
+// within an epoch they follow each other (checkTopic). On NATS and Kafka a
+// topic's offsets have holes (the log is shared by topics), so the test
+// reads each topic's history from the back end (an engine of its own on the
+// same URL) and checks each stream against it (checkHistory, checkLog). The
+// only break allowed is a herald.gap from an epoch the broker lost to the new
+// one, and only events of the lost epoch may be missing, behind that gap.
 func TestClusterChaos(t *testing.T) {
 	_, err := os.Stat(nginxPath)
 	need(t, err == nil, nginxPath+" is missing: apt-get install nginx to run the cluster chaos test")
-	rs := redistest.Start(t)
 	dur, rate := chaosSettings(t)
-	began := time.Now()
+	for _, v := range []struct {
+		name string
+		open func(t *testing.T) *chaosBackEnd
+	}{
+		{"redis", redisChaos},
+		{"nats", func(t *testing.T) *chaosBackEnd { return natsChaos(t, false) }},
+		{"nats-wipe", func(t *testing.T) *chaosBackEnd { return natsChaos(t, true) }},
+		{"kafka", kafkaChaos},
+	} {
+		t.Run(v.name, func(t *testing.T) { runChaos(t, v.open(t), dur, rate) })
+	}
+}
 
+func runChaos(t *testing.T, be *chaosBackEnd, dur time.Duration, rate float64) {
+	began := time.Now()
 	bin := buildHerald(t)
-	engineURL := rs.URL() + "?prefix=" + url.QueryEscape(chaosPrefix)
 	var nodes []*node
 	var addrs []string
 	for range chaosNodes {
 		// Streams end after about 4s (-max-lifetime), so that clients come and
 		// go all along, the restarted node takes some, and some are between
-		// two connections when Redis dies.
-		n := startNode(t, bin, engineURL, "-retention-count", "10000000", "-max-connections-per-ip", "0", "-max-lifetime", "4s")
+		// two connections when the broker dies.
+		n := startNode(t, bin, be.url, "-retention-count", strconv.Itoa(chaosRetention), "-max-connections-per-ip", "0", "-max-lifetime", "4s")
 		nodes = append(nodes, n)
 		addrs = append(addrs, n.addr)
 	}
 	nx := startNginx(t, addrs...)
-	rc := redisClient(t, rs.URL())
 
 	// The streams, each from one of 50 loopback source addresses where the
 	// system has them (Linux routes all of 127.0.0.0/8 to the loopback).
@@ -149,7 +176,7 @@ func TestClusterChaos(t *testing.T) {
 		}
 	}
 	// Every topic has its first epoch now (created when the streams read its
-	// head): the epoch that the Redis restart loses.
+	// head): the epoch that a broker restarting empty loses.
 	var topics []string
 	for i := range chaosClients {
 		topics = append(topics, "users/"+strconv.Itoa(i))
@@ -157,7 +184,11 @@ func TestClusterChaos(t *testing.T) {
 	for k := range chaosRooms {
 		topics = append(topics, "rooms/"+strconv.Itoa(k))
 	}
-	oldHeads := readHeads(t, rc, topics)
+	var oldHeads map[string]engine.Position
+	waitUntil(t, 30*time.Second, "the heads of every topic read", func() bool {
+		oldHeads = be.heads(t, topics)
+		return len(oldHeads) == len(topics)
+	})
 	t.Logf("%d nodes, nginx on %s, %d streams connected after %v", chaosNodes, nx.addr, chaosClients, time.Since(began).Round(time.Millisecond))
 
 	// The publishers.
@@ -179,7 +210,7 @@ func TestClusterChaos(t *testing.T) {
 	// The chaos. A tenth of the way in, a node is SIGKILLed and started
 	// again; nginx leaves it out for fail_timeout (10s) after it refused a
 	// connection, then gives it streams again. Once it holds streams, and
-	// half the time has passed, Redis is killed and started again, empty;
+	// half the time has passed, the broker is killed and started again;
 	// publishing goes on for the rest of the time, 4s at least.
 	start := time.Now()
 	since := func() time.Duration { return time.Since(start).Round(time.Millisecond) }
@@ -203,11 +234,11 @@ func TestClusterChaos(t *testing.T) {
 	for _, n := range nodes {
 		held = append(held, fmt.Sprintf("%s: %v", n.addr, nodeMetrics(t, n.addr)["herald_connections"]))
 	}
-	t.Logf("%v: Redis killed; streams per node: %s", since(), strings.Join(held, ", "))
-	rs.Stop()
+	t.Logf("%v: %s killed; streams per node: %s", since(), be.broker, strings.Join(held, ", "))
+	be.stop()
 	time.Sleep(1500 * time.Millisecond)
-	rs.Run()
-	t.Logf("%v: Redis started again, empty", since())
+	be.start()
+	t.Logf("%v: %s started again, %s", since(), be.broker, be.restart)
 	sleepUntil(max(dur, since()+max(dur*3/10, 4*time.Second)))
 	stopPublishing()
 	waitDone(t, &pubs, chaosPublishBound+10*time.Second, "the publishers")
@@ -217,7 +248,10 @@ func TestClusterChaos(t *testing.T) {
 	var heads map[string]engine.Position
 	drained := time.Now()
 	caught := func() bool {
-		heads = readHeads(t, rc, topics)
+		heads = be.heads(t, topics)
+		if len(heads) != len(topics) {
+			return false
+		}
 		for _, c := range clients {
 			for _, tp := range c.topics {
 				if c.position(tp) != heads[tp] {
@@ -237,12 +271,37 @@ func TestClusterChaos(t *testing.T) {
 		<-c.done
 	}
 
-	// The verdict.
+	// The verdict. Where offsets have holes, each topic's history is read
+	// from the back end and checked first, then each stream against it.
 	var sum chaosStats
 	var problems []string
+	var logs map[string][]logEvent
+	if be.history != nil {
+		logs = map[string][]logEvent{}
+		for _, tp := range topics {
+			logs[tp] = be.history(t, tp)
+			lost := ""
+			if be.loses {
+				lost = oldHeads[tp].Epoch
+			}
+			for _, e := range checkHistory(logs[tp], lost, heads[tp], pub.acceptedOn(tp)) {
+				problems = append(problems, fmt.Sprintf("the history of %s: %s", tp, e))
+			}
+		}
+	}
 	for i, c := range clients {
 		for _, tp := range c.topics {
-			st, errs := checkTopic(c.start[tp], c.itemsOf(tp), oldHeads[tp].Epoch, heads[tp], pub.acceptedOn(tp))
+			var st chaosStats
+			var errs []string
+			if be.history == nil {
+				st, errs = checkTopic(c.start[tp], c.itemsOf(tp), oldHeads[tp].Epoch, heads[tp], pub.acceptedOn(tp))
+			} else {
+				lost := ""
+				if be.loses {
+					lost = oldHeads[tp].Epoch
+				}
+				st, errs = checkLog(c.start[tp], c.itemsOf(tp), lost, heads[tp], logs[tp], pub.acceptedOn(tp))
+			}
 			sum.add(st)
 			for _, e := range errs {
 				problems = append(problems, fmt.Sprintf("stream %d, %s: %s", i, tp, e))
@@ -259,9 +318,9 @@ func TestClusterChaos(t *testing.T) {
 			newEpochs++
 		}
 	}
-	t.Logf("clients=%d topics=%d (new epoch after the Redis restart: %d) published=%d accepted=%d not_accepted=%d publish_retries=%d throttled_ticks=%d",
+	t.Logf("clients=%d topics=%d (new epoch after the broker restart: %d) published=%d accepted=%d not_accepted=%d publish_retries=%d throttled_ticks=%d",
 		chaosClients, len(topics), newEpochs, pub.published.Load(), pub.nAccepted.Load(), pub.notAccepted.Load(), pub.retries.Load(), pub.throttled.Load())
-	t.Logf("delivered=%d reconnects=%d gaps=%d lost_with_redis_announced=%d duplicates=%d missing=%d mismatched=%d",
+	t.Logf("delivered=%d reconnects=%d gaps=%d lost_with_broker_announced=%d duplicates=%d missing=%d mismatched=%d",
 		sum.delivered, sum.reconnects, sum.gaps, sum.lostAnnounced, sum.dups, sum.missing, sum.mismatched)
 	for _, n := range nodes {
 		m := nodeMetrics(t, n.addr)
@@ -280,11 +339,15 @@ func TestClusterChaos(t *testing.T) {
 		}
 		t.Errorf("duplicates=%d missing=%d mismatched=%d, want 0 each", sum.dups, sum.missing, sum.mismatched)
 	}
-	if newEpochs != len(topics) {
-		t.Errorf("%d of %d topics have a new epoch after the Redis restart, want all (every one is read or written after it)", newEpochs, len(topics))
-	}
-	if sum.gaps == 0 {
-		t.Error("no herald.gap after Redis lost every topic's history")
+	switch {
+	case be.loses && newEpochs != len(topics):
+		t.Errorf("%d of %d topics have a new epoch after the %s restart, want all (every one is read or written after it)", newEpochs, len(topics), be.broker)
+	case be.loses && sum.gaps == 0:
+		t.Errorf("no herald.gap after %s lost every topic's history", be.broker)
+	case !be.loses && newEpochs != 0:
+		t.Errorf("%d of %d topics have a new epoch after the %s restart, want none (it kept its store)", newEpochs, len(topics), be.broker)
+	case !be.loses && sum.gaps != 0:
+		t.Errorf("%d herald.gap after the %s restart, want none (it kept its store)", sum.gaps, be.broker)
 	}
 	if pub.nAccepted.Load() < int64(rate*dur.Seconds()/4) {
 		t.Errorf("only %d publishes accepted in %v at %v/s", pub.nAccepted.Load(), dur, rate)
