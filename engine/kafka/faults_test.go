@@ -406,3 +406,36 @@ func TestNotReadyUntilCaughtUp(t *testing.T) {
 		t.Fatalf("Read on the caught-up node: %d events, %v; want 20", len(got), err)
 	}
 }
+
+// With the broker down, an Append fails within the request timeout instead
+// of waiting for the broker, and Close returns: a node can stop.
+func TestBrokerDownAppendFailsAndCloseReturns(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(t.TempDir()), kfake.Ports(freePort(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := testOptions(t, c)
+	opt.RequestTimeout = time.Second
+	e, err := Open(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendEvents(t, e, "down/a", 1, 1)
+	c.Close()
+	start := time.Now()
+	_, err = e.Append(context.Background(), []engine.Event{{Topic: "down/a", Type: "test", Data: []byte("2")}})
+	if !errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("Append with the broker down: %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("Append failed only after %v", d)
+	}
+	t.Logf("Append failed after %v", time.Since(start).Round(time.Millisecond))
+	closed := make(chan error, 1)
+	go func() { closed <- e.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Close did not return with the broker down")
+	}
+}

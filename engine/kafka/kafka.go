@@ -464,9 +464,9 @@ func (e *Engine) Append(ctx context.Context, events []engine.Event) ([]engine.Po
 	for i, r := range recs {
 		index[r] = i
 	}
-	results := make(kgo.ProduceResults, len(recs))
-	for _, r := range e.prod.ProduceSync(ctx, recs...) {
-		results[index[r.Record]] = r
+	results, err := e.produce(ctx, recs, index)
+	if err != nil {
+		return nil, err
 	}
 	failed := map[string]error{}
 	for i, r := range results {
@@ -784,6 +784,37 @@ func (e *Engine) Subscribe(topic string, fn func(engine.Event), lost func()) (fu
 
 // Close lets calls in flight finish, stops the reader and closes the
 // replica. No callback runs after it returns.
+// produce sends recs and waits for their results, in the order of index.
+// It gives up when ctx ends or the broker has not answered within
+// RequestTimeout (a broker that is down: the producer would wait for it
+// for ever, and Close with it); the records may then still be appended
+// later, as after any lost answer, and the error says so.
+func (e *Engine) produce(ctx context.Context, recs []*kgo.Record, index map[*kgo.Record]int) (kgo.ProduceResults, error) {
+	results := make(kgo.ProduceResults, len(recs))
+	done := make(chan kgo.ProduceResult, len(recs))
+	for _, r := range recs {
+		// ctx ending fails the records not sent yet: those are not appended.
+		e.prod.Produce(ctx, r, func(r *kgo.Record, err error) {
+			done <- kgo.ProduceResult{Record: r, Err: err}
+		})
+	}
+	timer := time.NewTimer(e.opt.RequestTimeout)
+	defer timer.Stop()
+	for range recs {
+		select {
+		case r := <-done:
+			results[index[r.Record]] = r
+		case <-ctx.Done():
+			e.produceErrs.Add(1)
+			return nil, fmt.Errorf("%w: kafka: gave up waiting for the broker: %w (the events may still be appended)", engine.ErrUnavailable, ctx.Err())
+		case <-timer.C:
+			e.produceErrs.Add(1)
+			return nil, fmt.Errorf("%w: kafka: no answer from the broker within %v (the events may still be appended)", engine.ErrUnavailable, e.opt.RequestTimeout)
+		}
+	}
+	return results, nil
+}
+
 func (e *Engine) Close() error {
 	e.mu.Lock()
 	if e.closed {
