@@ -45,3 +45,20 @@ func ValidateTopic(name string) error {
 	}
 	return nil
 }
+
+// MaxIDLen is the longest Event.ID the networked engines accept.
+const MaxIDLen = 1024
+
+// CheckEvents validates what Append is given: every topic (ValidateTopic)
+// and every ID at most MaxIDLen bytes.
+func CheckEvents(events []Event) error {
+	for i, ev := range events {
+		if err := ValidateTopic(ev.Topic); err != nil {
+			return err
+		}
+		if len(ev.ID) > MaxIDLen {
+			return fmt.Errorf("engine: event %d: ID of %d bytes, at most %d", i, len(ev.ID), MaxIDLen)
+		}
+	}
+	return nil
+}

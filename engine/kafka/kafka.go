@@ -32,9 +32,6 @@ const (
 	DefaultFetchMaxWait      = 100 * time.Millisecond
 	DefaultTrimInterval      = time.Minute
 	DefaultRequestTimeout    = 10 * time.Second
-
-	// MaxIDLen is the longest Event.ID accepted.
-	MaxIDLen = 1024
 )
 
 // NoAgeLimit as Options.MaxAge turns age trimming off.
@@ -419,13 +416,8 @@ func (e *Engine) enter() error {
 // Append produces one record per event to its topic's partition and
 // returns once the replica has applied them.
 func (e *Engine) Append(ctx context.Context, events []engine.Event) ([]engine.Position, error) {
-	for _, ev := range events {
-		if err := engine.ValidateTopic(ev.Topic); err != nil {
-			return nil, err
-		}
-		if len(ev.ID) > MaxIDLen {
-			return nil, fmt.Errorf("kafka: event ID of %d bytes, at most %d", len(ev.ID), MaxIDLen)
-		}
+	if err := engine.CheckEvents(events); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -38,8 +38,6 @@ const (
 	// SubscribeTimeout bounds how long Subscribe waits for the server to
 	// confirm the subscription.
 	SubscribeTimeout = 10 * time.Second
-	// MaxIDLen is the longest Event.ID accepted.
-	MaxIDLen = 1024
 	// appendParallel is the most topics of one Append published at once.
 	appendParallel = 32
 	// lockStripes serialize appends per topic on this node.
@@ -490,13 +488,8 @@ func (e *Engine) forceLast(subj string, seq uint64) {
 // with a compare-and-set on its subject's last sequence; the topics of a
 // call are published in parallel, the events of one topic in order.
 func (e *Engine) Append(ctx context.Context, events []engine.Event) ([]engine.Position, error) {
-	for _, ev := range events {
-		if err := engine.ValidateTopic(ev.Topic); err != nil {
-			return nil, err
-		}
-		if len(ev.ID) > MaxIDLen {
-			return nil, fmt.Errorf("nats engine: event ID of %d bytes, at most %d", len(ev.ID), MaxIDLen)
-		}
+	if err := engine.CheckEvents(events); err != nil {
+		return nil, err
 	}
 	if err := e.enter(); err != nil {
 		return nil, err

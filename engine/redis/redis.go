@@ -59,8 +59,6 @@ const (
 	// its outcome is reused.
 	ReadyPingTimeout = 500 * time.Millisecond
 	ReadyCacheTTL    = time.Second
-	// MaxIDLen is the longest Event.ID accepted.
-	MaxIDLen = 1024
 	// subscribeBatch is the most channels of one SUBSCRIBE on a resubscribe.
 	subscribeBatch = 512
 	// sweepBatch is the most HMGETs of one pipeline of a sweep.
@@ -269,13 +267,8 @@ func (e *Engine) failed(ctx context.Context, err error) error {
 
 // Append implements engine.Engine: one script for the whole call.
 func (e *Engine) Append(ctx context.Context, events []engine.Event) ([]engine.Position, error) {
-	for _, ev := range events {
-		if err := engine.ValidateTopic(ev.Topic); err != nil {
-			return nil, err
-		}
-		if len(ev.ID) > MaxIDLen {
-			return nil, fmt.Errorf("redis engine: event ID of %d bytes, at most %d", len(ev.ID), MaxIDLen)
-		}
+	if err := engine.CheckEvents(events); err != nil {
+		return nil, err
 	}
 	if err := e.enter(); err != nil {
 		return nil, err
