@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"net/url"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/herald-hub/herald/inbox"
 	"github.com/herald-hub/herald/inbox/inboxtest"
+	"github.com/herald-hub/herald/internal/testenv"
 )
 
 func TestSQLite(t *testing.T) {
@@ -27,17 +27,10 @@ func TestSQLite(t *testing.T) {
 }
 
 // need returns the variable's value, or fails under CI=true and skips
-// otherwise: a test on a real database never passes without having run.
-func need(t *testing.T, env string) string {
+// otherwise.
+func need(t testing.TB, env string) string {
 	t.Helper()
-	v := os.Getenv(env)
-	if v == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set, and CI=true: the inbox tests on it must run in CI (.ci/run sets it)", env)
-		}
-		t.Skipf("set %s to run the inbox tests on it", env)
-	}
-	return v
+	return testenv.Get(t, env, "the inbox tests on that database", "the value in .ci/run")
 }
 
 func random(t testing.TB) string {

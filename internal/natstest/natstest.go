@@ -19,6 +19,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/herald-hub/herald/internal/testenv"
 )
 
 // URL is the NATS server of HERALD_TEST_NATS_URL, which must have
@@ -26,14 +28,7 @@ import (
 // is skipped otherwise: a test on NATS never passes without having run.
 func URL(t testing.TB) string {
 	t.Helper()
-	u := os.Getenv("HERALD_TEST_NATS_URL")
-	if u == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("HERALD_TEST_NATS_URL is not set, and CI=true: the tests on NATS must run in CI (.ci/run sets it)")
-		}
-		t.Skip("set HERALD_TEST_NATS_URL (for example nats://127.0.0.1:4222) to run the tests on NATS")
-	}
-	return u
+	return testenv.Get(t, "HERALD_TEST_NATS_URL", "the tests on NATS", "nats://127.0.0.1:4222")
 }
 
 // Name returns a fresh random name "HT_<scope>_<random>" for a stream,

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/herald-hub/herald/internal/testenv"
 )
 
 // URL is the Redis of HERALD_TEST_REDIS_URL. Without it the test fails under
@@ -24,14 +26,7 @@ import (
 // passes without having run.
 func URL(t testing.TB) string {
 	t.Helper()
-	u := os.Getenv("HERALD_TEST_REDIS_URL")
-	if u == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("HERALD_TEST_REDIS_URL is not set, and CI=true: the tests on Redis must run in CI (.ci/run sets it)")
-		}
-		t.Skip("set HERALD_TEST_REDIS_URL (for example redis://127.0.0.1:6379/0) to run the tests on Redis")
-	}
-	return u
+	return testenv.Get(t, "HERALD_TEST_REDIS_URL", "the tests on Redis", "redis://127.0.0.1:6379/0")
 }
 
 // DeletePrefix deletes every key under prefix, on every node of a cluster.
