@@ -74,6 +74,7 @@ type config struct {
 	IdempotencyWindow time.Duration
 	FsyncInterval     time.Duration
 	PresenceEvents    bool
+	PresenceURL       string // "": the engine's presence
 
 	// The inbox.
 	InboxDSN            string // "": SQLite in DataDir; "off": none
@@ -176,6 +177,10 @@ var settings = []setting{
 	}},
 	{"inbox-retention-age", "duration", "2160h", "how long notifications are kept in the inbox (0: no limit)", durationTo(func(c *config) *time.Duration { return &c.InboxRetentionAge })},
 	{"inbox-retention-count", "int", "1000", "notifications kept per user, the newest (0: no limit)", intTo(func(c *config) *int { return &c.InboxRetentionCount })},
+	{"presence-url", "url", "", "share presence (who is online) through this back end rather than the engine: redis://... or nats://..., for an engine that keeps presence per node (kafka); empty: the engine's own", func(c *config, v string) error {
+		c.PresenceURL = v
+		return nil
+	}},
 	{"presence-events", "bool", "false", "publish a user's first stream joining a topic (type join) and the last leaving it (type leave) to presence/{topic}, readable by whoever may subscribe to the topic", func(c *config, v string) error {
 		b, err := strconv.ParseBool(v)
 		if err != nil {

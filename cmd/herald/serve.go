@@ -23,6 +23,7 @@ import (
 	"github.com/herald-hub/herald/internal/hub"
 	"github.com/herald-hub/herald/internal/ratelog"
 	"github.com/herald-hub/herald/internal/server"
+	"github.com/herald-hub/herald/presence"
 )
 
 func newLogger(cfg config, w io.Writer) *slog.Logger {
@@ -99,6 +100,21 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("open engine: %w", err)
 	}
+	var presenceFrom presence.Provider
+	if cfg.PresenceURL != "" {
+		pe, err := engine.Open(cfg.PresenceURL, engine.Config{DataDir: cfg.DataDir, Logger: log})
+		if err != nil {
+			eng.Close()
+			return fmt.Errorf("presence-url: %w", err)
+		}
+		defer pe.Close() // after the server's Close, which removes this node's presence
+		p, ok := pe.(presence.Provider)
+		if !ok {
+			eng.Close()
+			return fmt.Errorf("presence-url: %s keeps no presence shared by nodes; use redis:// or nats://", strings.SplitN(cfg.PresenceURL, ":", 2)[0])
+		}
+		presenceFrom = p
+	}
 	var store inbox.Store
 	if cfg.InboxDSN != "off" {
 		ictx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -141,6 +157,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		KeyPublishBurst:    cfg.PublishKeyBurst,
 		NodeID:             nodeID,
 		PresenceEvents:     cfg.PresenceEvents,
+		PresenceFrom:       presenceFrom,
 		Inbox:              store,
 		Logger:             log,
 	})

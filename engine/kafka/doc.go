@@ -145,7 +145,8 @@
 //     its detection, reads are served from the old replica.
 //   - Presence is not shared through Kafka: the engine is not a
 //     presence.Provider, so each node keeps presence in memory
-//     (presence.Memory). Delegating it to Redis or NATS is future work.
+//     (presence.Memory), unless herald serve's -presence-url shares it
+//     through a Redis or a NATS.
 //   - TLS and SASL are not in the URL; Options.ClientOpts carries them for a
 //     program that opens the engine itself.
 package kafka

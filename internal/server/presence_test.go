@@ -14,6 +14,7 @@ import (
 
 	"github.com/herald-hub/herald/auth"
 	"github.com/herald-hub/herald/client"
+	"github.com/herald-hub/herald/engine/memory"
 	"github.com/herald-hub/herald/engine/redis"
 	"github.com/herald-hub/herald/internal/redistest"
 )
@@ -178,4 +179,27 @@ func TestPresenceAcrossNodesOnRedis(t *testing.T) {
 	}
 	s.Close()
 	nodes[0].wantUserPresence(userPresenceAnswer{User: "alice", Online: true, Streams: 2, Nodes: []nodePresenceAnswer{{"a", 1}, {"b", 1}}})
+}
+
+// Nodes whose engine keeps presence per node share it through another back
+// end (PresenceFrom), as -presence-url does for the Kafka engine.
+func TestPresenceFromAnotherBackEnd(t *testing.T) {
+	co, err := rueidis.ParseURL(redistest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := redistest.Prefix(t, co, "server")
+	tokens := verifier(t, auth.Options{})
+	var nodes []*testNode
+	for _, id := range []string{"a", "b"} {
+		shared, err := redis.Open(redis.Options{Client: co, Prefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { shared.Close() })
+		// Each node's own engine is its own memory: nothing shared there.
+		nodes = append(nodes, newTestNodeOn(t, memory.New(memory.Options{}), nodeOptions{server: Config{Tokens: tokens, NodeID: id, PresenceFrom: shared}}))
+	}
+	nodes[0].dialAs(token(t, "alice", nil, nil), "users/alice")
+	nodes[1].wantUserPresence(userPresenceAnswer{User: "alice", Online: true, Streams: 1, Nodes: []nodePresenceAnswer{{"a", 1}}})
 }

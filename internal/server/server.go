@@ -53,6 +53,10 @@ type Config struct {
 	// NodeID names this node in herald_node_info, the health answers and
 	// presence [none: left out].
 	NodeID string
+	// PresenceFrom shares presence through another back end than the
+	// engine's (a Kafka engine's nodes presence through Redis or NATS)
+	// [nil: the engine's own when it shares one, else this node's memory].
+	PresenceFrom presence.Provider
 	// PresenceEvents publishes a user's first stream joining a topic, and
 	// the last leaving it, to presence/{topic} [off].
 	PresenceEvents bool
@@ -134,7 +138,11 @@ func New(h *hub.Hub, cfg Config) *Server {
 		s.announcer = newAnnouncer(s)
 		popt.OnChange = s.announcer.change
 	}
-	s.presence = presence.Open(s.eng, popt)
+	var from any = s.eng
+	if cfg.PresenceFrom != nil {
+		from = cfg.PresenceFrom
+	}
+	s.presence = presence.Open(from, popt)
 	if cfg.Inbox != nil {
 		s.pusher = inbox.NewPusher(cfg.Inbox, s.eng, cfg.InboxPoll, s.log)
 		reg.MustRegister(
