@@ -82,3 +82,44 @@ func mustID(t *testing.T, s string) int64 {
 	}
 	return id
 }
+
+// Nodes sharing one inbox each run a pusher over the same rows: the
+// notification's idempotency key makes each appended once.
+func TestTwoPushersPushEachOnce(t *testing.T) {
+	ctx := context.Background()
+	st, err := inbox.Open(ctx, "", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	e := memory.New(memory.Options{})
+	defer e.Close()
+	peer := memory.NewPeer(e) // a second node on the same log
+	defer peer.Close()
+	quiet := slog.New(slog.DiscardHandler)
+	p1 := inbox.NewPusher(st, e, 5*time.Millisecond, quiet)
+	p2 := inbox.NewPusher(st, peer, 5*time.Millisecond, quiet)
+	for range 50 {
+		if _, _, err := st.Send(ctx, inbox.Send{To: []string{"u"}, Type: "x"}); err != nil {
+			t.Fatal(err)
+		}
+		p1.Wake()
+		p2.Wake()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		left, _ := st.Unpushed(ctx, 1)
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("notifications left unpushed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p1.Close()
+	p2.Close()
+	if n := len(topicEvents(t, e, "users/u")); n != 50 {
+		t.Fatalf("users/u holds %d events for 50 notifications", n)
+	}
+}
