@@ -62,3 +62,17 @@ func CheckEvents(events []Event) error {
 	}
 	return nil
 }
+
+// ByTopic groups events by topic for an engine that appends per topic: the
+// topics in the order of their first event, and for each topic the indexes of
+// its events, in order.
+func ByTopic(events []Event) (order []string, idx map[string][]int) {
+	idx = make(map[string][]int)
+	for i, ev := range events {
+		if _, ok := idx[ev.Topic]; !ok {
+			order = append(order, ev.Topic)
+		}
+		idx[ev.Topic] = append(idx[ev.Topic], i)
+	}
+	return order, idx
+}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -59,44 +58,28 @@ func parseURL(u *url.URL) (Options, error) {
 	if len(opt.Brokers) == 0 {
 		return opt, fmt.Errorf("engine kafka: no broker in %q (want kafka://host:port[,host:port...])", u.Redacted())
 	}
-	for k, vs := range u.Query() {
-		v := vs[len(vs)-1]
-		switch k {
-		case "topic":
-			if v == "" {
-				return opt, fmt.Errorf("engine kafka: empty topic")
-			}
-			opt.Topic = v
-		case "partitions":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > 10_000 {
-				return opt, fmt.Errorf("engine kafka: partitions=%q, want 1 to 10000", v)
-			}
-			opt.Partitions = int32(n)
-		case "replication":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > 32 {
-				return opt, fmt.Errorf("engine kafka: replication=%q, want 1 to 32", v)
-			}
-			opt.ReplicationFactor = int16(n)
-		case "linger":
-			d, err := time.ParseDuration(v)
-			if err != nil || d < 0 {
-				return opt, fmt.Errorf("engine kafka: linger=%q, want a duration, 0 for none", v)
-			}
-			opt.Linger = d
-			if d == 0 {
-				opt.Linger = -1
-			}
-		case "fetch-max-wait":
-			d, err := time.ParseDuration(v)
-			if err != nil || d <= 0 {
-				return opt, fmt.Errorf("engine kafka: fetch-max-wait=%q, want a positive duration", v)
-			}
-			opt.FetchMaxWait = d
-		default:
-			return opt, fmt.Errorf("engine kafka: unknown option %q (known: topic, partitions, replication, linger, fetch-max-wait)", k)
-		}
+	q := engine.NewURLQuery("kafka", u)
+	q.String("topic", &opt.Topic)
+	partitions, replication := -1, -1
+	q.Int("partitions", 1, 10_000, &partitions)
+	q.Int("replication", 1, 32, &replication)
+	linger := time.Duration(-1)
+	q.Duration("linger", true, &linger)
+	q.Duration("fetch-max-wait", false, &opt.FetchMaxWait)
+	if err := q.Err(true, "topic", "partitions", "replication", "linger", "fetch-max-wait"); err != nil {
+		return opt, err
+	}
+	if partitions > 0 {
+		opt.Partitions = int32(partitions)
+	}
+	if replication > 0 {
+		opt.ReplicationFactor = int16(replication)
+	}
+	switch {
+	case linger == 0:
+		opt.Linger = -1 // none: Options' zero is the default linger
+	case linger > 0:
+		opt.Linger = linger
 	}
 	return opt, nil
 }

@@ -23,7 +23,7 @@ func TestParseURL(t *testing.T) {
 		opt.ReplicationFactor != 3 || opt.Linger >= 0 || opt.FetchMaxWait != 20*time.Millisecond {
 		t.Fatalf("parsed %+v", opt)
 	}
-	for _, bad := range []string{"kafka://", "kafka://h:9092/path", "kafka://h:9092?partitions=0", "kafka://h:9092?topic=", "kafka://h:9092?nope=1", "kafka://h:9092?linger=-1s"} {
+	for _, bad := range []string{"kafka://", "kafka://h:9092/path", "kafka://h:9092?partitions=0", "kafka://h:9092?topic=", "kafka://h:9092?nope=1", "kafka://h:9092?linger=-1s", "kafka://h:9092?topic=a&topic=b"} {
 		u, err := url.Parse(bad)
 		if err != nil {
 			continue

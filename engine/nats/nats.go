@@ -504,14 +504,7 @@ func (e *Engine) Append(ctx context.Context, events []engine.Event) ([]engine.Po
 	if err := e.verifyEpoch(ctx); err != nil {
 		return nil, failed(ctx, err)
 	}
-	var order []string
-	idx := map[string][]int{}
-	for i, ev := range events {
-		if _, ok := idx[ev.Topic]; !ok {
-			order = append(order, ev.Topic)
-		}
-		idx[ev.Topic] = append(idx[ev.Topic], i)
-	}
+	order, idx := engine.ByTopic(events)
 	pos := make([]engine.Position, len(events))
 	now := e.opt.Now()
 	if len(order) == 1 {

@@ -3,9 +3,7 @@ package nats
 import (
 	"fmt"
 	"net/url"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/herald-hub/herald/engine"
 )
@@ -27,34 +25,13 @@ func openURL(u *url.URL, c engine.Config) (engine.Engine, error) {
 		IdempotencyWindow: c.IdempotencyWindow,
 		Logger:            c.Logger,
 	}
-	q := u.Query()
-	if v, ok := q["stream"]; ok {
-		if v[0] == "" {
-			return nil, fmt.Errorf("engine nats: empty stream name")
-		}
-		opt.Stream = v[0]
-		q.Del("stream")
-	}
-	if v, ok := q["replicas"]; ok {
-		n, err := strconv.Atoi(v[0])
-		if err != nil || n < 1 || n > 5 {
-			return nil, fmt.Errorf("engine nats: replicas=%q, want 1 to 5", v[0])
-		}
-		opt.Replicas = n
-		q.Del("replicas")
-	}
-	if v, ok := q["sweep"]; ok {
-		d, err := time.ParseDuration(v[0])
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("engine nats: sweep=%q, want a positive duration (the sweep cannot be turned off)", v[0])
-		}
-		opt.SweepInterval = d
-		q.Del("sweep")
-	}
-	servers := q["server"]
-	q.Del("server")
-	for k := range q {
-		return nil, fmt.Errorf("engine nats: unknown option %q (known: server, stream, replicas, sweep)", k)
+	q := engine.NewURLQuery("nats", u)
+	q.String("stream", &opt.Stream)
+	q.Int("replicas", 1, 5, &opt.Replicas)
+	q.Duration("sweep", false, &opt.SweepInterval)
+	servers := q.Strings("server")
+	if err := q.Err(true, "server", "stream", "replicas", "sweep"); err != nil {
+		return nil, err
 	}
 	rest := *u
 	rest.RawQuery = ""

@@ -280,15 +280,7 @@ func (e *Engine) Append(ctx context.Context, events []engine.Event) ([]engine.Po
 	if len(events) == 0 {
 		return nil, nil
 	}
-	// Group by topic, keeping the order within each.
-	var order []string
-	idx := map[string][]int{}
-	for i, ev := range events {
-		if _, ok := idx[ev.Topic]; !ok {
-			order = append(order, ev.Topic)
-		}
-		idx[ev.Topic] = append(idx[ev.Topic], i)
-	}
+	order, idx := engine.ByTopic(events)
 	now := e.opt.Now()
 	pos := make([]engine.Position, len(events))
 	if len(order) > 1 && e.client.Mode() == rueidis.ClientModeCluster {

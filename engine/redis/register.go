@@ -3,8 +3,6 @@ package redis
 import (
 	"fmt"
 	"net/url"
-	"strconv"
-	"time"
 
 	"github.com/redis/rueidis"
 
@@ -33,48 +31,17 @@ func openURL(u *url.URL, c engine.Config) (engine.Engine, error) {
 		IdempotencyWindow: c.IdempotencyWindow,
 		Logger:            c.Logger,
 	}
-	q := u.Query()
-	if v, ok := q["prefix"]; ok {
-		if v[0] == "" {
-			return nil, fmt.Errorf("engine redis: empty prefix")
-		}
-		opt.Prefix = v[0]
-		q.Del("prefix")
-	}
-	if v, ok := q["pubsub"]; ok {
-		n, err := strconv.Atoi(v[0])
-		if err != nil || n < 1 || n > 64 {
-			return nil, fmt.Errorf("engine redis: pubsub=%q, want 1 to 64 connections", v[0])
-		}
-		opt.PubSubConns = n
-		q.Del("pubsub")
-	}
-	if v, ok := q["probe"]; ok {
-		d, err := time.ParseDuration(v[0])
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("engine redis: probe=%q, want a positive duration", v[0])
-		}
-		opt.ProbeInterval = d
-		q.Del("probe")
-	}
-	if v, ok := q["sweep"]; ok {
-		d, err := time.ParseDuration(v[0])
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("engine redis: sweep=%q, want a positive duration (the sweep cannot be turned off)", v[0])
-		}
-		opt.SweepInterval = d
-		q.Del("sweep")
-	}
-	if v, ok := q["meta-ttl"]; ok {
-		d, err := time.ParseDuration(v[0])
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("engine redis: meta-ttl=%q, want a positive duration", v[0])
-		}
-		opt.MetaTTL = d
-		q.Del("meta-ttl")
+	q := engine.NewURLQuery("redis", u)
+	q.String("prefix", &opt.Prefix)
+	q.Int("pubsub", 1, 64, &opt.PubSubConns)
+	q.Duration("probe", false, &opt.ProbeInterval)
+	q.Duration("sweep", false, &opt.SweepInterval)
+	q.Duration("meta-ttl", false, &opt.MetaTTL)
+	if err := q.Err(false); err != nil {
+		return nil, err
 	}
 	rest := *u
-	rest.RawQuery = q.Encode()
+	rest.RawQuery = q.Rest().Encode()
 	co, err := rueidis.ParseURL(rest.String())
 	if err != nil {
 		return nil, fmt.Errorf("engine redis: %w", err)
