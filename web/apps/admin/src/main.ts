@@ -134,11 +134,7 @@ function refused(err: Error): void {
   credential = '';
   store.clear();
   forgetBtn.hidden = true;
-  showError(
-    err instanceof HeraldError || ('status' in err && typeof (err as HeraldError).status === 'number')
-      ? refusalMessage(err as HeraldError)
-      : `The stream stopped: ${err.message}`,
-  );
+  showError(err instanceof HeraldError ? refusalMessage(err) : `The stream stopped: ${err.message}`);
   input.placeholder = '';
   input.focus();
   input.select();
@@ -309,7 +305,8 @@ function renderCard(card: Card, n: NodeState, now: number): void {
 function renderTotals(now: number): void {
   const t = totals(data, now);
   const set = (k: string, text: string) => setText(totalsEl.querySelector(`[data-total=${k}]`)!, text);
-  set('nodes', t.stale ? `${t.live} live, ${t.stale} stale` : String(t.live));
+  set('nodes', String(t.live));
+  set('stale', t.stale ? `+${t.stale} stale` : '');
   set('streams', formatCount(t.streams));
   set('topics', formatCount(t.topics));
   set('publishes', formatRate(t.publishRate));
@@ -347,7 +344,7 @@ function render(): void {
         openedAt && now - openedAt > QUIET_HINT_MS
           ? 'Connected, but no node has sent stats yet: the nodes may run with -admin-stats-interval 0 (stats off).'
           : 'Connected. Waiting for the first stats (each node sends them every 2 s by default).';
-    } else if (!client && !credential) {
+    } else if (!client && !credential && errorEl.hidden) {
       notice = 'Enter the publish key or a token to see the nodes.';
     }
   }
