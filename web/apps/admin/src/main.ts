@@ -167,6 +167,11 @@ form.addEventListener('submit', (e) => {
   connect(v);
 });
 forgetBtn.addEventListener('click', forget);
+// Leaving the page closes the stream (the client does it on pagehide); a page
+// restored from the back/forward cache connects again.
+addEventListener('pageshow', (e) => {
+  if (e.persisted && credential && !client) connect(credential);
+});
 
 // Rendering. Each node gets its card once; later renders only change text and
 // attributes, so that focus, selection and screen readers are not disturbed.
