@@ -107,10 +107,14 @@ function connect(cred: string): void {
   // in many tabs, so the shared stream would save little.
   const c = new HeraldClient({ url: '', topics: [TOPIC], getToken: () => credential, share: false });
   client = c;
+  let accepted = false;
   c.onState((state, err) => {
     if (c !== client) return;
     showState(state);
-    if (state === 'open') {
+    if (state === 'open' && !accepted) {
+      // The first open: the credential works. Clear the field (not on later
+      // reconnects, which must not wipe what the user may be typing).
+      accepted = true;
       openedAt = Date.now();
       input.value = '';
       input.placeholder = 'Connected: enter another to switch';
