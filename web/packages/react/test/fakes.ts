@@ -33,7 +33,20 @@ export class FakeHerald {
   private seq = 0;
   private held: Held[] = [];
 
-  constructor(private user = 'alice') {}
+  /**
+   * user is whose inbox a request reads; a token "user:NAME" (as POST
+   * /v1/demo/token hands out here) names another. With presence, a stream
+   * on rooms/X makes its user join X until it ends.
+   */
+  constructor(
+    private user = 'alice',
+    private opts: { presence?: boolean } = {},
+  ) {}
+
+  private userOf(headers: Record<string, string>): string {
+    const m = /^Bearer user:(.+)$/.exec(headers['Authorization'] ?? '');
+    return m ? m[1]! : this.user;
+  }
 
   /** The streams still open. */
   get open(): FakeStream[] {
@@ -63,9 +76,10 @@ export class FakeHerald {
     for (const s of this.open) s.send(`id: C${++this.seq}\nevent: herald.gap\ndata: ${JSON.stringify({ topics })}\n\n`);
   }
 
-  notify(to: string, title: string, body = ''): Notification {
+  notify(to: string, title: string, body = '', data?: unknown): Notification {
     const list = this.inbox.get(to) ?? [];
     const n: Notification = { id: String(100 + this.seq++), type: 'demo.message', title, body, created_at: new Date().toISOString(), read_at: null };
+    if (data !== undefined) n.data = data;
     list.push(n);
     this.inbox.set(to, list);
     this.emit('users/' + to, 'notification', n);
@@ -73,7 +87,7 @@ export class FakeHerald {
   }
 
   fetch = (async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
-    const url = new URL(String(input));
+    const url = new URL(String(input), 'http://herald.test');
     const method = init?.method ?? 'GET';
     const headers = { ...(init?.headers as Record<string, string>) };
     const body = typeof init?.body === 'string' ? JSON.parse(init.body) : undefined;
@@ -84,7 +98,7 @@ export class FakeHerald {
     if (refused?.once) this.refuse.delete(key);
     if (refused) return json(refused.status, { error: { code: refused.code, message: refused.code } });
     if (url.pathname === '/v1/events') return this.stream(url, headers, init?.signal ?? undefined);
-    return this.route(method, url, body);
+    return this.route(method, url, body, this.userOf(headers));
   }) as typeof fetch;
 
   private stream(url: URL, headers: Record<string, string>, signal: AbortSignal | undefined): Response {
@@ -104,19 +118,32 @@ export class FakeHerald {
       },
     };
     const body = new ReadableStream<Uint8Array>({ start: (c) => void (ctl = c) });
+    const user = this.userOf(headers);
+    const rooms = this.opts.presence ? s.topics.filter((t) => t.startsWith('rooms/')) : [];
+    const gone = () => {
+      for (const r of rooms) if (!this.open.some((o) => o !== s && this.userOf(o.headers) === user && o.topics.includes(r))) this.leave(r, user);
+    };
     signal?.addEventListener('abort', () => {
+      const was = !s.aborted;
       s.aborted = true;
       if (open) ctl.error(new DOMException('aborted', 'AbortError'));
       open = false;
+      if (was) gone();
     });
+    for (const r of rooms) if (!(this.online.get(r) ?? []).includes(user)) this.join(r, user);
     this.streams.push(s);
     s.send(`retry: 10\nid: C${this.seq}\nevent: herald.connected\ndata: {}\n\n`);
     return new Response(body, { status: 200, headers: { 'Content-Type': 'text/event-stream' } });
   }
 
-  private route(method: string, url: URL, body: unknown): Response {
+  private route(method: string, url: URL, body: unknown, user: string): Response {
     const p = url.pathname;
-    const mine = this.inbox.get(this.user) ?? [];
+    if (method === 'POST' && p === '/v1/demo/token') {
+      const name = (body as { user?: string }).user ?? '';
+      if (!/^[a-z0-9_-]{1,32}$/.test(name)) return json(400, { error: { code: 'invalid_user', message: 'invalid user' } });
+      return json(200, { token: 'user:' + name, user: name, expires_at: new Date(Date.now() + 3600_000).toISOString() });
+    }
+    const mine = this.inbox.get(user) ?? [];
     const unread = () => mine.filter((n) => !n.read_at).length;
     if (method === 'GET' && p === '/v1/notifications') {
       const limit = Number(url.searchParams.get('limit') ?? 50);
@@ -128,24 +155,24 @@ export class FakeHerald {
       const n = mine.find((i) => i.id === m![1]);
       if (!n) return json(404, { error: { code: 'notification_not_found', message: '' } });
       n.read_at ??= new Date().toISOString();
-      this.emit('users/' + this.user, 'notification.read', { ids: [n.id] });
+      this.emit('users/' + user, 'notification.read', { ids: [n.id] });
       return json(200, { id: n.id, read: true });
     }
     if (method === 'POST' && p === '/v1/notifications/read-all') {
       const marked = unread();
       for (const n of mine) n.read_at ??= new Date().toISOString();
-      if (marked) this.emit('users/' + this.user, 'notification.read', { all: true });
+      if (marked) this.emit('users/' + user, 'notification.read', { all: true });
       return json(200, { marked });
     }
     m = /^\/v1\/notifications\/([^/]+)$/.exec(p);
     if (method === 'DELETE' && m) {
-      this.inbox.set(this.user, mine.filter((i) => i.id !== m![1]));
-      this.emit('users/' + this.user, 'notification.deleted', { id: m[1] });
+      this.inbox.set(user, mine.filter((i) => i.id !== m![1]));
+      this.emit('users/' + user, 'notification.deleted', { id: m[1] });
       return new Response(null, { status: 204 });
     }
     if (method === 'POST' && p === '/v1/notifications') {
-      const b = body as { to: string[]; title?: string; body?: string };
-      const out = b.to.map((to) => ({ id: this.notify(to, b.title ?? '', b.body ?? '').id, to }));
+      const b = body as { to: string[]; title?: string; body?: string; data?: unknown };
+      const out = b.to.map((to) => ({ id: this.notify(to, b.title ?? '', b.body ?? '', b.data).id, to }));
       return json(201, { notifications: out, duplicate: false });
     }
     if (method === 'GET' && p === '/v1/presence') {
