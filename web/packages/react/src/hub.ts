@@ -164,12 +164,13 @@ export class Hub {
     c?.close();
   }
 
-  private startClient(): void {
+  private startClient(cursor?: string): void {
     const topics = this.topics();
     if (topics.length === 0) return; // a stream needs a topic: wait for one
     const { topics: _t, user: _u, topicsDelay: _d, getToken, ...rest } = this.opts;
     const c = new HeraldClient({
       ...rest,
+      ...(cursor ? { lastEventId: cursor } : {}),
       topics,
       // The latest getToken the provider was given.
       getToken: getToken ? (reason) => this.opts.getToken!(reason) : undefined,
@@ -211,7 +212,8 @@ export class Hub {
       this.client = undefined;
       this.applied = [];
       for (const sub of this.subs) sub.off?.();
-      if (topics.length > 0) this.startClient();
+      // The new stream resumes where the refused one was.
+      if (topics.length > 0) this.startClient(c?.lastEventId);
       return;
     }
     if (sameTopics(topics, this.applied)) return;

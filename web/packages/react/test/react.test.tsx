@@ -424,3 +424,25 @@ describe('usePresence', () => {
     expect(h.streams[2]!.topics).toEqual(['users/alice']);
   });
 });
+
+describe('HeraldProvider after a refusal', () => {
+  it('starts a new stream, from the cursor, when the topics change', async () => {
+    const h = new FakeHerald();
+    const app = (topics: string[]) => (
+      <Provider h={h} topics={topics}>
+        <State />
+      </Provider>
+    );
+    const r = render(app(['rooms/1']));
+    await waitFor(() => expect(text('state')).toBe('open'));
+    const cursor = h.emit('rooms/1', 'chat', 'x');
+    await new Promise((res) => setTimeout(res, 10));
+    h.refuse.set('GET /v1/events', { status: 403, code: 'forbidden', once: true });
+    r.rerender(app(['rooms/1', 'secret']));
+    await waitFor(() => expect(text('state')).toBe('closed'));
+    r.rerender(app(['rooms/1', 'rooms/2']));
+    await waitFor(() => expect(text('state')).toBe('open'));
+    expect(h.streams.at(-1)!.topics).toEqual(['rooms/1', 'rooms/2', 'users/alice']);
+    expect(h.streams.at(-1)!.headers['Last-Event-ID']).toBe(cursor);
+  });
+});
