@@ -226,8 +226,8 @@ export class Hub {
   /**
    * request calls Herald's REST API (path from the base URL, e.g.
    * "/v1/notifications") with the provider's token and returns the parsed
-   * JSON answer (undefined for 204). A 401 token_expired asks getToken for a
-   * fresh token ("expired") and retries once. Errors are HeraldErrors.
+   * JSON answer (undefined for 204). A 401 asks getToken for a fresh token
+   * ("expired") and retries once. Errors are HeraldErrors.
    */
   async request<T = unknown>(path: string, options: RequestOptions = {}): Promise<T> {
     const f = this.opts.fetch ?? fetch;
@@ -254,7 +254,8 @@ export class Hub {
         return (text ? JSON.parse(text) : undefined) as T;
       }
       const err = await readError(resp);
-      if (err.status === 401 && err.code === 'token_expired' && attempt === 0 && this.opts.getToken) continue;
+      // As the stream does: a 401 gets one retry with a fresh token.
+      if (err.status === 401 && attempt === 0 && this.opts.getToken) continue;
       throw err;
     }
   }

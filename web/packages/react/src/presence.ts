@@ -28,6 +28,9 @@ export class PresenceStore extends Store<PresenceSnapshot> {
     readonly of: string,
   ) {
     super(hub, 'presence/' + of, { users: [], loading: true, error: undefined });
+    // Presence events are best effort, and a node that dies publishes no
+    // leave for its streams: after a reconnect, ask again.
+    this.refetchOnReconnect = true;
   }
 
   protected async load(): Promise<Partial<PresenceSnapshot>> {

@@ -18,6 +18,9 @@ export abstract class Store<S extends { loading: boolean; error: Error | undefin
   private fetchedAny = false;
   private fetchedOpen = false; // a fetch began while the stream was open on the topic
   private fallback: ReturnType<typeof setTimeout> | undefined;
+  private wasOpen = false;
+  /** Fetch again each time the stream opens again (for state the stream's history may not hold). */
+  protected refetchOnReconnect = false;
 
   constructor(
     protected hub: Hub,
@@ -62,6 +65,7 @@ export abstract class Store<S extends { loading: boolean; error: Error | undefin
   private start(): void {
     this.fetchedAny = false;
     this.fetchedOpen = false;
+    this.wasOpen = false;
     this.offs = [
       this.hub.register(this.topic),
       this.hub.on(this.topic, '', (ev) => this.event(ev)),
@@ -96,8 +100,10 @@ export abstract class Store<S extends { loading: boolean; error: Error | undefin
    */
   private check(): void {
     const state = this.hub.getState();
+    const reopened = state === 'open' && !this.wasOpen;
+    this.wasOpen = state === 'open';
     if (state === 'open' && this.hub.carries(this.topic)) {
-      if (!this.fetchedOpen) void this.refetch();
+      if (!this.fetchedOpen || (reopened && this.refetchOnReconnect)) void this.refetch();
     } else if (state === 'closed' && !this.fetchedAny) {
       void this.refetch();
     }

@@ -446,3 +446,46 @@ describe('HeraldProvider after a refusal', () => {
     expect(h.streams.at(-1)!.headers['Last-Event-ID']).toBe(cursor);
   });
 });
+
+describe('after a reconnect', () => {
+  it('presence is fetched again (its events are best effort), the inbox is not (the stream resumed)', async () => {
+    const h = new FakeHerald();
+    h.online.set('rooms/lobby', ['alice', 'ghost']);
+    render(
+      <Provider h={h}>
+        <State />
+        <Online topic="rooms/lobby" />
+        <Inbox />
+      </Provider>,
+    );
+    await waitFor(() => expect(text('online-rooms/lobby')).toBe('alice,ghost'));
+    await waitFor(() => expect(text('loading')).toBe('false'));
+    const gets = () => h.calls.filter((c) => c.method === 'GET').map((c) => c.path.split('?')[0]);
+    expect(gets().sort()).toEqual(['/v1/notifications', '/v1/presence']);
+    // The node holding ghost's stream died: no leave was ever published.
+    h.online.set('rooms/lobby', ['alice']);
+    h.streams[0]!.end();
+    await waitFor(() => expect(text('online-rooms/lobby')).toBe('alice'));
+    expect(h.streams[1]!.headers['Last-Event-ID']).toBeTruthy();
+    expect(gets().sort()).toEqual(['/v1/notifications', '/v1/presence', '/v1/presence']);
+  });
+
+  it('a REST call refused with 401 is retried once with a fresh token', async () => {
+    const h = new FakeHerald();
+    const reasons: string[] = [];
+    let hub!: ReturnType<typeof useHerald>;
+    function Grab() {
+      hub = useHerald();
+      return null;
+    }
+    render(
+      <Provider h={h} getToken={(r) => (reasons.push(r), 'tok')}>
+        <Grab />
+      </Provider>,
+    );
+    await waitFor(() => expect(h.streams).toHaveLength(1));
+    h.refuse.set('POST /v1/publish', { status: 401, code: 'invalid_token', once: true });
+    await expect(hub.request('/v1/publish', { body: { topic: 'rooms/7' } })).resolves.toMatchObject({ topic: 'rooms/7' });
+    expect(reasons.slice(1)).toEqual(['connect', 'expired']);
+  });
+});
