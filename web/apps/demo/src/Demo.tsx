@@ -29,13 +29,15 @@ export function Demo({ me, onSignOut }: { me: string; onSignOut: () => void }) {
           Sign out
         </button>
       </header>
-      {inboxOpen && <Inbox onClose={closeInbox} />}
-      <main className="grid">
-        <Online me={me} onPick={setTo} />
-        <SendForm me={me} to={to} setTo={setTo} />
-        <Room me={me} />
+      <main className="main">
+        {inboxOpen && <Inbox onClose={closeInbox} />}
+        <div className="grid">
+          <Online me={me} onPick={setTo} />
+          <SendForm me={me} to={to} setTo={setTo} />
+          <Room me={me} />
+        </div>
+        <Toasts me={me} />
       </main>
-      <Toasts me={me} />
     </div>
   );
 }
