@@ -53,10 +53,13 @@ export function useHerald(): Hub {
   return hub;
 }
 
+// useLayoutEffect where there is a DOM (React 18 warns about it on a server).
+const useIsomorphicLayoutEffect = typeof document !== 'undefined' ? useLayoutEffect : useEffect;
+
 // useLatest keeps a ref to the latest value, so that effects need not depend on it.
 function useLatest<T>(value: T) {
   const ref = useRef(value);
-  useLayoutEffect(() => {
+  useIsomorphicLayoutEffect(() => {
     ref.current = value;
   });
   return ref;
