@@ -76,16 +76,16 @@ const time = (iso: string) => {
 
 function Inbox({ onClose }: { onClose: () => void }) {
   const { items, unreadCount, loading, error, markRead, markAllRead } = useNotifications();
+  // Escape closes the inbox, wherever the focus is.
+  useEffect(() => {
+    const onKey = (e: KeyboardEvent) => {
+      if (e.key === 'Escape') onClose();
+    };
+    document.addEventListener('keydown', onKey);
+    return () => document.removeEventListener('keydown', onKey);
+  }, [onClose]);
   return (
-    <section
-      id="inbox"
-      className="inbox card"
-      data-testid="inbox"
-      aria-labelledby="inbox-h"
-      onKeyDown={(e) => {
-        if (e.key === 'Escape') onClose();
-      }}
-    >
+    <section id="inbox" className="inbox card" data-testid="inbox" aria-labelledby="inbox-h">
       <div className="inbox-head">
         <h2 id="inbox-h">Inbox</h2>
         <button type="button" data-testid="mark-all-read" onClick={() => void markAllRead()} disabled={unreadCount === 0}>
