@@ -3,7 +3,8 @@
 // sends bob a notification through the send form, bob sees its toast and an
 // unread count of 1, in his second tab too, and marking it read in one tab
 // brings the other's count to 0. The admin page, given the publish key, shows
-// this node's live stats. Screenshots of both pages are saved.
+// this node's live stats. What alice says in the lobby room shows in bob's
+// room log. Screenshots of both pages are saved.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -59,8 +60,8 @@ async function text(page, id, want, what) {
   return want;
 }
 
-test('two users: presence, a notification to the other, its toast and unread count, read in one tab updates the other', { skip, timeout: 120000 }, async (t) => {
-  const herald = await startHerald({ jwt: false, extra: ['-demo'] });
+test('two users: presence, a notification to the other, its toast and unread count, read in one tab updates the other, a room message', { skip, timeout: 120000 }, async (t) => {
+  const herald = await startHerald({ jwt: false, extra: ['-demo=true'] });
   t.after(() => herald.stop());
 
   const alice = await open(await newContext(t), `${herald.url}/?user=alice`);
@@ -104,6 +105,13 @@ test('two users: presence, a notification to the other, its toast and unread cou
   await text(bob, 'unread-count', '0', "bob's first tab's unread count after marking read");
   await text(bob2, 'unread-count', '0', "bob's second tab's unread count after marking read in the first");
 
+  // The room view: what alice says in the lobby shows in bob's log.
+  const said = `hi all ${Date.now()}`;
+  assert.equal(await alice.locator(byTestId('room-name')).inputValue(), 'lobby', 'the room is the lobby by default');
+  await alice.locator(byTestId('room-message')).fill(said);
+  await alice.locator(byTestId('room-send')).click();
+  await bob.locator(`${byTestId('room-log')} ${byTestId('room-entry')}`, { hasText: said }).waitFor({ state: 'attached', timeout: WAIT });
+
   // Nothing else went to bob, and alice's own count is untouched.
   await text(alice, 'unread-count', '0', "alice's unread count");
   await sleep(300);
@@ -117,7 +125,7 @@ test('two users: presence, a notification to the other, its toast and unread cou
 });
 
 test('the admin page, given the publish key, shows this node live', { skip, timeout: 90000 }, async (t) => {
-  const herald = await startHerald({ jwt: false, extra: ['-demo'] });
+  const herald = await startHerald({ jwt: false, extra: ['-demo=true'] });
   t.after(() => herald.stop());
   const context = await newContext(t);
 
