@@ -73,10 +73,10 @@ func TestWebUnit(t *testing.T) {
 // nothing), pages using the browser's EventSource and event-source-polyfill
 // (both resume by their last event id after a cut and a restart), and the
 // demo (two users: presence, a notification's toast and unread count, marking
-// read across tabs, a room message) and admin pages of `herald serve -demo`. Each test is
-// reported as a subtest, read from the TAP report so that a skipped one
-// shows. The PNG screenshots go to $HERALD_SCREENSHOT_DIR, by default
-// web/integration/screenshots; the test logs their paths.
+// read across tabs, a room message) and admin pages of `herald serve -demo`.
+// Each test is reported as a subtest, read from the TAP report so that a
+// skipped one shows. The PNG screenshots go to $HERALD_SCREENSHOT_DIR, by
+// default web/integration/screenshots; the test logs their paths.
 func TestWebIntegration(t *testing.T) {
 	node := setup(t)
 	chromium := os.Getenv("CHROMIUM_PATH")
