@@ -15,7 +15,7 @@ export default defineConfig({
   test: {
     // Browser code runs in jsdom: test files say so with a
     // `// @vitest-environment jsdom` first line.
-    include: ['packages/*/test/**/*.test.{ts,tsx}', 'apps/*/test/**/*.test.{ts,tsx}'],
+    include: ['packages/*/test/**/*.test.{ts,tsx}', 'apps/*/test/**/*.test.{ts,tsx}', 'scripts/*.test.ts'],
     environment: 'node',
   },
 });
