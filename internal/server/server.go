@@ -3,6 +3,7 @@
 package server
 
 import (
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -79,7 +80,8 @@ type Config struct {
 	AdminStats time.Duration
 	Logger     *slog.Logger
 
-	now func() time.Time // tests
+	now             func() time.Time // tests
+	demoFS, adminFS fs.FS            // tests [the embedded pages]
 }
 
 func (c *Config) setDefaults() {
@@ -103,6 +105,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.now == nil {
 		c.now = time.Now
+	}
+	if c.demoFS == nil {
+		c.demoFS = webui.Demo()
+	}
+	if c.adminFS == nil {
+		c.adminFS = webui.Admin()
 	}
 	if c.InboxPoll <= 0 {
 		c.InboxPoll = time.Second
@@ -144,11 +152,11 @@ type Server struct {
 func New(h *hub.Hub, cfg Config) *Server {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, hub: h, eng: h.Engine(), log: cfg.Logger, mux: http.NewServeMux()}
-	s.admin = s.loadPage("admin", webui.Admin())
+	s.admin = s.loadPage("admin", cfg.adminFS)
 	if cfg.Demo {
 		if cfg.Tokens != nil {
 			s.log.Error("the demo is refused: JWT keys are configured, and a production key must never sign demo tokens; the demo is off")
-		} else if d, v, err := newDemo(s.loadPage("demo", webui.Demo()), cfg.now); err != nil {
+		} else if d, v, err := newDemo(s.loadPage("demo", cfg.demoFS), cfg.now); err != nil {
 			s.log.Error("the demo could not start; it is off", "err", err)
 		} else {
 			s.demo, s.demoTokens = d, v
