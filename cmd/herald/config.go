@@ -405,13 +405,17 @@ func joinBoolValues(args []string) []string {
 	out := make([]string, 0, len(args))
 	for i := 0; i < len(args); i++ {
 		a := args[i]
-		out = append(out, a)
-		if a == "--" || !strings.HasPrefix(a, "-") {
-			out = append(out, args[i+1:]...)
-			break
+		if a == "--" || a == "-" || !strings.HasPrefix(a, "-") {
+			return append(out, args[i:]...) // the flags end here
 		}
+		out = append(out, a)
 		name := strings.TrimLeft(a, "-")
-		if strings.Contains(name, "=") || !isBoolSetting(name) || i+1 >= len(args) {
+		if strings.Contains(name, "=") || i+1 >= len(args) {
+			continue
+		}
+		if !isBoolSetting(name) {
+			out = append(out, args[i+1]) // a flag's value, whatever it looks like
+			i++
 			continue
 		}
 		if _, err := strconv.ParseBool(args[i+1]); err == nil {

@@ -497,6 +497,8 @@ func TestBoolFlags(t *testing.T) {
 		{[]string{"--demo", "-presence-events"}, true, true},
 		{[]string{"-demo=false", "-presence-events", "true"}, false, true},
 		{[]string{"-presence-events", "false", "-demo", "1"}, true, false},
+		{[]string{"-addr", ":0", "-presence-events", "true", "-node-id", "-demo"}, false, true},
+		{[]string{"-jwt-audience", "true", "-demo", "-retry", "1s"}, true, false},
 		{nil, false, false},
 	} {
 		cfg, err := loadConfig(c.args, none, io.Discard)
