@@ -9,12 +9,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/rueidis"
 	"go.uber.org/goleak"
 
 	"github.com/herald-hub/herald/auth"
 	"github.com/herald-hub/herald/client"
 	"github.com/herald-hub/herald/engine/local"
+	"github.com/herald-hub/herald/engine/redis"
 	"github.com/herald-hub/herald/internal/hub"
+	"github.com/herald-hub/herald/internal/redistest"
 )
 
 // nextStats waits for the next stats event of s, skipping others.
@@ -154,4 +157,30 @@ func TestStatsAppendFailureIsCounted(t *testing.T) {
 	fe.setFailing()
 	admin := n.dialAs(testKey, StatsTopic)
 	nextStats(t, admin)
+}
+
+// The statistics go through the engine: a stream on one node of a cluster
+// receives every node's.
+func TestStatsOfEveryNodeOnRedis(t *testing.T) {
+	co, err := rueidis.ParseURL(redistest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := redistest.Prefix(t, co, "server")
+	var nodes []*testNode
+	for _, id := range []string{"a", "b"} {
+		eng, err := redis.Open(redis.Options{Client: co, Prefix: prefix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, newTestNodeOn(t, eng, nodeOptions{server: Config{NodeID: id, AdminStats: 50 * time.Millisecond}}))
+	}
+	admin := nodes[0].dialAs(testKey, StatsTopic)
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		seen[nextStats(t, admin).Node] = true
+	}
+	if !seen["a"] || !seen["b"] {
+		t.Fatalf("stats from %v", seen)
+	}
 }
