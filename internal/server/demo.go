@@ -26,7 +26,8 @@ const (
 	// address: a page asks once per sign-in and once an hour after.
 	demoTokenRate  = 2
 	demoTokenBurst = 60
-	maxDemoBody    = 1 << 10
+	// maxDemoBody bounds the body of POST /v1/demo/token.
+	maxDemoBody = 1 << 10
 )
 
 // demoGrants is what a demo token may do besides reading users/{sub}: read

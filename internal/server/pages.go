@@ -33,8 +33,8 @@ type page struct {
 	assets map[string]*pageFile
 }
 
-// loadPage reads every file of fsys. A file that cannot be read is left out
-// (logged by the caller through the count): the page answers 404 for it.
+// loadPage reads every file of fsys, once. An error stops the walk; what was
+// read is kept, and a file left out answers 404.
 func loadPage(fsys fs.FS) (*page, error) {
 	p := &page{assets: map[string]*pageFile{}}
 	err := fs.WalkDir(fsys, ".", func(name string, d fs.DirEntry, err error) error {
