@@ -14,7 +14,8 @@ type Guard struct {
 }
 
 // everything is what anonymous clients may read when no JWT key is configured
-// (development): every topic but the private ones, since ** never reaches them.
+// (development): every topic but the private ones and Herald's own, since **
+// reaches neither.
 var everything = []Pattern{MustParsePattern("**")}
 
 // NewGuard returns a guard. With a nil verifier (no JWT key configured) tokens

@@ -22,7 +22,10 @@ type Pattern struct {
 	// users: the first segment is the literal "users", so the pattern may grant
 	// private topics. Decided before {sub} is expanded, so a subject cannot
 	// turn "{sub}/**" into "users/**".
-	users  bool
+	users bool
+	// admin: the first segment is the literal "herald", so the pattern may
+	// grant Herald's own topics (herald/stats).
+	admin  bool
 	hasSub bool
 }
 
@@ -79,6 +82,7 @@ func ParsePattern(s string) (Pattern, error) {
 		}
 	}
 	p.users = p.segs[0].kind == literal && p.segs[0].lit == privatePrefix
+	p.admin = p.segs[0].kind == literal && p.segs[0].lit == AdminPrefix
 	return p, nil
 }
 
@@ -114,6 +118,11 @@ func (p Pattern) HasSubject() bool { return p.hasSub }
 // segment is the literal "users". Wildcards alone never reach them.
 func (p Pattern) NamesPrivate() bool { return p.users }
 
+// NamesAdmin reports whether the pattern can grant Herald's own topics
+// (herald/**): its first segment is the literal "herald". Wildcards alone
+// never reach them.
+func (p Pattern) NamesAdmin() bool { return p.admin }
+
 // Expand replaces {sub} with sub. ok is false when sub cannot stand for a single
 // segment (empty, a '/', or a byte outside the topic alphabet): such a pattern
 // then grants nothing, rather than something its author did not mean.
@@ -124,7 +133,7 @@ func (p Pattern) Expand(sub string) (q Pattern, ok bool) {
 	if !validSegment(sub, false) {
 		return Pattern{}, false
 	}
-	q = Pattern{raw: strings.ReplaceAll(p.raw, subPlaceholder, sub), segs: make([]segment, len(p.segs)), users: p.users}
+	q = Pattern{raw: strings.ReplaceAll(p.raw, subPlaceholder, sub), segs: make([]segment, len(p.segs)), users: p.users, admin: p.admin}
 	for i, s := range p.segs {
 		if s.kind == literal {
 			s.lit = strings.ReplaceAll(s.lit, subPlaceholder, sub)
@@ -175,6 +184,17 @@ const privatePrefix = "users"
 // IsPrivate reports whether topic is private: users/{id} and everything below it.
 func IsPrivate(topic string) bool {
 	return strings.HasPrefix(topic, privatePrefix+"/")
+}
+
+// AdminPrefix is the first segment of Herald's own topics, such as
+// herald/stats: Herald publishes there, nobody else may, and reading them
+// needs a publish key or a pattern that names them.
+const AdminPrefix = "herald"
+
+// IsAdmin reports whether topic is one of Herald's own: herald/ and everything
+// below it.
+func IsAdmin(topic string) bool {
+	return strings.HasPrefix(topic, AdminPrefix+"/")
 }
 
 // UserTopic is the private topic of user id, or "" when id cannot be a single

@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPatternMatch(t *testing.T) {
@@ -122,5 +123,55 @@ func FuzzPatternMatch(f *testing.F) {
 		if IsPrivate(topic) && pr.CanSubscribe(topic) && !p.NamesPrivate() {
 			t.Fatalf("%q grants private topic %q", pattern, topic)
 		}
+		// Herald's own topics only by patterns that name herald/.
+		if IsAdmin(topic) && pr.CanSubscribe(topic) && !p.NamesAdmin() {
+			t.Fatalf("%q grants admin topic %q", pattern, topic)
+		}
 	})
+}
+
+// Herald's own topics (herald/**) are granted, like private ones, only by a
+// pattern whose first segment names them: wildcards never reach them.
+func TestAdminTopicsNeedAPatternThatNamesThem(t *testing.T) {
+	if !IsAdmin("herald/stats") || IsAdmin("herald") || IsAdmin("heralds/x") || IsAdmin("rooms/herald/stats") {
+		t.Fatal("IsAdmin")
+	}
+	for pattern, want := range map[string]bool{
+		"**": false, "*/stats": false, "*/*": false, "*/**": false,
+		"herald/stats": true, "herald/*": true, "herald/**": true,
+		"herald/other": false, "rooms/*": false,
+	} {
+		p := MustParsePattern(pattern)
+		if p.NamesAdmin() != strings.HasPrefix(pattern, "herald/") {
+			t.Errorf("%q.NamesAdmin() = %v", pattern, p.NamesAdmin())
+		}
+		for _, pr := range []*Principal{
+			AnonymousPrincipal([]Pattern{p}),
+			UserPrincipal("alice", []Pattern{p}, []Pattern{p}, time.Time{}),
+		} {
+			if got := pr.CanSubscribe("herald/stats"); got != want {
+				t.Errorf("%s with %q: CanSubscribe(herald/stats) = %v, want %v", pr.Kind, pattern, got, want)
+			}
+			if got := pr.CanPublish("herald/stats"); got != (want && pr.Kind == User) {
+				t.Errorf("%s with %q: CanPublish(herald/stats) = %v", pr.Kind, pattern, got)
+			}
+		}
+	}
+	// A publish key reads everything, Herald's topics too.
+	if !ServicePrincipal("ops").CanSubscribe("herald/stats") {
+		t.Fatal("a publish key cannot read herald/stats")
+	}
+	// A subject named herald does not make {sub}/** an admin pattern, and
+	// users/{sub} of a user called herald is still only users/herald.
+	if q, _ := MustParsePattern("{sub}/**").Expand("herald"); q.NamesAdmin() {
+		t.Fatal("a subject named herald turned {sub}/** into an admin pattern")
+	}
+	if UserPrincipal("herald", nil, nil, time.Time{}).CanSubscribe("herald/stats") {
+		t.Fatal("a user called herald reads herald/stats")
+	}
+	// Neither kind of reserved topic opens the other.
+	if UserPrincipal("a", []Pattern{MustParsePattern("users/**")}, nil, time.Time{}).CanSubscribe("herald/stats") ||
+		UserPrincipal("a", []Pattern{MustParsePattern("herald/**")}, nil, time.Time{}).CanSubscribe("users/b") {
+		t.Fatal("users/** and herald/** cross")
+	}
 }

@@ -50,7 +50,8 @@ func (p *Principal) ID() string {
 }
 
 // CanSubscribe reports whether p may read topic. Private topics (users/**)
-// need a pattern that names them; users/{sub} is always the subject's own.
+// and Herald's own (herald/**) need a pattern that names them; users/{sub} is
+// always the subject's own.
 func (p *Principal) CanSubscribe(topic string) bool {
 	if p.everything {
 		return true
@@ -70,10 +71,13 @@ func (p *Principal) CanPublish(topic string) bool {
 	return grants(p.publish, topic)
 }
 
+// grants reports whether a pattern matches topic. A private or an admin topic
+// is granted only by a pattern whose first segment names its prefix: users/**
+// and herald/** are never reached by wildcards alone (*, **, */stats).
 func grants(patterns []Pattern, topic string) bool {
-	private := IsPrivate(topic)
+	private, admin := IsPrivate(topic), IsAdmin(topic)
 	for _, pat := range patterns {
-		if private && !pat.NamesPrivate() {
+		if private && !pat.NamesPrivate() || admin && !pat.NamesAdmin() {
 			continue
 		}
 		if pat.Match(topic) {

@@ -1,7 +1,7 @@
 // Package auth decides who a request is and what it may do: JWT verification
 // (HS256, RS256, ES256, EdDSA; keys from a secret, PEM files or a JWKS URL),
 // static publish keys, and topic patterns with the rule that users/{id} is
-// private to user id.
+// private to user id and herald/** is readable only by patterns that name it.
 package auth
 
 import (

@@ -82,6 +82,10 @@ type config struct {
 	InboxRetentionCount int
 	OutboxDSN           string // "": no relay
 
+	// The browser pages.
+	Demo               bool
+	AdminStatsInterval time.Duration // 0: none
+
 	// TLS: both files or neither; ClientCAs only with them.
 	TLSCert, TLSKey string         // paths of PEM files
 	TLSClientCA     string         // path of a PEM file
@@ -189,6 +193,15 @@ var settings = []setting{
 		c.PresenceEvents = b
 		return nil
 	}},
+	{"demo", "bool", "false", "serve the demo at / and mint a token for anyone who asks at POST /v1/demo/token, signed with a key made at start; turns on -presence-events, needs the inbox, and is refused with JWT keys (-jwt-secret, -jwt-public-key, -jwt-jwks-url): for trying Herald, never in production", func(c *config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q: want true or false", v)
+		}
+		c.Demo = b
+		return nil
+	}},
+	{"admin-stats-interval", "duration", "2s", "how often this node appends its statistics (streams, topics, rates) to the topic herald/stats, which the admin page at /admin reads (0: none)", durationTo(func(c *config) *time.Duration { return &c.AdminStatsInterval })},
 	{"jwt-secret", "string", "", "HS256 secret for tokens, at least 32 bytes", func(c *config, v string) error {
 		if v != "" && len(v) < auth.MinSecretLen {
 			return fmt.Errorf("%d bytes, at least %d needed", len(v), auth.MinSecretLen)
@@ -376,17 +389,69 @@ func splitList(v string) []string {
 	return out
 }
 
+// boolText is a bool setting's flag: given alone (-demo) it is true, like a
+// Go bool flag; its text is checked by the setting, as for the environment.
+type boolText struct{ s string }
+
+func (b *boolText) String() string     { return b.s }
+func (b *boolText) Set(v string) error { b.s = v; return nil }
+func (b *boolText) IsBoolFlag() bool   { return true }
+
+// joinBoolValues turns "-presence-events true" into "-presence-events=true":
+// a bool flag alone means true, and the value written after it, which
+// herald serve has always accepted, would otherwise be an unexpected
+// argument.
+func joinBoolValues(args []string) []string {
+	out := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || a == "-" || !strings.HasPrefix(a, "-") {
+			return append(out, args[i:]...) // the flags end here
+		}
+		out = append(out, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") || i+1 >= len(args) {
+			continue
+		}
+		if !isBoolSetting(name) {
+			out = append(out, args[i+1]) // a flag's value, whatever it looks like
+			i++
+			continue
+		}
+		if _, err := strconv.ParseBool(args[i+1]); err == nil {
+			out[len(out)-1] = a + "=" + args[i+1]
+			i++
+		}
+	}
+	return out
+}
+
+func isBoolSetting(name string) bool {
+	for _, s := range settings {
+		if s.name == name {
+			return s.typ == "bool"
+		}
+	}
+	return false
+}
+
 // loadConfig parses args (after the subcommand) with getenv for the environment.
 func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("herald serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	flags := make(map[string]*string, len(settings))
 	for _, s := range settings {
+		if s.typ == "bool" {
+			v := &boolText{s.def}
+			fs.Var(v, s.name, s.usage+" ($"+s.env()+")")
+			flags[s.name] = &v.s
+			continue
+		}
 		flags[s.name] = fs.String(s.name, s.def, s.usage+" ($"+s.env()+")")
 	}
 	file := fs.String("config", "", "TOML config file with the same keys as the flags ($HERALD_CONFIG)")
 	fs.Usage = func() { printServeUsage(fs.Output()) }
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(joinBoolValues(args)); err != nil {
 		return config{}, err
 	}
 	if fs.NArg() > 0 {
@@ -422,7 +487,32 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 	if err := checkTLS(c); err != nil {
 		return config{}, err
 	}
+	if err := checkDemo(c); err != nil {
+		return config{}, err
+	}
 	return c, nil
+}
+
+// checkDemo refuses the demo where it does not belong: beside real JWT keys
+// (a production key must never sign a demo token, nor a demo token open a
+// production topic) and without the inbox its page shows.
+func checkDemo(c config) error {
+	if !c.Demo {
+		return nil
+	}
+	var keys []string
+	for _, k := range []struct{ name, v string }{{"-jwt-secret", c.JWTSecret}, {"-jwt-public-key", c.JWTPublicKey}, {"-jwt-jwks-url", c.JWTJWKSURL}} {
+		if k.v != "" {
+			keys = append(keys, k.name)
+		}
+	}
+	if len(keys) > 0 {
+		return fmt.Errorf("demo: refused with JWT keys (%s): the demo mints tokens for anyone with a key of its own and is for trying Herald, not for a server with real users", strings.Join(keys, ", "))
+	}
+	if c.InboxDSN == "off" {
+		return errors.New("demo: needs the inbox, which -inbox-dsn off turns off: its page shows each user's notifications (leave -inbox-dsn empty for SQLite in -data-dir)")
+	}
+	return nil
 }
 
 // checkTLS checks the TLS settings together and loads the key pair once, so a

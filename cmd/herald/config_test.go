@@ -193,6 +193,7 @@ func TestZeroLiftsALimitOrIsRefused(t *testing.T) {
 		"max-connections-per-ip": true, "max-connections-per-user": true,
 		"publish-rate": true, "publish-key-rate": true, "fsync-interval": true,
 		"inbox-retention-age": true, "inbox-retention-count": true,
+		"admin-stats-interval": true,
 	}
 	refuses := map[string]bool{
 		"heartbeat": true, "retry": true, "retention-count": true, "queue-size": true,
@@ -317,6 +318,11 @@ func TestBadConfigurationExitsTwo(t *testing.T) {
 		{serve(), map[string]string{"HERALD_NODE_ID": "has space"}, "HERALD_NODE_ID"},
 		{serve("-jwt-public-key", filepath.Join(dir, "missing.pem")), nil, "jwt-public-key"},
 		{serve("-jwt-public-key", garbage), nil, "jwt-public-key"},
+		{serve("-demo", "-jwt-secret", secret), nil, "demo: refused with JWT keys (-jwt-secret)"},
+		{serve("-demo", "-jwt-jwks-url", "https://id.example/jwks"), nil, "-jwt-jwks-url"},
+		{serve(), map[string]string{"HERALD_DEMO": "true", "HERALD_JWT_SECRET": secret}, "demo: refused with JWT keys"},
+		{serve("-demo", "-inbox-dsn", "off"), nil, "demo: needs the inbox"},
+		{serve("-demo=maybe"), nil, "demo"},
 		{[]string{"token", "-nope"}, nil, "not defined"},
 		{[]string{"token", "-sub", "42"}, nil, "HERALD_JWT_SECRET"},
 		{[]string{"token", "-sub", "42", "-ttl", "0"}, map[string]string{"HERALD_JWT_SECRET": secret}, "-ttl"},
@@ -476,5 +482,34 @@ func TestProcessNodeID(t *testing.T) {
 	p = startProcess(t, dataDir, "-node-id", "eu-1") // a set id wins
 	if m := get(p, "/metrics"); !strings.Contains(m, `herald_node_info{node="eu-1"} 1`) {
 		t.Errorf("-node-id eu-1: /metrics lacks it")
+	}
+}
+
+// A bool setting given alone is true (herald serve -demo); a value after it,
+// with = or as the next argument, is read too.
+func TestBoolFlags(t *testing.T) {
+	none := func(string) string { return "" }
+	for _, c := range []struct {
+		args           []string
+		demo, presence bool
+	}{
+		{[]string{"-demo"}, true, false},
+		{[]string{"--demo", "-presence-events"}, true, true},
+		{[]string{"-demo=false", "-presence-events", "true"}, false, true},
+		{[]string{"-presence-events", "false", "-demo", "1"}, true, false},
+		{[]string{"-addr", ":0", "-presence-events", "true", "-node-id", "-demo"}, false, true},
+		{[]string{"-jwt-audience", "true", "-demo", "-retry", "1s"}, true, false},
+		{nil, false, false},
+	} {
+		cfg, err := loadConfig(c.args, none, io.Discard)
+		if err != nil || cfg.Demo != c.demo || cfg.PresenceEvents != c.presence {
+			t.Errorf("%v: demo %v presence %v (%v), want %v %v", c.args, cfg.Demo, cfg.PresenceEvents, err, c.demo, c.presence)
+		}
+	}
+	if _, err := loadConfig([]string{"-demo", "extra"}, none, io.Discard); err == nil || !strings.Contains(err.Error(), `unexpected argument "extra"`) {
+		t.Errorf("-demo extra: %v", err)
+	}
+	if cfg, err := loadConfig(nil, func(k string) string { return map[string]string{"HERALD_DEMO": "true"}[k] }, io.Discard); err != nil || !cfg.Demo || cfg.AdminStatsInterval != 2*time.Second {
+		t.Errorf("HERALD_DEMO=true: %v %v %v", cfg.Demo, cfg.AdminStatsInterval, err)
 	}
 }

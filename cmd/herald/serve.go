@@ -156,7 +156,9 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		KeyPublishRate:     cfg.PublishKeyRate,
 		KeyPublishBurst:    cfg.PublishKeyBurst,
 		NodeID:             nodeID,
-		PresenceEvents:     cfg.PresenceEvents,
+		PresenceEvents:     cfg.PresenceEvents || cfg.Demo,
+		Demo:               cfg.Demo,
+		AdminStats:         cfg.AdminStatsInterval,
 		PresenceFrom:       presenceFrom,
 		Inbox:              store,
 		Logger:             log,
@@ -372,6 +374,10 @@ func newVerifier(cfg config, log *slog.Logger) (*auth.Verifier, error) {
 // logAccess says at start who may do what, without any secret.
 func logAccess(log *slog.Logger, cfg config, tokens *auth.Verifier, keys *auth.KeyRing) {
 	log.Info("publish keys", "names", keys.Names())
+	if cfg.Demo {
+		log.Warn("DEMO MODE: POST /v1/demo/token mints a token for anyone who asks, for any user name; the demo is for trying Herald only: never expose it, never run it in production")
+		return
+	}
 	if tokens == nil {
 		log.Warn("no JWT key configured (development): tokens are refused and anonymous clients may subscribe to every topic except users/**")
 		return

@@ -473,3 +473,36 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 
 // Engine returns the engine the hub delivers from.
 func (h *Hub) Engine() engine.Engine { return h.eng }
+
+// TopicStreams is a topic this node reads and the number of its streams
+// reading it.
+type TopicStreams struct {
+	Topic   string
+	Streams int
+}
+
+// Topics returns the number of topics this node's streams read and, of them,
+// the n with the most streams, most first (ties by name). It walks the topic
+// map once under the hub's lock, keeping n entries: for the admin page's
+// statistics, every few seconds, never on the delivery path.
+func (h *Hub) Topics(n int) (int, []TopicStreams) {
+	top := make([]TopicStreams, 0, n)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for t, ts := range h.topics {
+		e := TopicStreams{Topic: t, Streams: ts.refs}
+		i := len(top)
+		for i > 0 && (top[i-1].Streams < e.Streams || top[i-1].Streams == e.Streams && top[i-1].Topic > e.Topic) {
+			i--
+		}
+		if i >= n {
+			continue
+		}
+		if len(top) < n {
+			top = append(top, TopicStreams{})
+		}
+		copy(top[i+1:], top[i:])
+		top[i] = e
+	}
+	return len(h.topics), top
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -240,5 +241,35 @@ func BenchmarkFanOut(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "deliveries/s")
 		})
+	}
+}
+
+// Topics counts the topics of interest and ranks them by streams, ties by name.
+func TestTopicsRanksByStreams(t *testing.T) {
+	h := New(openEngine(t), Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, topics := range [][]string{{"a", "b", "c"}, {"b", "c"}, {"c"}, {"d"}} {
+		sub, err := h.Subscribe(ctx, topics, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { sub.Serve(ctx, &bufWriter{}) })
+	}
+	n, top := h.Topics(3)
+	want := []TopicStreams{{"c", 3}, {"b", 2}, {"a", 1}}
+	if n != 4 || !slices.Equal(top, want) {
+		t.Fatalf("Topics(3) = %d %v, want 4 %v", n, top, want)
+	}
+	if n, top := h.Topics(10); n != 4 || len(top) != 4 || top[3] != (TopicStreams{"d", 1}) {
+		t.Fatalf("Topics(10) = %d %v", n, top)
+	}
+	if _, top := h.Topics(0); len(top) != 0 {
+		t.Fatalf("Topics(0) = %v", top)
+	}
+	cancel()
+	wg.Wait()
+	if n, top := h.Topics(10); n != 0 || len(top) != 0 {
+		t.Fatalf("after the streams: %d %v", n, top)
 	}
 }

@@ -42,6 +42,7 @@ var limitOf = map[string]string{
 	"rate_limited":                  "publish_rate",
 	"too_many_connections_per_ip":   "connections_per_ip",
 	"too_many_connections_per_user": "connections_per_user",
+	"too_many_demo_tokens":          "demo_tokens_per_ip",
 }
 
 var limitNames = func() []string {

@@ -22,6 +22,8 @@ type metrics struct {
 	presenceDropped prometheus.Counter
 	// inboxChangesDropped counts inbox changes (read, deleted) not pushed.
 	inboxChangesDropped prometheus.Counter
+	// statsDropped counts admin statistics not appended to herald/stats.
+	statsDropped prometheus.Counter
 }
 
 // newMetrics registers Herald's metrics on reg. Hub counters are read at scrape
@@ -49,6 +51,9 @@ func newMetrics(reg *prometheus.Registry, h *hub.Hub, tokens *auth.Verifier, nod
 		inboxChangesDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_inbox_changes_dropped_total", Help: "Inbox changes (notification.read, notification.deleted) not pushed to the user's topic because the engine refused the append.",
 		}),
+		statsDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "herald_admin_stats_dropped_total", Help: "Admin statistics not appended to herald/stats because the engine refused the append.",
+		}),
 		presenceDropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "herald_presence_changes_dropped_total", Help: "Presence changes not published to presence/{topic}: the queue was full or the engine refused the append.",
 		}),
@@ -63,7 +68,7 @@ func newMetrics(reg *prometheus.Registry, h *hub.Hub, tokens *auth.Verifier, nod
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f)
 	}
 	reg.MustRegister(
-		m.published, m.publishErrors, m.appendLatency, m.rejected, m.limited, m.presenceDropped, m.inboxChangesDropped,
+		m.published, m.publishErrors, m.appendLatency, m.rejected, m.limited, m.presenceDropped, m.inboxChangesDropped, m.statsDropped,
 		gauge("herald_connections", "Open SSE streams.", func() float64 { return float64(h.Stats().Connections) }),
 		gauge("herald_subscriptions", "Open (stream, topic) subscriptions.", func() float64 { return float64(h.Stats().Subscriptions) }),
 		counter("herald_delivered_events_total", "Events written to streams, live and replayed.", func() float64 { return float64(h.Stats().Delivered) }),

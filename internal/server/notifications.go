@@ -119,6 +119,7 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.pusher.Wake()
+	s.publishes.Add(1)
 	a := sentAnswer{Notifications: make([]sentNotification, len(ns)), Duplicate: dup}
 	for i, n := range ns {
 		a.Notifications[i] = sentNotification{ID: strconv.FormatInt(n.ID, 10), To: n.User}

@@ -117,6 +117,10 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 			s.refuse(w, numbered(&apiError{http.StatusForbidden, "reserved_topic", "topic " + ev.Topic + " is reserved: Herald publishes presence changes there"}, batch, i))
 			return
 		}
+		if auth.IsAdmin(ev.Topic) {
+			s.refuse(w, numbered(&apiError{http.StatusForbidden, "reserved_topic", "topic " + ev.Topic + " is reserved: Herald publishes its own statistics under " + auth.AdminPrefix + "/"}, batch, i))
+			return
+		}
 		if !p.CanPublish(ev.Topic) {
 			s.refuse(w, numbered(forbidden("publish to", ev.Topic), batch, i))
 			return
@@ -142,6 +146,8 @@ func (s *Server) handlePublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.metrics.published.Add(float64(len(events)))
+	s.publishes.Add(1)
+	s.events.Add(uint64(len(events)))
 	results := make([]publishResult, len(events))
 	for i, ev := range events {
 		// The engine does not return the event's time, so this id carries no
@@ -186,6 +192,8 @@ func (s *Server) answerPartial(w http.ResponseWriter, events []engine.Event, pos
 		out[i] = publishResult{ID: hub.EncodeCursor(ev.Topic, positions[i], 0), Topic: ev.Topic, Offset: positions[i].Offset}
 	}
 	s.metrics.published.Add(float64(accepted))
+	s.publishes.Add(1)
+	s.events.Add(uint64(accepted))
 	w.Header().Set("Retry-After", "1")
 	writeJSON(w, http.StatusMultiStatus, out)
 }

@@ -3,10 +3,12 @@
 package server
 
 import (
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/netip"
 	"path"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +19,7 @@ import (
 	"github.com/herald-hub/herald/inbox"
 	"github.com/herald-hub/herald/internal/hub"
 	"github.com/herald-hub/herald/internal/ratelog"
+	"github.com/herald-hub/herald/internal/webui"
 	"github.com/herald-hub/herald/presence"
 )
 
@@ -67,9 +70,18 @@ type Config struct {
 	// InboxPoll is how often the store is looked at for notifications left
 	// unpushed (by another node, or a failure) [1s].
 	InboxPoll time.Duration
-	Logger    *slog.Logger
+	// Demo serves the demo page at / and mints demo tokens at
+	// POST /v1/demo/token, signed with a key made here, at start; it turns
+	// on PresenceEvents. It is refused (logged, and left off) when Tokens is
+	// set: a production key never signs a demo token [off].
+	Demo bool
+	// AdminStats is how often this node appends its statistics to
+	// herald/stats, for the admin page [0: never].
+	AdminStats time.Duration
+	Logger     *slog.Logger
 
-	now func() time.Time // tests
+	now             func() time.Time // tests
+	demoFS, adminFS fs.FS            // tests [the embedded pages]
 }
 
 func (c *Config) setDefaults() {
@@ -93,6 +105,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.now == nil {
 		c.now = time.Now
+	}
+	if c.demoFS == nil {
+		c.demoFS = webui.Demo()
+	}
+	if c.adminFS == nil {
+		c.adminFS = webui.Admin()
 	}
 	if c.InboxPoll <= 0 {
 		c.InboxPoll = time.Second
@@ -118,12 +136,35 @@ type Server struct {
 	announcer *announcer       // nil without PresenceEvents
 	pusher    *inbox.Pusher    // nil without an inbox
 	warnings  *ratelog.Limiter // repeated warnings, logged once in a while
+
+	demo       *demoMode      // nil without Demo
+	demoTokens *auth.Verifier // the demo's, closed by Close
+	admin      *page
+	stats      *statsReporter // nil without AdminStats
+
+	// publishes counts the publish requests that appended (POST /v1/publish)
+	// or stored (POST /v1/notifications); events the events POST /v1/publish
+	// appended. Read by the admin statistics.
+	publishes, events atomic.Uint64
 }
 
 // New returns a server for h, publishing to h's engine.
 func New(h *hub.Hub, cfg Config) *Server {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, hub: h, eng: h.Engine(), log: cfg.Logger, mux: http.NewServeMux()}
+	s.admin = s.loadPage("admin", cfg.adminFS)
+	if cfg.Demo {
+		if cfg.Tokens != nil {
+			s.log.Error("the demo is refused: JWT keys are configured, and a production key must never sign demo tokens; the demo is off")
+		} else if d, v, err := newDemo(s.loadPage("demo", cfg.demoFS), cfg.now); err != nil {
+			s.log.Error("the demo could not start; it is off", "err", err)
+		} else {
+			s.demo, s.demoTokens = d, v
+			cfg.Tokens = v
+			cfg.PresenceEvents = true
+			s.cfg = cfg
+		}
+	}
 	s.guard = newGuard(cfg)
 	s.ipConns = newConnLimiter(cfg.MaxConnsPerIP)
 	s.userConns = newConnLimiter(cfg.MaxConnsPerUser)
@@ -163,8 +204,21 @@ func New(h *hub.Hub, cfg Config) *Server {
 	s.mux.HandleFunc("POST /v1/notifications/{id}/read", s.handleMarkRead)
 	s.mux.HandleFunc("DELETE /v1/notifications/{id}", s.handleDelete)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	// The pages. GET /{$} is / alone: every other unknown path keeps the
+	// JSON 404 of the catch-all below.
+	s.mux.HandleFunc("GET /{$}", s.handleRoot)
+	s.mux.HandleFunc("GET /admin", s.handleAdmin)
+	s.mux.HandleFunc("GET /admin/{file...}", s.handleAdminAsset)
+	allows := map[string]string{"/v1/events": "GET, HEAD", "/v1/publish": "POST", "/healthz": "GET, HEAD", "/readyz": "GET, HEAD", "/metrics": "GET, HEAD", "/v1/backup": "GET", "/v1/presence": "GET, HEAD", "/v1/presence/users/{id}": "GET, HEAD", "/v1/notifications": "GET, HEAD, POST", "/v1/notifications/{id}/read": "POST",
+		"/{$}": "GET, HEAD", "/admin": "GET, HEAD", "/admin/{file...}": "GET, HEAD"}
+	if s.demo != nil {
+		s.mux.HandleFunc("GET /demo/{file...}", func(w http.ResponseWriter, r *http.Request) { s.serveAsset(w, r, s.demo.page) })
+		s.mux.HandleFunc("POST /v1/demo/token", s.handleDemoToken)
+		allows["/demo/{file...}"] = "GET, HEAD"
+		allows["/v1/demo/token"] = "POST"
+	}
 	// A known path with another method gets a JSON 405 too, not net/http's text.
-	for path, allow := range map[string]string{"/v1/events": "GET, HEAD", "/v1/publish": "POST", "/healthz": "GET, HEAD", "/readyz": "GET, HEAD", "/metrics": "GET, HEAD", "/v1/backup": "GET", "/v1/presence": "GET, HEAD", "/v1/presence/users/{id}": "GET, HEAD", "/v1/notifications": "GET, HEAD, POST", "/v1/notifications/{id}/read": "POST"} {
+	for path, allow := range allows {
 		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
 			s.refuse(w, &apiError{http.StatusMethodNotAllowed, "method_not_allowed", r.Method + " is not allowed on " + path + "; use " + allow})
@@ -180,9 +234,10 @@ func New(h *hub.Hub, cfg Config) *Server {
 		w.Header().Set("Allow", allow)
 		s.refuse(w, &apiError{http.StatusMethodNotAllowed, "method_not_allowed", r.Method + " is not allowed on " + r.URL.Path + "; use " + allow})
 	})
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
-	})
+	s.mux.HandleFunc("/", s.notFound)
+	if cfg.AdminStats > 0 {
+		s.stats = newStatsReporter(s, cfg.AdminStats)
+	}
 	s.handler = newCORS(cfg.CORSOrigins).wrap(http.HandlerFunc(s.route))
 	return s
 }
@@ -192,7 +247,7 @@ func New(h *hub.Hub, cfg Config) *Server {
 // so they get the JSON 404 every unknown path gets.
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	if p := r.URL.EscapedPath(); r.Method != http.MethodConnect && !isCleanPath(p) {
-		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+p+" (paths are not cleaned; endpoints are /v1/events, /v1/publish, /v1/notifications, /v1/presence, /v1/presence/users/{id}, /v1/backup, /healthz, /readyz, /metrics)")
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+p+" (paths are not cleaned; endpoints are /v1/events, /v1/publish, /v1/notifications, /v1/presence, /v1/presence/users/{id}, /v1/backup, /v1/demo/token, /healthz, /readyz, /metrics; pages are /, /admin)")
 		return
 	}
 	s.mux.ServeHTTP(w, r)
@@ -233,10 +288,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.handler.ServeHTTP(w, r)
 }
 
-// Close stops what the server runs beside its handlers: it removes this
-// node's presence and publishes the changes still queued. Call it once the
+// Close stops what the server runs beside its handlers: it stops the admin
+// statistics, removes this node's presence and publishes the changes still
+// queued. Call it once the
 // streams have ended (after the hub's Shutdown) and before the engine closes.
 func (s *Server) Close() {
+	if s.stats != nil {
+		s.stats.close()
+	}
+	if s.demoTokens != nil {
+		s.demoTokens.Close()
+	}
 	if s.pusher != nil {
 		s.pusher.Close()
 	}
