@@ -132,10 +132,6 @@ func TestWebIntegration(t *testing.T) {
 	for _, r := range results {
 		t.Run(r.name, func(t *testing.T) {
 			switch {
-			// TODO(merge): remove once -demo lands: until the server knows
-			// -demo, demo.test.mjs skips its tests, and only those.
-			case r.directive == "SKIP" && strings.Contains(r.reason, demoMissing):
-				t.Skip(r.reason)
 			case r.directive != "":
 				failed = true
 				t.Errorf("reported as %s: a skipped web test does not count\n%s", r.directive, r.detail)
@@ -156,10 +152,6 @@ func TestWebIntegration(t *testing.T) {
 		t.Fatalf("node --test: %v\n%s", runErr, report.String())
 	}
 }
-
-// demoMissing is in the reason of the tests of demo.test.mjs when they skip
-// because herald does not know -demo yet. TODO(merge): remove once -demo lands.
-const demoMissing = "herald serve has no -demo flag"
 
 // logScreenshots logs the PNG files written to dir since the run started.
 func logScreenshots(t *testing.T, dir string, since time.Time) {
@@ -185,11 +177,10 @@ type result struct {
 	name      string
 	ok        bool
 	directive string // SKIP or TODO
-	reason    string // what follows the directive
 	detail    string // its YAML block and the diagnostics after it
 }
 
-var tapResult = regexp.MustCompile(`^(not )?ok \d+ - (.*?)(?: # (SKIP|TODO)\b ?(.*))?$`)
+var tapResult = regexp.MustCompile(`^(not )?ok \d+ - (.*?)(?: # (SKIP|TODO)\b.*)?$`)
 
 // parseTAP reads the top-level results of a TAP 13 report (node --test runs
 // each file as its own top-level tests), keeping with each the indented lines
@@ -201,7 +192,7 @@ func parseTAP(report string) []result {
 	for sc.Scan() {
 		line := sc.Text()
 		if m := tapResult.FindStringSubmatch(line); m != nil {
-			rs = append(rs, result{name: m[2], ok: m[1] == "", directive: m[3], reason: m[4]})
+			rs = append(rs, result{name: m[2], ok: m[1] == "", directive: m[3]})
 			continue
 		}
 		if strings.HasPrefix(line, "1..") {

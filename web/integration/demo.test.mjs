@@ -8,18 +8,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startHerald, launchChromium, publishKey, serveFlags, waitFor, screenshot } from './harness.mjs';
+import { startHerald, launchChromium, publishKey, waitFor, screenshot } from './harness.mjs';
 
 const WAIT = 15000; // the bound of every wait on a page
-
-// TODO(merge): remove once -demo lands: until the server knows -demo these
-// tests skip, with this reason (test/web/web_test.go lets this one skip pass).
-const skip = serveFlags('demo').demo ? false : 'herald serve has no -demo flag: the demo and admin pages cannot be tested yet';
 
 let chromium;
 
 before(async () => {
-  if (!skip) chromium = await launchChromium();
+  chromium = await launchChromium();
 });
 
 after(async () => {
@@ -60,8 +56,8 @@ async function text(page, id, want, what) {
   return want;
 }
 
-test('two users: presence, a notification to the other, its toast and unread count, read in one tab updates the other, a room message', { skip, timeout: 120000 }, async (t) => {
-  const herald = await startHerald({ jwt: false, extra: ['-demo=true'] });
+test('two users: presence, a notification to the other, its toast and unread count, read in one tab updates the other, a room message', { timeout: 120000 }, async (t) => {
+  const herald = await startHerald({ jwt: false, extra: ['-demo'] });
   t.after(() => herald.stop());
 
   const alice = await open(await newContext(t), `${herald.url}/?user=alice`);
@@ -124,8 +120,8 @@ test('two users: presence, a notification to the other, its toast and unread cou
   t.diagnostic(`screenshot ${await screenshot(bob2, 'demo-bob-phone')}`);
 });
 
-test('the admin page, given the publish key, shows this node live', { skip, timeout: 90000 }, async (t) => {
-  const herald = await startHerald({ jwt: false, extra: ['-demo=true'] });
+test('the admin page, given the publish key, shows this node live', { timeout: 90000 }, async (t) => {
+  const herald = await startHerald({ jwt: false, extra: ['-demo'] });
   t.after(() => herald.stop());
   const context = await newContext(t);
 

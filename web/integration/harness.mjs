@@ -2,7 +2,7 @@
 // secret, so that streams belong to users), a TCP proxy that can cut every
 // connection, a static server for the browser pages, the built client and
 // event-source-polyfill, and Debian's Chromium driven by playwright-core.
-import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -37,14 +37,6 @@ export function token(sub, { ttl = '1h', subscribe = [] } = {}) {
   const args = ['token', '-sub', sub, '-ttl', ttl];
   for (const s of subscribe) args.push('-subscribe', s);
   return execFileSync(heraldBinary(), args, { env: { ...process.env, HERALD_JWT_SECRET: jwtSecret } }).toString().trim();
-}
-
-// serveFlags tells whether `herald serve` knows each flag (e.g. 'demo'), from
-// its -h.
-export function serveFlags(...names) {
-  const r = spawnSync(heraldBinary(), ['serve', '-h'], { encoding: 'utf8', timeout: 20000 });
-  const help = `${r.stdout}${r.stderr}`;
-  return Object.fromEntries(names.map((n) => [n, new RegExp(`^\\s*-${n}\\b`, 'm').test(help)]));
 }
 
 // startHerald runs `herald serve` on a free loopback port with a fresh data dir.
