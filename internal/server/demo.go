@@ -1,10 +1,7 @@
 package server
 
 import (
-	"bytes"
 	"crypto/rand"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -87,30 +84,10 @@ func (s *Server) handleDemoToken(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, &apiError{http.StatusTooManyRequests, "too_many_demo_tokens", fmt.Sprintf("too many demo tokens for this address; retry in %s", wait.Round(time.Millisecond))})
 		return
 	}
-	if ct := mediaType(r.Header.Get("Content-Type")); ct != "application/json" && ct != "" {
-		s.refuse(w, &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", `send a JSON body (Content-Type: application/json): {"user":"alice"}`})
-		return
-	}
-	body, err := readBody(http.MaxBytesReader(w, r.Body, maxDemoBody), r.ContentLength, maxDemoBody)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			s.refuse(w, &apiError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body exceeds %d bytes", maxDemoBody)})
-			return
-		}
-		s.refuse(w, badRequest("bad_body", "reading the request body: %v", err))
-		return
-	}
 	var in struct {
 		User string `json:"user"`
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil || dec.More() {
-		if err == nil {
-			err = errors.New("more than one JSON value")
-		}
-		s.refuse(w, badRequest("invalid_json", `the body must be {"user":"alice"}: %v`, err))
+	if !s.decodeJSONBody(w, r, maxDemoBody, &in, `{"user":"alice"}`) {
 		return
 	}
 	if !validDemoUser(in.User) {

@@ -71,28 +71,8 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	body, err := readBody(http.MaxBytesReader(w, r.Body, maxSendBody), r.ContentLength, maxSendBody)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			s.refuse(w, &apiError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body exceeds %d bytes", maxSendBody)})
-			return
-		}
-		s.refuse(w, badRequest("bad_body", "reading the request body: %v", err))
-		return
-	}
-	if ct := mediaType(r.Header.Get("Content-Type")); ct != "application/json" && ct != "" {
-		s.refuse(w, &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type", "send a JSON body (Content-Type: application/json)"})
-		return
-	}
 	var in sendInput
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil || dec.More() {
-		if err == nil {
-			err = errors.New("more than one JSON value")
-		}
-		s.refuse(w, badRequest("invalid_json", `the body must be {"to":["42"],"type":"...","title":"...","body":"...","data":{...},"dedupe_key":"..."}: %v`, err))
+	if !s.decodeJSONBody(w, r, maxSendBody, &in, `{"to":["42"],"type":"...","title":"...","body":"...","data":{...},"dedupe_key":"..."}`) {
 		return
 	}
 	if bytes.Equal(bytes.TrimSpace(in.Data), []byte("null")) {
