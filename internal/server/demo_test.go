@@ -2,7 +2,6 @@ package server
 
 import (
 	"encoding/json"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -124,26 +123,7 @@ func TestDemoTokenRate(t *testing.T) {
 // is unchanged.
 func TestDemoPage(t *testing.T) {
 	n := newTestNode(t, nodeOptions{server: Config{Demo: true}})
-	index := wantPage(t, n.get("/"), "text/html; charset=utf-8")
-	want, err := fs.ReadFile(webui.Demo(), "index.html")
-	if err != nil || index != string(want) {
-		t.Fatalf("/ is not the demo's index.html (%v)", err)
-	}
-	wantNotModified(t, n, "/")
-	for _, ref := range relativeRefs(index) {
-		if strings.HasPrefix(ref, "#") || strings.HasPrefix(ref, "data:") {
-			continue
-		}
-		if !strings.HasPrefix(ref, "./demo/") {
-			t.Errorf("/ references %q: assets must be relative, ./demo/...", ref)
-			continue
-		}
-		resp := n.get("/demo/" + strings.TrimPrefix(ref, "./demo/"))
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("%s: %d", ref, resp.StatusCode)
-		}
-	}
+	wantBuiltPage(t, n, "/", "/demo/", webui.Demo())
 	wantError(t, n.get("/demo/no-such-asset.js"), http.StatusNotFound, "not_found")
 	wantPage(t, n.get("/admin"), "text/html; charset=utf-8")
 

@@ -64,26 +64,7 @@ func relativeRefs(html string) []string {
 // /admin/ referenced relatively, each with its type, validator and policy.
 func TestAdminPageIsServedFromTheBuild(t *testing.T) {
 	n := newTestNode(t, nodeOptions{})
-	index := wantPage(t, n.get("/admin"), "text/html; charset=utf-8")
-	want, err := fs.ReadFile(webui.Admin(), "index.html")
-	if err != nil || index != string(want) {
-		t.Fatalf("/admin is not the embedded index.html (%v)", err)
-	}
-	wantNotModified(t, n, "/admin")
-	for _, ref := range relativeRefs(index) {
-		if strings.HasPrefix(ref, "#") || strings.HasPrefix(ref, "data:") {
-			continue
-		}
-		if !strings.HasPrefix(ref, "./admin/") {
-			t.Errorf("/admin references %q: assets must be relative, ./admin/...", ref)
-			continue
-		}
-		resp := n.get("/admin/" + strings.TrimPrefix(ref, "./admin/"))
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("%s: %d", ref, resp.StatusCode)
-		}
-	}
+	wantBuiltPage(t, n, "/admin", "/admin/", webui.Admin())
 	wantError(t, n.get("/admin/no-such-asset.js"), http.StatusNotFound, "not_found")
 	// The index is the page at /admin, not an asset: its relative paths would
 	// not resolve from /admin/index.html.
@@ -170,5 +151,33 @@ func TestLandingPageRedirectAndUnknownPaths(t *testing.T) {
 			t.Errorf("POST %s: Allow %q", path, resp.Header.Get("Allow"))
 		}
 		wantError(t, resp, http.StatusMethodNotAllowed, "method_not_allowed")
+	}
+}
+
+// wantBuiltPage checks that path serves the index.html of the embedded page
+// built, with its validator, and that every asset the index references is
+// relative, under ./ + the last element of assets, and served from assets.
+func wantBuiltPage(t *testing.T, n *testNode, path, assets string, built fs.FS) {
+	t.Helper()
+	index := wantPage(t, n.get(path), "text/html; charset=utf-8")
+	want, err := fs.ReadFile(built, "index.html")
+	if err != nil || index != string(want) {
+		t.Fatalf("%s is not the embedded index.html (%v)", path, err)
+	}
+	wantNotModified(t, n, path)
+	prefix := "./" + strings.Trim(assets, "/") + "/"
+	for _, ref := range relativeRefs(index) {
+		if strings.HasPrefix(ref, "#") || strings.HasPrefix(ref, "data:") {
+			continue
+		}
+		if !strings.HasPrefix(ref, prefix) {
+			t.Errorf("%s references %q: assets must be relative, %s...", path, ref, prefix)
+			continue
+		}
+		resp := n.get(assets + strings.TrimPrefix(ref, prefix))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d", ref, resp.StatusCode)
+		}
 	}
 }
