@@ -59,6 +59,7 @@ public final class Main {
     }
 
     private static void publish(Args a) throws InterruptedException {
+        a.only("topic", "type", "data", "text", "idempotency-key");
         HeraldPublisher p = publisher(a);
         String data = a.one("data", null);
         String text = a.one("text", null);
@@ -71,6 +72,7 @@ public final class Main {
     }
 
     private static void batch(Args a) throws InterruptedException {
+        a.only("topic", "type", "key-prefix");
         HeraldPublisher p = publisher(a);
         String topic = a.required("topic");
         String type = a.one("type", null);
@@ -89,6 +91,7 @@ public final class Main {
     }
 
     private static void notify(Args a) throws InterruptedException {
+        a.only("to", "type", "title", "body", "data", "dedupe-key");
         HeraldPublisher p = publisher(a);
         List<String> to = a.all("to");
         if (to.isEmpty()) {
@@ -104,6 +107,7 @@ public final class Main {
     }
 
     private static void order(Args a) throws Exception {
+        a.only("user", "item", "amount-cents", "fail", "jdbc-url", "jdbc-user", "jdbc-password");
         String url = a.one("jdbc-url", env("JDBC_URL", null));
         if (url == null) {
             usage("order: no database: set JDBC_URL or --jdbc-url (jdbc:mariadb://host:3306/db)");
@@ -177,6 +181,20 @@ public final class Main {
                 } else {
                     positional.add(s);
                 }
+            }
+        }
+
+        /** Refuses flags other than names and Herald's (a typo must not drop a key). */
+        void only(String... names) {
+            List<String> ok = new ArrayList<>(List.of(names));
+            ok.addAll(List.of("herald-url", "publish-key"));
+            for (String f : flags.keySet()) {
+                if (!ok.contains(f)) {
+                    throw new IllegalArgumentException("unknown flag --" + f);
+                }
+            }
+            if (!ok.contains("key-prefix") && !positional.isEmpty()) {
+                throw new IllegalArgumentException("unexpected argument " + positional.get(0));
             }
         }
 
