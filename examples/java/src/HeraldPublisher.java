@@ -234,7 +234,12 @@ public final class HeraldPublisher {
                 HttpResponse<String> resp = http.send(req, HttpResponse.BodyHandlers.ofString(StandardCharsets.UTF_8));
                 int st = resp.statusCode();
                 if (st / 100 == 2 && !(batch && st == 207)) {
-                    return Json.parse(resp.body());
+                    try {
+                        return Json.parse(resp.body());
+                    } catch (IllegalArgumentException notJson) {
+                        // Not Herald's answer (a proxy's page?): what happened is unknown.
+                        throw new HeraldException(st, "bad_answer", "answer is not JSON: " + notJson.getMessage(), notJson);
+                    }
                 }
                 last = error(st, resp.body());
                 if (!(st == 207 || st == 408 || st == 429 || st >= 500)) {
