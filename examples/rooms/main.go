@@ -50,6 +50,7 @@ func main() {
 		simulate  = flag.Duration("simulate", 0, "play a random move in each of -simulate-rooms this often (0: only POSTed moves)")
 		simRooms  = flag.String("simulate-rooms", "1", "comma-separated rooms the simulator plays in")
 		maxRooms  = flag.Int("max-rooms", 100000, "rooms kept at most (a move to a new room beyond it is refused)")
+		cors      = flag.String("cors-origin", "", "an origin allowed to call the rooms API from a browser (a page served elsewhere, e.g. examples/react), or *")
 	)
 	flag.Parse()
 	if *key == "" {
@@ -62,6 +63,7 @@ func main() {
 		rooms:  newRooms(*maxRooms),
 		herald: newPublisher(*heraldURL, *key),
 		public: strings.TrimRight(*publicURL, "/"),
+		cors:   *cors,
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -97,6 +99,7 @@ type server struct {
 	rooms  *rooms
 	herald *publisher
 	public string
+	cors   string
 }
 
 func (s *server) routes() http.Handler {
@@ -108,7 +111,20 @@ func (s *server) routes() http.Handler {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		page.Execute(w, struct{ Herald string }{s.public})
 	})
-	return mux
+	if s.cors == "" {
+		return mux
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", s.cors)
+		w.Header().Add("Vary", "Origin")
+		if r.Method == http.MethodOptions {
+			w.Header().Set("Access-Control-Allow-Methods", "GET, POST")
+			w.Header().Set("Access-Control-Allow-Headers", "Content-Type")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // state answers the room's latest state, as the polling clients asked for it.
