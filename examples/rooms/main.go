@@ -135,7 +135,7 @@ func (s *server) state(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusNotFound, "no state yet for room "+strconv.Quote(id))
 		return
 	}
-	b := rm.json.Load()
+	b := rm.encoded.Load()
 	if b == nil {
 		httpError(w, http.StatusNotFound, "no state yet for room "+strconv.Quote(id))
 		return
@@ -169,7 +169,9 @@ func (s *server) move(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusBadRequest, "move: "+err.Error())
 		return
 	}
-	st, err := s.apply(r.Context(), id, m, raw.Bytes())
+	// A client that hangs up does not cut the publish short: the move is
+	// applied, so its state must reach the members.
+	st, err := s.apply(context.WithoutCancel(r.Context()), id, m, raw.Bytes())
 	switch {
 	case errors.Is(err, errBadMove):
 		httpError(w, http.StatusBadRequest, err.Error())
@@ -205,7 +207,7 @@ func (s *server) apply(ctx context.Context, id string, m Move, raw []byte) (Stat
 		return st, err
 	}
 	rm.state = st
-	rm.json.Store(&b)
+	rm.encoded.Store(&b)
 	return st, s.herald.publish(ctx, "rooms/"+id, "state", b, strconv.FormatUint(st.Version, 10))
 }
 

@@ -68,9 +68,9 @@ func (s State) full() bool {
 // state is published, so the versions reach the topic in order; the encoded
 // state is read without it, so polls never wait for a publish.
 type room struct {
-	mu    sync.Mutex
-	state State
-	json  atomic.Pointer[[]byte] // state, encoded: what GET /rooms/{id}/state answers
+	mu      sync.Mutex
+	state   State
+	encoded atomic.Pointer[[]byte] // state, encoded: what GET /rooms/{id}/state answers
 }
 
 // rooms is every room, created by its first move.

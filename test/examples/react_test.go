@@ -2,6 +2,7 @@ package examples
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,8 +11,9 @@ import (
 	"time"
 )
 
-// TestReactExample builds @herald/client and @herald/react (npm run build in
-// web/, whose dist/ the example's file: dependencies point at), then
+// TestReactExample builds @herald/client and @herald/react when their dist/
+// is missing or stale (npm run build in web/; the example's file:
+// dependencies point at it), then
 // typechecks examples/react with tsc (strict) and bundles it with esbuild,
 // and checks the bundle: the app before (SSEProvider/useSSE over
 // event-source-polyfill) and after (HeraldProvider/useTopic/useNotifications)
@@ -43,7 +45,11 @@ func TestReactExample(t *testing.T) {
 		}
 		return string(out)
 	}
-	run(web, "run", "build")
+	// test/web builds and serves @herald/client's dist/ too, perhaps at the
+	// same time: rebuild only what is missing or older than its sources.
+	if !reactDistFresh(t, filepath.Join(web, "packages", "client")) || !reactDistFresh(t, filepath.Join(web, "packages", "react")) {
+		run(web, "run", "build")
+	}
 	run(app, "run", "typecheck")
 	out := run(app, "run", "build")
 	for _, f := range []string{"app.js", "index.html"} {
@@ -63,4 +69,37 @@ func TestReactExample(t *testing.T) {
 		}
 	}
 	t.Logf("examples/react: %d bytes of dist/app.js", len(js))
+}
+
+// reactDistFresh reports whether pkg's dist/index.js and dist/index.d.ts exist
+// and are newer than its package.json and every file under src/.
+func reactDistFresh(t *testing.T, pkg string) bool {
+	t.Helper()
+	var built time.Time
+	for _, f := range []string{"index.js", "index.d.ts"} {
+		st, err := os.Stat(filepath.Join(pkg, "dist", f))
+		if err != nil {
+			return false
+		}
+		if built.IsZero() || st.ModTime().Before(built) {
+			built = st.ModTime()
+		}
+	}
+	stale := false
+	check := func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if info, err := d.Info(); err == nil && !d.IsDir() && info.ModTime().After(built) {
+			stale = true
+		}
+		return nil
+	}
+	if err := filepath.WalkDir(filepath.Join(pkg, "src"), check); err != nil {
+		return false
+	}
+	if st, err := os.Stat(filepath.Join(pkg, "package.json")); err != nil || st.ModTime().After(built) {
+		return false
+	}
+	return !stale
 }
