@@ -2,13 +2,14 @@ package examples
 
 import (
 	"context"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herald-hub/herald/internal/testenv"
 )
 
 // TestReactExample builds @herald/client and @herald/react when their dist/
@@ -47,7 +48,7 @@ func TestReactExample(t *testing.T) {
 	}
 	// test/web builds and serves @herald/client's dist/ too, perhaps at the
 	// same time: rebuild only what is missing or older than its sources.
-	if !reactDistFresh(t, filepath.Join(web, "packages", "client")) || !reactDistFresh(t, filepath.Join(web, "packages", "react")) {
+	if !testenv.NPMBuildFresh(filepath.Join(web, "packages", "client"), "index.js", "index.d.ts") || !testenv.NPMBuildFresh(filepath.Join(web, "packages", "react"), "index.js", "index.d.ts") {
 		run(web, "run", "build")
 	}
 	run(app, "run", "typecheck")
@@ -69,37 +70,4 @@ func TestReactExample(t *testing.T) {
 		}
 	}
 	t.Logf("examples/react: %d bytes of dist/app.js", len(js))
-}
-
-// reactDistFresh reports whether pkg's dist/index.js and dist/index.d.ts exist
-// and are newer than its package.json and every file under src/.
-func reactDistFresh(t *testing.T, pkg string) bool {
-	t.Helper()
-	var built time.Time
-	for _, f := range []string{"index.js", "index.d.ts"} {
-		st, err := os.Stat(filepath.Join(pkg, "dist", f))
-		if err != nil {
-			return false
-		}
-		if built.IsZero() || st.ModTime().Before(built) {
-			built = st.ModTime()
-		}
-	}
-	stale := false
-	check := func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if info, err := d.Info(); err == nil && !d.IsDir() && info.ModTime().After(built) {
-			stale = true
-		}
-		return nil
-	}
-	if err := filepath.WalkDir(filepath.Join(pkg, "src"), check); err != nil {
-		return false
-	}
-	if st, err := os.Stat(filepath.Join(pkg, "package.json")); err != nil || st.ModTime().After(built) {
-		return false
-	}
-	return !stale
 }

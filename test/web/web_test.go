@@ -19,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/herald-hub/herald/internal/testenv"
 )
 
 // webDir is the npm workspace, from this package's directory.
@@ -95,19 +97,24 @@ func TestWebIntegration(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/herald: %v\n%s", err, out)
 	}
-	bundle := exec.CommandContext(ctx, node, filepath.Join("scripts", "build-client.mjs"))
-	bundle.Dir = webDir
-	out, err := bundle.CombinedOutput()
-	if err != nil {
-		t.Fatalf("building @herald/client: %v\n%s", err, out)
+	// Built only when its sources changed: test/examples reads the same dist/
+	// (examples/react links it), perhaps at the same time.
+	if client := filepath.Join(webDir, "packages", "client"); !testenv.NPMBuildFresh(client, "index.js", "index.d.ts", "herald-client.min.js") {
+		bundle := exec.CommandContext(ctx, node, filepath.Join("scripts", "build-client.mjs"))
+		bundle.Dir = webDir
+		out, err := bundle.CombinedOutput()
+		if err != nil {
+			t.Fatalf("building @herald/client: %v\n%s", err, out)
+		}
+		t.Log(strings.TrimSpace(string(out)))
 	}
-	t.Log(strings.TrimSpace(string(out)))
 
 	shots := os.Getenv("HERALD_SCREENSHOT_DIR")
 	if shots == "" {
 		shots = filepath.Join(webDir, "integration", "screenshots")
 	}
-	if shots, err = filepath.Abs(shots); err != nil {
+	shots, err := filepath.Abs(shots)
+	if err != nil {
 		t.Fatal(err)
 	}
 	started := time.Now()
