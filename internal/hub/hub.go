@@ -115,6 +115,7 @@ type Hub struct {
 
 	mu      sync.Mutex
 	topics  map[string]*topicState
+	busy    map[*topicState]struct{} // topics that reached busyStreams streams: candidates for Topics
 	all     map[*Subscriber]struct{} // every registered stream
 	closing bool
 	streams sync.WaitGroup
@@ -128,6 +129,7 @@ func New(eng engine.Engine, opt Options) *Hub {
 	h := &Hub{
 		eng: eng, opt: opt,
 		topics: make(map[string]*topicState),
+		busy:   make(map[*topicState]struct{}),
 		all:    make(map[*Subscriber]struct{}),
 	}
 	h.writers.work = make(chan job)
@@ -318,6 +320,9 @@ func (h *Hub) register(ctx context.Context, s *Subscriber) error {
 			mine = append(mine, ts)
 		}
 		ts.refs++
+		if ts.refs == busyStreams && len(h.busy) < maxBusy {
+			h.busy[ts] = struct{}{}
+		}
 		states[i] = ts
 	}
 	h.mu.Unlock()
@@ -474,6 +479,15 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 // Engine returns the engine the hub delivers from.
 func (h *Hub) Engine() engine.Engine { return h.eng }
 
+const (
+	// topicsWalk bounds the topics Topics looks at besides the busy ones.
+	topicsWalk = 4096
+	// busyStreams is the number of streams from which a topic is always
+	// among those Topics ranks; maxBusy bounds how many are kept.
+	busyStreams = 8
+	maxBusy     = 1024
+)
+
 // TopicStreams is a topic this node reads and the number of its streams
 // reading it.
 type TopicStreams struct {
@@ -482,27 +496,48 @@ type TopicStreams struct {
 }
 
 // Topics returns the number of topics this node's streams read and, of them,
-// the n with the most streams, most first (ties by name). It walks the topic
-// map once under the hub's lock, keeping n entries: for the admin page's
-// statistics, every few seconds, never on the delivery path.
+// the n with the most streams, most first (ties by name): for the admin
+// page's statistics, every few seconds, never on the delivery path. It holds
+// the hub's lock, which streams connecting and leaving wait for, so its work
+// is bounded: up to topicsWalk topics the list is exact; past that it ranks
+// the topics that reached busyStreams streams (kept as they get there) and a
+// sample of topicsWalk others (a map walk starts at a random place, so the
+// sample changes from call to call).
 func (h *Hub) Topics(n int) (int, []TopicStreams) {
 	top := make([]TopicStreams, 0, n)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for t, ts := range h.topics {
-		e := TopicStreams{Topic: t, Streams: ts.refs}
+	add := func(ts *topicState) {
+		e := TopicStreams{Topic: ts.topic, Streams: ts.refs}
 		i := len(top)
 		for i > 0 && (top[i-1].Streams < e.Streams || top[i-1].Streams == e.Streams && top[i-1].Topic > e.Topic) {
 			i--
 		}
 		if i >= n {
-			continue
+			return
 		}
 		if len(top) < n {
 			top = append(top, TopicStreams{})
 		}
 		copy(top[i+1:], top[i:])
 		top[i] = e
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for ts := range h.busy {
+		if ts.refs < busyStreams || h.topics[ts.topic] != ts {
+			delete(h.busy, ts) // fell back, or ended
+			continue
+		}
+		add(ts)
+	}
+	walked := 0
+	for _, ts := range h.topics {
+		if walked == topicsWalk {
+			break
+		}
+		walked++
+		if _, ok := h.busy[ts]; !ok {
+			add(ts)
+		}
 	}
 	return len(h.topics), top
 }

@@ -273,3 +273,42 @@ func TestTopicsRanksByStreams(t *testing.T) {
 		t.Fatalf("after the streams: %d %v", n, top)
 	}
 }
+
+// Past topicsWalk topics Topics looks at a sample, but a topic with
+// busyStreams streams or more is always ranked.
+func TestTopicsRanksABusyTopicAmongMany(t *testing.T) {
+	h := New(openEngine(t), Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range busyStreams {
+		sub, err := h.Subscribe(ctx, []string{"rooms/busy"}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { sub.Serve(ctx, &bufWriter{}) })
+	}
+	// Quiet topics, many more than a walk looks at, each with a few streams.
+	quiet := 3 * topicsWalk
+	h.mu.Lock()
+	for i := range quiet {
+		name := fmt.Sprintf("users/%d", i)
+		h.topics[name] = &topicState{hub: h, topic: name, refs: busyStreams - 1}
+	}
+	h.mu.Unlock()
+	for range 5 {
+		n, top := h.Topics(1)
+		if n != quiet+1 || len(top) != 1 || top[0] != (TopicStreams{"rooms/busy", busyStreams}) {
+			t.Fatalf("Topics(1) = %d %v, want %d [{rooms/busy %d}]", n, top, quiet+1, busyStreams)
+		}
+	}
+	h.mu.Lock()
+	for i := range quiet {
+		delete(h.topics, fmt.Sprintf("users/%d", i))
+	}
+	h.mu.Unlock()
+	cancel()
+	wg.Wait()
+	if n, top := h.Topics(10); n != 0 || len(top) != 0 || len(h.busy) != 0 {
+		t.Fatalf("after the streams: %d %v, %d busy", n, top, len(h.busy))
+	}
+}
