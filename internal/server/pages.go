@@ -2,11 +2,13 @@ package server
 
 import (
 	"bytes"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"io/fs"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -20,10 +22,12 @@ import (
 // scripts or styles, no third-party origin.
 const pageCSP = "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'"
 
-// pageFile is one file of a page, read and hashed once at start.
+// pageFile is one file of a page, read, hashed and compressed once at start.
 type pageFile struct {
 	body        []byte
 	etag        string // a strong validator: a hash of body
+	gz          []byte // body gzipped, when that saves a tenth or more
+	gzEtag      string // the validator of gz, another representation
 	contentType string
 }
 
@@ -58,7 +62,36 @@ func loadPage(fsys fs.FS) (*page, error) {
 
 func newPageFile(name string, b []byte) *pageFile {
 	sum := sha256.Sum256(b)
-	return &pageFile{body: b, etag: `"` + hex.EncodeToString(sum[:16]) + `"`, contentType: contentTypeOf(name)}
+	f := &pageFile{body: b, etag: `"` + hex.EncodeToString(sum[:16]) + `"`, contentType: contentTypeOf(name)}
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression) // a valid level: no error
+	if _, err := zw.Write(b); err == nil && zw.Close() == nil && buf.Len() <= len(b)-len(b)/10 {
+		f.gz = buf.Bytes()
+		f.gzEtag = `"` + hex.EncodeToString(sum[:16]) + `-gz"`
+	}
+	return f
+}
+
+// acceptsGzip reports whether the request's Accept-Encoding takes gzip: a
+// gzip (or x-gzip) coding whose q is not 0. "*" is not taken to mean gzip.
+func acceptsGzip(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept-Encoding") {
+		for c := range strings.SplitSeq(v, ",") {
+			name, params, _ := strings.Cut(c, ";")
+			if n := strings.ToLower(strings.TrimSpace(name)); n != "gzip" && n != "x-gzip" {
+				continue
+			}
+			for p := range strings.SplitSeq(params, ";") {
+				k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+				if strings.EqualFold(k, "q") {
+					q, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+					return err == nil && q > 0
+				}
+			}
+			return true
+		}
+	}
+	return false
 }
 
 // contentTypes are the types of the files a page is built of; set here rather
@@ -91,12 +124,20 @@ func contentTypeOf(name string) string {
 func (f *pageFile) serve(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", f.contentType)
-	h.Set("ETag", f.etag)
 	h.Set("Cache-Control", "no-cache")
 	h.Set("Content-Security-Policy", pageCSP)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(f.body))
+	body, etag := f.body, f.etag
+	if f.gz != nil {
+		h.Add("Vary", "Accept-Encoding")
+		if acceptsGzip(r) {
+			body, etag = f.gz, f.gzEtag
+			h.Set("Content-Encoding", "gzip")
+		}
+	}
+	h.Set("ETag", etag)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
 }
 
 // serveAsset answers the asset named by the request's {file}, or the JSON 404.

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bytes"
+	"compress/gzip"
 	"io"
 	"io/fs"
 	"net/http"
@@ -32,8 +34,14 @@ func wantPage(t *testing.T, resp *http.Response, contentType string) string {
 			t.Errorf("%s: %s %q, want %q", resp.Request.URL.Path, k, got, v)
 		}
 	}
-	if !regexp.MustCompile(`^"[0-9a-f]{32}"$`).MatchString(h.Get("ETag")) {
-		t.Errorf("%s: ETag %q", resp.Request.URL.Path, h.Get("ETag"))
+	// Go's client asks for gzip and unpacks it: the validator is then the
+	// compressed representation's.
+	etag := `^"[0-9a-f]{32}"$`
+	if resp.Uncompressed {
+		etag = `^"[0-9a-f]{32}-gz"$`
+	}
+	if !regexp.MustCompile(etag).MatchString(h.Get("ETag")) {
+		t.Errorf("%s: ETag %q (uncompressed by the client: %v)", resp.Request.URL.Path, h.Get("ETag"), resp.Uncompressed)
 	}
 	return string(body)
 }
@@ -179,5 +187,59 @@ func wantBuiltPage(t *testing.T, n *testNode, path, assets string, built fs.FS) 
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("%s: %d", ref, resp.StatusCode)
 		}
+	}
+}
+
+// A page's files are sent gzipped to a client that takes gzip, compressed
+// once at start, with a validator of their own; other clients get them as
+// they are.
+func TestPagesAreServedGzipped(t *testing.T) {
+	n := newTestNode(t, nodeOptions{})
+	get := func(path, acceptEncoding string) (*http.Response, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", n.srv.URL+path, nil)
+		req.Header.Set("Accept-Encoding", acceptEncoding) // set: the transport neither adds nor unpacks
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+	plain, body := get("/", "identity")
+	if plain.Header.Get("Content-Encoding") != "" || plain.Header.Get("Vary") != "Accept-Encoding" {
+		t.Fatalf("identity: Content-Encoding %q, Vary %q", plain.Header.Get("Content-Encoding"), plain.Header.Get("Vary"))
+	}
+	for _, ae := range []string{"gzip", "br, gzip;q=0.5", "deflate, GZIP", "x-gzip"} {
+		resp, gz := get("/", ae)
+		if resp.Header.Get("Content-Encoding") != "gzip" || resp.Header.Get("ETag") == plain.Header.Get("ETag") {
+			t.Fatalf("%q: Content-Encoding %q, ETag %q (plain %q)", ae, resp.Header.Get("Content-Encoding"), resp.Header.Get("ETag"), plain.Header.Get("ETag"))
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(gz))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if unpacked, err := io.ReadAll(zr); err != nil || !bytes.Equal(unpacked, body) || len(gz) >= len(body) {
+			t.Fatalf("%q: %d gzipped bytes unpack to %d (%v), want the %d of the page", ae, len(gz), len(unpacked), err, len(body))
+		}
+	}
+	for _, ae := range []string{"gzip;q=0", "gzip; q=0.000", "br", "*"} {
+		if resp, _ := get("/", ae); resp.Header.Get("Content-Encoding") != "" {
+			t.Errorf("%q: Content-Encoding %q, want none", ae, resp.Header.Get("Content-Encoding"))
+		}
+	}
+	// Each representation is validated against its own ETag.
+	resp, _ := get("/", "gzip")
+	req, _ := http.NewRequest("GET", n.srv.URL+"/", nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	req.Header.Set("If-None-Match", resp.Header.Get("ETag"))
+	again, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Body.Close()
+	if again.StatusCode != http.StatusNotModified {
+		t.Fatalf("gzip with its ETag: %d, want 304", again.StatusCode)
 	}
 }
