@@ -38,16 +38,11 @@ type javaTools struct {
 	dsn              *mysql.Config
 }
 
-// javaSetup skips the test unless HERALD_TEST_EXAMPLES=1 (and fails under
-// CI=true without it); once asked for, a missing piece is a failure.
+// javaSetup is setup, then finds what the Java test runs: once asked for, a
+// missing piece is a failure.
 func javaSetup(t *testing.T) javaTools {
 	t.Helper()
-	if os.Getenv("HERALD_TEST_EXAMPLES") != "1" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true but HERALD_TEST_EXAMPLES is not 1: the examples' tests would not run (.ci/run sets it after installing a JDK and libmariadb-java)")
-		}
-		t.Skip("set HERALD_TEST_EXAMPLES=1 and HERALD_TEST_MYSQL_DSN to run the Java example's test; it needs javac and java 17+, Debian's libmariadb-java and a MariaDB (.ci/run sets them up)")
-	}
+	setup(t, "javac and java 17+, Debian's libmariadb-java and a MariaDB in HERALD_TEST_MYSQL_DSN")
 	var tools javaTools
 	var err error
 	if tools.javac, err = exec.LookPath("javac"); err != nil {
@@ -196,13 +191,7 @@ func TestJavaExample(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 
-	// Herald, built from this checkout.
-	bin := filepath.Join(dir, "herald")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/herald")
-	build.Dir = filepath.Join("..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/herald: %v\n%s", err, out)
-	}
+	bin := build(t, dir, "./cmd/herald")[0] // Herald, built from this checkout
 
 	// The example, compiled as its README says, for Java 17.
 	classes := filepath.Join(dir, "classes")

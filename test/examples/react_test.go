@@ -20,7 +20,7 @@ import (
 // event-source-polyfill) and after (HeraldProvider/useTopic/useNotifications)
 // the migration.
 func TestReactExample(t *testing.T) {
-	roomsSetup(t)
+	setup(t, "Node.js 20, `npm ci` in web/ and in examples/react")
 	app := filepath.Join(repoRoot, "examples", "react")
 	web := filepath.Join(repoRoot, "web")
 	npm, err := exec.LookPath("npm")

@@ -20,21 +20,6 @@ import (
 	"github.com/herald-hub/herald/client"
 )
 
-// repoRoot is the module's root, from this package's directory.
-var repoRoot = filepath.Join("..", "..")
-
-// roomsSetup skips the test unless HERALD_TEST_EXAMPLES=1; under CI=true a
-// missing variable is a failure, not a skip.
-func roomsSetup(t *testing.T) {
-	t.Helper()
-	if os.Getenv("HERALD_TEST_EXAMPLES") != "1" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true but HERALD_TEST_EXAMPLES is not 1: the examples' tests would not run (.ci/run sets it)")
-		}
-		t.Skip("set HERALD_TEST_EXAMPLES=1 to build and run the examples against a real herald (.ci/run sets it)")
-	}
-}
-
 // roomsFreeAddr returns a loopback address with a port free a moment ago.
 func roomsFreeAddr(t *testing.T) string {
 	t.Helper()
@@ -123,16 +108,10 @@ type roomState struct {
 // ones from the stream; a room id holding '/' (as `herald bench` names its
 // topics) works on both endpoints.
 func TestRoomsExample(t *testing.T) {
-	roomsSetup(t)
+	setup(t, "nothing more than Go")
 	dir := t.TempDir()
-	herald, rooms := filepath.Join(dir, "herald"), filepath.Join(dir, "rooms")
-	for _, b := range []struct{ out, pkg string }{{herald, "./cmd/herald"}, {rooms, "./examples/rooms"}} {
-		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
-		cmd.Dir = repoRoot
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go build %s: %v\n%s", b.pkg, err, out)
-		}
-	}
+	bins := build(t, dir, "./cmd/herald", "./examples/rooms")
+	herald, rooms := bins[0], bins[1]
 	const key = "rooms-example-test-key-0123456789"
 	heraldAddr, roomsAddr := roomsFreeAddr(t), roomsFreeAddr(t)
 	heraldURL, roomsURL := "http://"+heraldAddr, "http://"+roomsAddr
