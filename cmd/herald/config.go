@@ -185,22 +185,8 @@ var settings = []setting{
 		c.PresenceURL = v
 		return nil
 	}},
-	{"presence-events", "bool", "false", "publish a user's first stream joining a topic (type join) and the last leaving it (type leave) to presence/{topic}, readable by whoever may subscribe to the topic", func(c *config, v string) error {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("%q: want true or false", v)
-		}
-		c.PresenceEvents = b
-		return nil
-	}},
-	{"demo", "bool", "false", "serve the demo at / and mint a token for anyone who asks at POST /v1/demo/token, signed with a key made at start; turns on -presence-events, needs the inbox, and is refused with JWT keys (-jwt-secret, -jwt-public-key, -jwt-jwks-url): for trying Herald, never in production", func(c *config, v string) error {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("%q: want true or false", v)
-		}
-		c.Demo = b
-		return nil
-	}},
+	{"presence-events", "bool", "false", "publish a user's first stream joining a topic (type join) and the last leaving it (type leave) to presence/{topic}, readable by whoever may subscribe to the topic", boolTo(func(c *config) *bool { return &c.PresenceEvents })},
+	{"demo", "bool", "false", "serve the demo at / and mint a token for anyone who asks at POST /v1/demo/token, signed with a key made at start; turns on -presence-events, needs the inbox, and is refused with JWT keys (-jwt-secret, -jwt-public-key, -jwt-jwks-url): for trying Herald, never in production", boolTo(func(c *config) *bool { return &c.Demo })},
 	{"admin-stats-interval", "duration", "2s", "how often this node appends its statistics (streams, topics, rates) to the topic herald/stats, which the admin page at /admin reads (0: none)", durationTo(func(c *config) *time.Duration { return &c.AdminStatsInterval })},
 	{"jwt-secret", "string", "", "HS256 secret for tokens, at least 32 bytes", func(c *config, v string) error {
 		if v != "" && len(v) < auth.MinSecretLen {
@@ -300,6 +286,17 @@ var settings = []setting{
 		}
 		return errors.New("want debug, info, warn or error")
 	}},
+}
+
+func boolTo(field func(*config) *bool) func(*config, string) error {
+	return func(c *config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("%q: want true or false", v)
+		}
+		*field(c) = b
+		return nil
+	}
 }
 
 func durationTo(field func(*config) *time.Duration) func(*config, string) error {
