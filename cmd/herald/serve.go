@@ -237,6 +237,9 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	}()
 	defer func() { stopReload(); <-reloaded }()
 	log.Info("listening", "addr", ln.Addr().String(), "node", nodeID, "tls", certs != nil, "mutual_tls", cfg.ClientCAs != nil, "data_dir", cfg.DataDir, "version", version)
+	if cfg.Demo {
+		log.Info("demo: open " + pageURL(ln.Addr(), certs != nil) + " in a browser")
+	}
 	served := make(chan error, 1)
 	go func() {
 		if certs != nil {
@@ -388,4 +391,21 @@ func logAccess(log *slog.Logger, cfg config, tokens *auth.Verifier, keys *auth.K
 	}
 	log.Info("tokens accepted", "secret", cfg.JWTSecret != "", "public_key_file", cfg.JWTPublicKey, "jwks_url", cfg.JWTJWKSURL,
 		"audience", cfg.JWTAudience, "issuer", cfg.JWTIssuer, "anonymous_subscribe", anon)
+}
+
+// pageURL is where a browser on this machine finds the server listening on
+// addr: a wildcard address is reached on loopback.
+func pageURL(addr net.Addr, tls bool) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return addr.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port) + "/"
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -22,6 +23,9 @@ func TestServeDemo(t *testing.T) {
 	p := startProcess(t, t.TempDir(), "-demo", "-node-id", "d1", "-admin-stats-interval", "100ms")
 	if !strings.Contains(p.logs.String(), "DEMO MODE") {
 		t.Errorf("no demo warning at start:\n%s", p.logs)
+	}
+	if !strings.Contains(p.logs.String(), "demo: open "+p.url("/")+" in a browser") {
+		t.Errorf("the demo's address is not logged as %s:\n%s", p.url("/"), p.logs)
 	}
 	get := func(path string) (*http.Response, string) {
 		resp, err := http.Get(p.url(path))
@@ -125,6 +129,23 @@ func waitForEvent(t *testing.T, s *client.Stream, typ string) client.Event {
 			}
 		case <-deadline:
 			t.Fatalf("no %s event within 10s", typ)
+		}
+	}
+}
+
+func TestPageURL(t *testing.T) {
+	for addr, want := range map[string]string{
+		"127.0.0.1:8080": "http://127.0.0.1:8080/",
+		"0.0.0.0:8080":   "http://localhost:8080/",
+		"[::]:8443":      "https://localhost:8443/",
+		"[::1]:80":       "http://[::1]:80/",
+	} {
+		a, err := net.ResolveTCPAddr("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := pageURL(a, strings.HasSuffix(addr, "8443")); got != want {
+			t.Errorf("pageURL(%s) = %s, want %s", addr, got, want)
 		}
 	}
 }
