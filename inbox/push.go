@@ -34,9 +34,14 @@ type JSON struct {
 	Read    *time.Time      `json:"read_at"`
 }
 
-// JSON returns n as the API shows it.
+// JSON returns n as the API shows it. Data that is not JSON (Send refuses
+// it; a row written by hand or by an older version may hold it) is left out,
+// so that one such row cannot break the list or the push it is in.
 func (n Notification) JSON() JSON {
 	j := JSON{ID: strconv.FormatInt(n.ID, 10), Type: n.Type, Title: n.Title, Body: n.Body, Data: n.Data, Created: n.Created.UTC()}
+	if len(j.Data) > 0 && !json.Valid(j.Data) {
+		j.Data = nil
+	}
 	if !n.Read.IsZero() {
 		r := n.Read.UTC()
 		j.Read = &r
@@ -115,7 +120,12 @@ func (p *Pusher) round(ctx context.Context) error {
 				bad = append(bad, n.ID)
 				continue
 			}
-			data, _ := json.Marshal(n.JSON())
+			data, err := json.Marshal(n.JSON())
+			if err != nil { // JSON() leaves out what would not marshal; kept as a guard
+				p.log.Error("inbox: a notification could not be encoded; it is kept but never pushed", "id", n.ID, "err", err)
+				bad = append(bad, n.ID)
+				continue
+			}
 			events = append(events, engine.Event{Topic: topic, Type: EventType, Data: data, ID: IdempotencyKey(n.ID)})
 			done = append(done, n.ID)
 		}

@@ -3,6 +3,7 @@ package inbox
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -104,6 +105,9 @@ func Check(sd Send) error {
 	}
 	if len(sd.Data) > MaxDataLen {
 		return bad("data of %d bytes, at most %d", len(sd.Data), MaxDataLen)
+	}
+	if len(sd.Data) > 0 && !json.Valid(sd.Data) {
+		return bad("data is not valid JSON")
 	}
 	return nil
 }

@@ -347,6 +347,7 @@ func testInvalid(t *testing.T, s inbox.Store) {
 		{To: []string{"a"}},
 		{To: []string{"a"}, Type: "x", Title: "\xff"},
 		{To: []string{"a"}, Type: "x", Data: make([]byte, inbox.MaxDataLen+1)},
+		{To: []string{"a"}, Type: "x", Data: []byte("01")}, // not JSON: it would break the user's list
 	} {
 		if _, _, err := s.Send(ctx, sd); !errors.Is(err, inbox.ErrInvalid) {
 			t.Errorf("Send(%.60v): %v, want ErrInvalid", sd, err)
