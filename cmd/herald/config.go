@@ -491,8 +491,9 @@ func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (co
 }
 
 // checkDemo refuses the demo where it does not belong: beside real JWT keys
-// (a production key must never sign a demo token, nor a demo token open a
-// production topic) and without the inbox its page shows.
+// (a production key must never sign a demo token), on anything shared with
+// other nodes or applications (a demo token must never open a real user's
+// topic or inbox), and without the inbox its page shows.
 func checkDemo(c config) error {
 	if !c.Demo {
 		return nil
@@ -508,6 +509,20 @@ func checkDemo(c config) error {
 	}
 	if c.InboxDSN == "off" {
 		return errors.New("demo: needs the inbox, which -inbox-dsn off turns off: its page shows each user's notifications (leave -inbox-dsn empty for SQLite in -data-dir)")
+	}
+	// Demo tokens read any users/{id} and publish anywhere: on a shared
+	// engine or database they would open real users' streams and inboxes.
+	var shared []string
+	if scheme, _, _ := strings.Cut(c.Engine, ":"); scheme != "local" && scheme != "memory" {
+		shared = append(shared, "-engine "+scheme)
+	}
+	for _, k := range []struct{ name, v string }{{"-inbox-dsn", c.InboxDSN}, {"-outbox-dsn", c.OutboxDSN}, {"-presence-url", c.PresenceURL}} {
+		if k.v != "" {
+			shared = append(shared, k.name)
+		}
+	}
+	if len(shared) > 0 {
+		return fmt.Errorf("demo: refused with %s: demo tokens open any user's topic and inbox, so the demo runs only on this node's own store (the local or memory engine, the inbox in -data-dir)", strings.Join(shared, ", "))
 	}
 	return nil
 }

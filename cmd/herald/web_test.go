@@ -24,8 +24,13 @@ func TestServeDemo(t *testing.T) {
 	if !strings.Contains(p.logs.String(), "DEMO MODE") {
 		t.Errorf("no demo warning at start:\n%s", p.logs)
 	}
-	if !strings.Contains(p.logs.String(), "demo: open "+p.url("/")+" in a browser") {
-		t.Errorf("the demo's address is not logged as %s:\n%s", p.url("/"), p.logs)
+	// Logged right after "listening", which startProcess waits for.
+	want := "demo: open " + p.url("/") + " in a browser"
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(p.logs.String(), want); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Errorf("the demo's address is not logged as %s:\n%s", p.url("/"), p.logs)
+			break
+		}
 	}
 	get := func(path string) (*http.Response, string) {
 		resp, err := http.Get(p.url(path))
