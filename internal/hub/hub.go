@@ -115,7 +115,7 @@ type Hub struct {
 
 	mu      sync.Mutex
 	topics  map[string]*topicState
-	busy    map[*topicState]struct{} // topics that reached busyStreams streams: candidates for Topics
+	busy    map[*topicState]struct{} // topics with busyStreams streams or more (up to maxBusy): candidates for Topics
 	all     map[*Subscriber]struct{} // every registered stream
 	closing bool
 	streams sync.WaitGroup
@@ -320,8 +320,8 @@ func (h *Hub) register(ctx context.Context, s *Subscriber) error {
 			mine = append(mine, ts)
 		}
 		ts.refs++
-		if ts.refs == busyStreams && len(h.busy) < maxBusy {
-			h.busy[ts] = struct{}{}
+		if ts.refs >= busyStreams && len(h.busy) < maxBusy {
+			h.busy[ts] = struct{}{} // again is harmless; a topic missed while the set was full gets in later
 		}
 		states[i] = ts
 	}
@@ -416,6 +416,9 @@ func (h *Hub) release(states []*topicState) {
 	h.mu.Lock()
 	for _, ts := range states {
 		ts.refs--
+		if ts.refs == busyStreams-1 {
+			delete(h.busy, ts)
+		}
 		if ts.refs == 0 && h.topics[ts.topic] == ts {
 			delete(h.topics, ts.topic)
 			ended = append(ended, ts)
@@ -537,6 +540,9 @@ func (h *Hub) Topics(n int) (int, []TopicStreams) {
 		walked++
 		if _, ok := h.busy[ts]; !ok {
 			add(ts)
+			if ts.refs >= busyStreams && len(h.busy) < maxBusy {
+				h.busy[ts] = struct{}{} // missed while the set was full
+			}
 		}
 	}
 	return len(h.topics), top
