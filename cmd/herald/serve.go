@@ -166,6 +166,8 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 	var relay *inbox.Relay
 	if cfg.OutboxDSN != "" {
 		if store == nil {
+			api.Close()
+			eng.Close()
 			return fmt.Errorf("-outbox-dsn needs the inbox: it relays into it (-inbox-dsn is off)")
 		}
 		octx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -207,6 +209,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		stopDebug, err := startDebug(cfg.DebugAddr, log)
 		if err != nil {
 			ln.Close()
+			api.Close()
 			eng.Close()
 			return fmt.Errorf("debug listener: %w", err)
 		}

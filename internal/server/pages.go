@@ -155,7 +155,7 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
 }
 
 // missingPage stands for a page whose build is not embedded.
-var missingPage = &pageFile{body: []byte("<!doctype html>\n<title>Herald</title>\n<p>This page is not built into this Herald binary.</p>\n"), contentType: "text/html; charset=utf-8"}
+var missingPage = newPageFile("index.html", []byte("<!doctype html>\n<title>Herald</title>\n<p>This page is not built into this Herald binary.</p>\n"))
 
 // handleRoot serves GET /: the demo with Demo, else the landing page.
 func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {

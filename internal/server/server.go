@@ -221,7 +221,7 @@ func New(h *hub.Hub, cfg Config) *Server {
 	for path, allow := range allows {
 		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Allow", allow)
-			s.refuse(w, &apiError{http.StatusMethodNotAllowed, "method_not_allowed", r.Method + " is not allowed on " + path + "; use " + allow})
+			s.refuse(w, &apiError{http.StatusMethodNotAllowed, "method_not_allowed", r.Method + " is not allowed on " + r.URL.Path + "; use " + allow})
 		})
 	}
 	// One fallback for /v1/notifications/read-all and /v1/notifications/{id}:
