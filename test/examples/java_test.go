@@ -398,6 +398,13 @@ func TestJavaExample(t *testing.T) {
 		}
 	}
 
+	// Data that is not JSON by JSON's grammar is refused before any request.
+	for _, data := range []string{"01", "1.", `"\u+041"`} {
+		if r := java(t, h.base, "publish", "--topic", orders, "--data", data); r.code != 2 {
+			t.Errorf("publish --data %s: exit %d, stderr %q: want 2 (bad usage)", data, r.code, r.stderr)
+		}
+	}
+
 	// 5. A notification over HTTP, sent twice with one dedupe key: stored once.
 	n1 := run(t, "notify", "--to", "42", "--type", "welcome", "--title", "Welcome", "--body", "Hello, 42", "--data", `{"plan":"pro"}`, "--dedupe-key", "welcome-42")
 	n2 := run(t, "notify", "--to", "42", "--type", "welcome", "--title", "Welcome", "--body", "Hello, 42", "--dedupe-key", "welcome-42")

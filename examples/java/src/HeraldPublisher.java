@@ -32,7 +32,9 @@ import java.util.concurrent.ThreadLocalRandom;
  * <li>What may succeed later is retried, with the same key: network errors and
  * timeouts, 408, 429, 5xx, and a batch's 207 (partly appended). The wait is the
  * answer's {@code Retry-After} when it has one, else an exponential backoff with
- * full jitter; after {@code maxAttempts} the last failure is thrown.</li>
+ * full jitter; after {@code maxAttempts}, or when the next wait would end
+ * more than {@link #RETRY_WITHIN} after the call began, the last failure is
+ * thrown.</li>
  * <li>Any other 4xx is thrown at once as a {@link HeraldException} with
  * Herald's error code and message: retrying the same request cannot help.</li>
  * </ul>
@@ -92,6 +94,13 @@ public final class HeraldPublisher {
     private final String key;
     private final HttpClient http;
     private final Duration requestTimeout;
+    /**
+     * How long a call keeps retrying: well inside Herald's idempotency window
+     * (-idempotency-window, 2 minutes by default), so that a retry of an event
+     * that was appended is still recognised by its key and never doubles it.
+     */
+    public static final Duration RETRY_WITHIN = Duration.ofSeconds(60);
+
     private final int maxAttempts;
     private final Duration minBackoff;
     private final Duration maxBackoff;
@@ -228,6 +237,7 @@ public final class HeraldPublisher {
         }
         HttpRequest req = rb.build();
         HeraldException last = null;
+        long retryUntil = System.nanoTime() + RETRY_WITHIN.toNanos();
         for (int attempt = 1; ; attempt++) {
             Duration wait = null;
             try {
@@ -249,11 +259,11 @@ public final class HeraldPublisher {
             } catch (IOException ex) { // refused, reset, timed out (HttpTimeoutException)
                 last = new HeraldException(0, "network_error", ex.toString(), ex);
             }
-            if (attempt >= maxAttempts) {
-                throw last;
-            }
             if (wait == null) {
                 wait = backoff(attempt);
+            }
+            if (attempt >= maxAttempts || System.nanoTime() + wait.toNanos() > retryUntil) {
+                throw last;
             }
             Thread.sleep(wait.toMillis());
         }

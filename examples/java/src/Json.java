@@ -221,11 +221,15 @@ final class Json {
                         if (i + 4 > s.length()) {
                             throw error("short \\u escape");
                         }
-                        try {
-                            b.append((char) Integer.parseInt(s.substring(i, i + 4), 16));
-                        } catch (NumberFormatException ex) {
-                            throw error("bad \\u escape");
+                        int cp = 0;
+                        for (int k = 0; k < 4; k++) { // exactly four hex digits: no sign
+                            int d = Character.digit(s.charAt(i + k), 16);
+                            if (d < 0) {
+                                throw error("bad \\u escape");
+                            }
+                            cp = cp * 16 + d;
                         }
+                        b.append((char) cp);
                         i += 4;
                     }
                     default -> throw error("bad escape");
@@ -233,19 +237,42 @@ final class Json {
             }
         }
 
+        /** A number by JSON's grammar: -?(0|[1-9][0-9]*)(\\.[0-9]+)?([eE][+-]?[0-9]+)? */
         java.math.BigDecimal num() {
             int start = i;
-            if (s.charAt(i) == '-') {
+            if (i < s.length() && s.charAt(i) == '-') {
                 i++;
             }
-            while (i < s.length() && "0123456789.eE+-".indexOf(s.charAt(i)) >= 0) {
+            if (i < s.length() && s.charAt(i) == '0') {
                 i++;
-            }
-            try {
-                return new java.math.BigDecimal(s.substring(start, i));
-            } catch (NumberFormatException ex) {
+            } else if (digits() == 0) {
                 throw error("bad number");
             }
+            if (i < s.length() && s.charAt(i) == '.') {
+                i++;
+                if (digits() == 0) {
+                    throw error("bad number: no digit after the point");
+                }
+            }
+            if (i < s.length() && (s.charAt(i) == 'e' || s.charAt(i) == 'E')) {
+                i++;
+                if (i < s.length() && (s.charAt(i) == '+' || s.charAt(i) == '-')) {
+                    i++;
+                }
+                if (digits() == 0) {
+                    throw error("bad number: no digit in the exponent");
+                }
+            }
+            return new java.math.BigDecimal(s.substring(start, i));
+        }
+
+        private int digits() {
+            int n = 0;
+            while (i < s.length() && s.charAt(i) >= '0' && s.charAt(i) <= '9') {
+                i++;
+                n++;
+            }
+            return n;
         }
     }
 }

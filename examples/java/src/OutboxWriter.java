@@ -110,7 +110,7 @@ public final class OutboxWriter {
                 String data = "{\"order\":" + id + ",\"item\":" + Json.quote(item)
                         + ",\"amount_cents\":" + amountCents + "}";
                 enqueue(c, userId, "order.created", "Order " + id + " placed",
-                        item + ", " + String.format("%d.%02d", amountCents / 100, amountCents % 100), data);
+                        item + ", " + java.math.BigDecimal.valueOf(amountCents, 2).toPlainString(), data);
                 if (inTransaction != null) {
                     inTransaction.run(c, id);
                 }
