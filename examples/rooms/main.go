@@ -208,8 +208,16 @@ func (s *server) apply(ctx context.Context, id string, m Move, raw []byte) (Stat
 	}
 	rm.state = st
 	rm.encoded.Store(&b)
-	return st, s.herald.publish(ctx, "rooms/"+id, "state", b, strconv.FormatUint(st.Version, 10))
+	// The room stays locked until Herald has the state, so versions reach
+	// the topic in order; publishBudget bounds that wait, retries included,
+	// so a Herald that is down holds each room for seconds, not minutes.
+	pctx, cancel := context.WithTimeout(ctx, publishBudget)
+	defer cancel()
+	return st, s.herald.publish(pctx, "rooms/"+id, "state", b, strconv.FormatUint(st.Version, 10))
 }
+
+// publishBudget is the longest a move waits for Herald to take its state.
+const publishBudget = 3 * time.Second
 
 // simulate plays a random move in each room every interval, as players would.
 func (s *server) simulate(ctx context.Context, every time.Duration, ids []string) {
