@@ -38,8 +38,8 @@ export interface HeraldClientOptions {
   lastEventId?: string;
   /**
    * Share one stream among the origin's tabs (default true where
-   * BroadcastChannel exists). `key` names the group; tabs with the same url
-   * and topics share by default.
+   * BroadcastChannel exists). Tabs with the same topics and the same `key`
+   * (default: the url) share.
    */
   share?: boolean | { key?: string };
   /** Turns the data text into the handler's payload. */
@@ -123,7 +123,8 @@ export class HeraldClient<M extends EventMap = EventMap> {
       this.lead();
       return this;
     }
-    const key = (typeof this.opts.share === 'object' && this.opts.share.key) || `${this.opts.url}|${[...this.opts.topics].sort().join(',')}`;
+    // Only tabs streaming the same topics can share: a user's key narrows the group, never widens it.
+    const key = ((typeof this.opts.share === 'object' && this.opts.share.key) || this.opts.url) + '|' + [...this.opts.topics].sort().join(',');
     const name = 'herald:' + key;
     const nav = typeof navigator !== 'undefined' ? (navigator as Navigator & { locks?: LocksLike }) : undefined;
     const locks = this.opts.locks !== undefined ? this.opts.locks : (nav?.locks ?? null);
@@ -151,8 +152,8 @@ export class HeraldClient<M extends EventMap = EventMap> {
   /**
    * setTopics changes the stream's topics: the client reconnects with its
    * cursor, so the topics it had resume where they were and a new one starts
-   * at its newest event. Sharing tabs group by topics (unless share.key is
-   * set), so the tab may join another group.
+   * at its newest event. Sharing tabs group by topics, so the tab may join
+   * another group.
    */
   setTopics(topics: string[]): void {
     const key = (t: string[]) => [...t].sort().join(',');
