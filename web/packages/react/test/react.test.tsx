@@ -360,6 +360,43 @@ describe('useNotifications', () => {
     await waitFor(() => expect(text('error')).toBe('inbox_unavailable'));
     expect(text('unread')).toBe('1');
   });
+  it('shows the error of a mark that fails while a fetch runs, and refetch resolves after the fetch it asked for', async () => {
+    const h = new FakeHerald();
+    h.notify('alice', 'one');
+    let api!: ReturnType<typeof useNotifications>;
+    function Grab() {
+      api = useNotifications();
+      return null;
+    }
+    render(
+      <Provider h={h}>
+        <Inbox />
+        <Grab />
+      </Provider>,
+    );
+    await waitFor(() => expect(text('loading')).toBe('false'));
+    const release = h.hold('GET /v1/notifications');
+    let first = false;
+    void act(() => api.refetch()).then(() => (first = true));
+    await waitFor(() => expect(h.calls.filter((c) => c.method === 'GET')).toHaveLength(2));
+    h.notify('alice', 'two'); // stored now: only a fetch that begins later lists it with the first page
+    h.refuse.set('POST /v1/notifications/read-all', { status: 503, code: 'inbox_unavailable' });
+    act(() => screen.getByText('all').click());
+    await waitFor(() => expect(h.calls.some((c) => c.path === '/v1/notifications/read-all')).toBe(true));
+    const gets = () => h.calls.filter((c) => c.method === 'GET').length;
+    let atResolve = 0;
+    const asked = api.refetch().then(() => (atResolve = gets()));
+    release();
+    await waitFor(() => expect(first).toBe(true));
+    await act(() => asked);
+    expect(atResolve).toBe(3); // resolved after the run it asked for, not the one running then
+    await new Promise((res) => setTimeout(res, 30));
+    expect(gets()).toBe(3); // one queued run for the mark's and the caller's asks
+    await waitFor(() => expect(text('error')).toBe('inbox_unavailable'));
+    await new Promise((res) => setTimeout(res, 30));
+    expect(text('error')).toBe('inbox_unavailable');
+    expect(text('loading')).toBe('false');
+  });
 });
 
 function Online({ topic }: { topic: string }) {
