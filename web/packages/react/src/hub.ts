@@ -264,15 +264,28 @@ export class Hub {
   inbox(limit: number): InboxStore {
     const user = this.opts.user;
     if (!user) throw new Error('@herald/react: useNotifications needs the user prop of HeraldProvider');
-    let s = this.inboxes.get(limit);
-    if (!s) this.inboxes.set(limit, (s = new InboxStore(this, user, limit)));
-    return s;
+    return keep(this.inboxes, limit, () => new InboxStore(this, user, limit));
   }
 
   /** presence returns the presence store of topic. */
   presence(topic: string): PresenceStore {
-    let s = this.presences.get(topic);
-    if (!s) this.presences.set(topic, (s = new PresenceStore(this, topic)));
-    return s;
+    return keep(this.presences, topic, () => new PresenceStore(this, topic));
   }
+}
+
+// keep returns map's store for key, making one if need be; a store leaves the
+// map when it stops (the next use makes a new one) and is put back if it
+// starts again meanwhile.
+function keep<K, S extends { onLive: ((live: boolean) => void) | undefined }>(map: Map<K, S>, key: K, make: () => S): S {
+  let s = map.get(key);
+  if (!s) {
+    const made = (s = make());
+    map.set(key, made);
+    made.onLive = (live) => {
+      if (live) {
+        if (!map.has(key)) map.set(key, made);
+      } else if (map.get(key) === made) map.delete(key);
+    };
+  }
+  return s;
 }

@@ -21,12 +21,14 @@ export abstract class Store<S extends { loading: boolean; error: Error | undefin
   private wasOpen = false;
   /** Fetch again each time the stream opens again (for state the stream's history may not hold). */
   protected refetchOnReconnect = false;
+  /** Called with true when the store starts and false when it stops (the hub keeps live stores only). */
+  onLive: ((live: boolean) => void) | undefined;
 
   constructor(
     protected hub: Hub,
     /** The stream topic whose events keep the snapshot live. */
     protected topic: string,
-    initial: S,
+    private initial: S,
   ) {
     this.snapshot = initial;
   }
@@ -63,6 +65,10 @@ export abstract class Store<S extends { loading: boolean; error: Error | undefin
   }
 
   private start(): void {
+    // A store started again shows no stale snapshot: it loads afresh (the
+    // events of the time it was stopped are not known).
+    if (this.snapshot !== this.initial) this.set(this.initial);
+    this.onLive?.(true);
     this.fetchedAny = false;
     this.fetchedOpen = false;
     this.wasOpen = false;
@@ -89,6 +95,7 @@ export abstract class Store<S extends { loading: boolean; error: Error | undefin
     this.offs = [];
     if (this.fallback !== undefined) clearTimeout(this.fallback);
     this.fallback = undefined;
+    this.onLive?.(false);
   }
 
   /**

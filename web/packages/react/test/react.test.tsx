@@ -460,6 +460,39 @@ describe('usePresence', () => {
     await waitFor(() => expect(h.streams).toHaveLength(3));
     expect(h.streams[2]!.topics).toEqual(['users/alice']);
   });
+  it('a presence store started again loads afresh, and stores that stopped are dropped', async () => {
+    const h = new FakeHerald();
+    h.online.set('rooms/a', ['amy']);
+    h.online.set('rooms/b', ['bob']);
+    let hub!: ReturnType<typeof useHerald>;
+    function App({ room }: { room: string }) {
+      return (
+        <Provider h={h}>
+          <Grab />
+          <Online topic={room} />
+        </Provider>
+      );
+    }
+    function Grab() {
+      hub = useHerald();
+      return null;
+    }
+    const kept = () => (hub as unknown as { presences: Map<string, unknown> }).presences;
+    const r = render(<App room="rooms/a" />);
+    await waitFor(() => expect(text('online-rooms/a')).toBe('amy'));
+    r.rerender(<App room="rooms/b" />);
+    await waitFor(() => expect(text('online-rooms/b')).toBe('bob'));
+    expect([...kept().keys()]).toEqual(['rooms/b']);
+    h.online.set('rooms/a', ['amy', 'ann']);
+    const release = h.hold('GET /v1/presence');
+    r.rerender(<App room="rooms/a" />);
+    expect(text('online-rooms/a')).toBe('…'); // not the old snapshot
+    await new Promise((res) => setTimeout(res, 30));
+    expect(text('online-rooms/a')).toBe('…');
+    release();
+    await waitFor(() => expect(text('online-rooms/a')).toBe('amy,ann'));
+    expect([...kept().keys()]).toEqual(['rooms/a']);
+  });
 });
 
 describe('HeraldProvider after a refusal', () => {
