@@ -141,6 +141,10 @@ export function Room({ me }: { me: string }) {
     if (!text) return;
     setError('');
     try {
+      // A room just switched to may not be on the stream yet, and a topic
+      // new to the stream starts at its newest event: publish once the
+      // stream carries it, or the sender would never see the message.
+      await herald.ready(`rooms/${target}`);
       await herald.request('/v1/publish', { body: { topic: `rooms/${target}`, type: 'chat', data: { from: me, text } } });
       setMessage('');
     } catch (err) {

@@ -119,6 +119,14 @@ describe('demo', () => {
     // Bob is still online in the lobby.
     expect(online(a)).toEqual(['alice', 'bob']);
 
+    // Alice switches room and sends at once: the message is published once
+    // her stream carries the new room, so she sees it.
+    fill(a.getByTestId('room-name'), 'garden');
+    fill(a.getByTestId('room-message'), 'first in the garden');
+    fireEvent.click(a.getByTestId('room-send'));
+    await waitFor(() => expect(entries(a)).toEqual(['alice first in the garden']), { timeout: 3000 });
+    expect(h.calls.filter((c) => c.path === '/v1/publish').at(-1)).toMatchObject({ body: { topic: 'rooms/garden' } });
+
     // Bob signs out: Alice sees him leave.
     fireEvent.click(b.getByText('Sign out'));
     await waitFor(() => expect(online(a)).toEqual(['alice']));

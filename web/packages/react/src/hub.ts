@@ -90,6 +90,26 @@ export class Hub {
     return this.applied.includes(topic);
   }
 
+  /**
+   * ready resolves once the stream carries topic and is open, or is closed
+   * (nothing more to wait for). A topic new to the stream starts at its
+   * newest event: an event published on it before then never reaches this
+   * stream, so publish after `await ready(topic)` to see your own event. The
+   * topic must be registered (useTopic, useTopics, the provider's topics).
+   */
+  ready(topic: string): Promise<void> {
+    return new Promise((resolve) => {
+      const check = () => {
+        if ((this.state === 'open' && this.carries(topic)) || this.state === 'closed') {
+          off();
+          resolve();
+        }
+      };
+      const off = this.subscribe(check);
+      check();
+    });
+  }
+
   /** register adds topic to the stream until the returned function is called (counted: two registrations, two releases). */
   register(topic: string): () => void {
     this.counts.set(topic, (this.counts.get(topic) ?? 0) + 1);

@@ -212,6 +212,37 @@ describe('HeraldProvider', () => {
     h.refuse.set('POST /v1/publish', { status: 403, code: 'forbidden' });
     await expect(hub.request('/v1/publish', { body: { topic: 'x' } })).rejects.toMatchObject({ status: 403, code: 'forbidden' });
   });
+  it('ready(topic) resolves once the open stream carries the topic', async () => {
+    const h = new FakeHerald();
+    let hub!: ReturnType<typeof useHerald>;
+    function Grab() {
+      hub = useHerald();
+      return null;
+    }
+    function Room() {
+      useTopic('rooms/new', () => {});
+      return null;
+    }
+    const app = (room: boolean) => (
+      <Provider h={h}>
+        <State />
+        <Grab />
+        {room && <Room />}
+      </Provider>
+    );
+    const r = render(app(false));
+    await waitFor(() => expect(text('state')).toBe('open'));
+    await hub.ready('users/alice'); // carried and open: at once
+    let ready = false;
+    const p = hub.ready('rooms/new').then(() => (ready = true));
+    await new Promise((res) => setTimeout(res, 20));
+    expect(ready).toBe(false);
+    r.rerender(app(true));
+    await act(() => p);
+    expect(h.open).toHaveLength(1);
+    expect(h.open[0]!.topics).toContain('rooms/new');
+    expect(text('state')).toBe('open');
+  });
 });
 
 function Inbox() {
