@@ -81,6 +81,7 @@ function SignIn({ pending, error, initial, onSignIn }: { pending: string; error:
   const id = useId();
   const submit = (e: FormEvent) => {
     e.preventDefault();
+    if (pending) return; // aria-disabled: the button keeps the focus, the click does nothing
     const n = name.trim().toLowerCase();
     if (!USER_PATTERN.test(n)) {
       setInvalid('Use 1 to 32 of a-z, 0-9, _ and -.');
@@ -110,7 +111,7 @@ function SignIn({ pending, error, initial, onSignIn }: { pending: string; error:
           aria-describedby={id + 'msg'}
           autoFocus
         />
-        <button type="submit" data-testid="sign-in" disabled={!!pending}>
+        <button type="submit" data-testid="sign-in" aria-disabled={!!pending}>
           {pending ? 'Signing in…' : 'Sign in'}
         </button>
         <p id={id + 'msg'} className={message ? 'error' : 'hint'} role={message ? 'alert' : undefined}>

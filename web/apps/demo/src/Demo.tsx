@@ -1,6 +1,6 @@
 // The signed-in page: the header (connection state, inbox button), the
 // inbox, who is online, a send form, a room, and toasts.
-import { useCallback, useEffect, useRef, useState, type Ref } from 'react';
+import { useCallback, useEffect, useRef, useState, type KeyboardEvent, type Ref } from 'react';
 import { useConnectionError, useConnectionState, useNotifications, useTopic, type HeraldEvent, type Notification } from '@herald/react';
 import { Online, Room, SendForm } from './panels.js';
 
@@ -30,7 +30,8 @@ export function Demo({ me, onSignOut }: { me: string; onSignOut: () => void }) {
         </button>
       </header>
       <main className="main">
-        {inboxOpen && <Inbox onClose={closeInbox} />}
+        {/* Kept mounted (hidden when closed): the toggle's aria-controls names it. */}
+        <Inbox hidden={!inboxOpen} onClose={closeInbox} />
         <div className="grid">
           <Online me={me} onPick={setTo} />
           <SendForm me={me} to={to} setTo={setTo} />
@@ -74,21 +75,21 @@ const time = (iso: string) => {
   return isNaN(d.getTime()) ? '' : d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
 };
 
-function Inbox({ onClose }: { onClose: () => void }) {
+function Inbox({ hidden, onClose }: { hidden: boolean; onClose: () => void }) {
   const { items, unreadCount, loading, error, markRead, markAllRead } = useNotifications();
-  // Escape closes the inbox, wherever the focus is.
-  useEffect(() => {
-    const onKey = (e: KeyboardEvent) => {
-      if (e.key === 'Escape') onClose();
-    };
-    document.addEventListener('keydown', onKey);
-    return () => document.removeEventListener('keydown', onKey);
-  }, [onClose]);
+  // Escape closes the inbox when the focus is in it, unless something inside
+  // (a native control) has handled the key already.
+  const onKeyDown = (e: KeyboardEvent) => {
+    if (e.key !== 'Escape' || e.defaultPrevented) return;
+    e.preventDefault();
+    onClose();
+  };
   return (
-    <section id="inbox" className="inbox card" data-testid="inbox" aria-labelledby="inbox-h">
+    <section id="inbox" className="inbox card" data-testid="inbox" aria-labelledby="inbox-h" hidden={hidden} onKeyDown={onKeyDown}>
       <div className="inbox-head">
         <h2 id="inbox-h">Inbox</h2>
-        <button type="button" data-testid="mark-all-read" onClick={() => void markAllRead()} disabled={unreadCount === 0}>
+        {/* aria-disabled, not disabled: a button disabled while focused would drop the focus to the page. */}
+        <button type="button" data-testid="mark-all-read" onClick={() => unreadCount > 0 && void markAllRead()} aria-disabled={unreadCount === 0}>
           Mark all read
         </button>
         <button type="button" className="quiet" onClick={onClose} aria-label="Close the inbox">
@@ -127,7 +128,7 @@ function NotificationItem({ n, onRead }: { n: Notification; onRead: () => void }
           <time dateTime={n.created_at}>{time(n.created_at)}</time>
         </p>
       </div>
-      <button type="button" data-testid="mark-read" onClick={onRead} disabled={read} aria-label={read ? `"${n.title}" is read` : `Mark "${n.title}" read`}>
+      <button type="button" data-testid="mark-read" onClick={() => !read && onRead()} aria-disabled={read} aria-label={read ? `"${n.title}" is read` : `Mark "${n.title}" read`}>
         {read ? 'Read' : 'Mark read'}
       </button>
     </li>

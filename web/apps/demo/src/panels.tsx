@@ -49,6 +49,7 @@ export function SendForm({ me, to, setTo }: { me: string; to: string; setTo: (to
 
   const send = async (e: FormEvent) => {
     e.preventDefault();
+    if (sending) return;
     const name = to.trim().toLowerCase();
     if (!USER_PATTERN.test(name)) return setStatus({ ok: false, text: 'Whom to? Give a user name (a-z, 0-9, _ and -).' });
     if (!title.trim()) return setStatus({ ok: false, text: 'Give it a title.' });
@@ -93,7 +94,7 @@ export function SendForm({ me, to, setTo }: { me: string; to: string; setTo: (to
         <input id={id + 'title'} data-testid="send-title" value={title} onChange={(e) => setTitle(e.target.value)} maxLength={200} />
         <label htmlFor={id + 'body'}>Message</label>
         <textarea id={id + 'body'} data-testid="send-body" value={body} onChange={(e) => setBody(e.target.value)} rows={3} maxLength={2000} />
-        <button type="submit" data-testid="send-button" disabled={sending}>
+        <button type="submit" data-testid="send-button" aria-disabled={sending}>
           {sending ? 'Sending…' : 'Send'}
         </button>
         <p className={status?.ok === false ? 'error' : 'hint'} role="status">
@@ -141,6 +142,10 @@ export function Room({ me }: { me: string }) {
     if (!text) return;
     setError('');
     try {
+      // A room just switched to may not be on the stream yet, and a topic
+      // new to the stream starts at its newest event: publish once the
+      // stream carries it, or the sender would never see the message.
+      await herald.ready(`rooms/${target}`);
       await herald.request('/v1/publish', { body: { topic: `rooms/${target}`, type: 'chat', data: { from: me, text } } });
       setMessage('');
     } catch (err) {

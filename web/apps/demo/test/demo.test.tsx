@@ -75,7 +75,12 @@ describe('demo', () => {
     // Bob opens his inbox and marks it read.
     const toggle = b.getByTestId('inbox-toggle');
     expect(toggle.getAttribute('aria-expanded')).toBe('false');
+    // The element the toggle controls is there, hidden while closed.
+    const controlled = toggle.closest('.app')!.querySelector<HTMLElement>(`[id="${toggle.getAttribute('aria-controls')}"]`)!;
+    expect(controlled).toBe(b.getByTestId('inbox'));
+    expect(controlled.hidden).toBe(true);
     fireEvent.click(toggle);
+    expect(controlled.hidden).toBe(false);
     expect(toggle.getAttribute('aria-expanded')).toBe('true');
     const inbox = within(b.getByTestId('inbox'));
     const item = inbox.getByTestId('notification');
@@ -86,15 +91,40 @@ describe('demo', () => {
     fireEvent.click(a.getByTestId('send-button'));
     await waitFor(() => expect(b.getByTestId('unread-count').textContent).toBe('2'));
     expect(inbox.getAllByTestId('notification')).toHaveLength(2);
-    fireEvent.click(within(inbox.getAllByTestId('notification')[1]!).getByTestId('mark-read'));
+    const markRead = within(inbox.getAllByTestId('notification')[1]!).getByTestId('mark-read') as HTMLButtonElement;
+    markRead.focus();
+    fireEvent.click(markRead);
     expect(b.getByTestId('unread-count').textContent).toBe('1');
+    // Read now: the button says so but stays focusable and focused, and a click does nothing.
+    expect(markRead.getAttribute('aria-disabled')).toBe('true');
+    expect(markRead.disabled).toBe(false);
+    expect(document.activeElement).toBe(markRead);
     await waitFor(() => expect(h.inbox.get('bob')!.filter((n) => n.read_at)).toHaveLength(1));
-    fireEvent.click(inbox.getByTestId('mark-all-read'));
+    const all = inbox.getByTestId('mark-all-read') as HTMLButtonElement;
+    all.focus();
+    fireEvent.click(all);
     await waitFor(() => expect(inbox.getAllByTestId('notification').map((n) => n.getAttribute('data-read'))).toEqual(['true', 'true']));
     expect(b.getByTestId('unread-count').textContent).toBe('0');
-    // Escape closes the inbox.
-    fireEvent.keyDown(b.getByTestId('inbox'), { key: 'Escape' });
-    expect(b.queryByTestId('inbox')).toBeNull();
+    expect(all.getAttribute('aria-disabled')).toBe('true');
+    expect(all.disabled).toBe(false);
+    expect(document.activeElement).toBe(all);
+    const marks = () => h.calls.filter((c) => c.path.endsWith('/read') || c.path.endsWith('/read-all')).length;
+    const before = marks();
+    fireEvent.click(all);
+    fireEvent.click(markRead);
+    await new Promise((res) => setTimeout(res, 20));
+    expect(marks()).toBe(before);
+    // Escape closes the inbox only when the focus is in it, and not when handled already.
+    fireEvent.keyDown(b.getByTestId('room-message'), { key: 'Escape' });
+    expect(controlled.hidden).toBe(false);
+    const handled = new KeyboardEvent('keydown', { key: 'Escape', bubbles: true, cancelable: true });
+    handled.preventDefault();
+    all.dispatchEvent(handled);
+    expect(controlled.hidden).toBe(false);
+    fireEvent.keyDown(all, { key: 'Escape' });
+    expect(controlled.hidden).toBe(true);
+    expect(toggle.getAttribute('aria-expanded')).toBe('false');
+    expect(document.activeElement).toBe(toggle);
 
     // The lobby: what one says, both see.
     fill(a.getByTestId('room-message'), 'hello lobby');
@@ -118,6 +148,14 @@ describe('demo', () => {
     expect(entries(a)).toEqual(['alice hello lobby', 'alice still lobby']);
     // Bob is still online in the lobby.
     expect(online(a)).toEqual(['alice', 'bob']);
+
+    // Alice switches room and sends at once: the message is published once
+    // her stream carries the new room, so she sees it.
+    fill(a.getByTestId('room-name'), 'garden');
+    fill(a.getByTestId('room-message'), 'first in the garden');
+    fireEvent.click(a.getByTestId('room-send'));
+    await waitFor(() => expect(entries(a)).toEqual(['alice first in the garden']), { timeout: 3000 });
+    expect(h.calls.filter((c) => c.path === '/v1/publish').at(-1)).toMatchObject({ body: { topic: 'rooms/garden' } });
 
     // Bob signs out: Alice sees him leave.
     fireEvent.click(b.getByText('Sign out'));

@@ -38,8 +38,8 @@ export interface HeraldClientOptions {
   lastEventId?: string;
   /**
    * Share one stream among the origin's tabs (default true where
-   * BroadcastChannel exists). `key` names the group; tabs with the same url
-   * and topics share by default.
+   * BroadcastChannel exists). Tabs with the same topics and the same `key`
+   * (default: the url) share.
    */
   share?: boolean | { key?: string };
   /** Turns the data text into the handler's payload. */
@@ -114,13 +114,17 @@ export class HeraldClient<M extends EventMap = EventMap> {
     this.started = true;
     if (this.current === 'idle') this.setState('connecting');
     // Back online: reconnect now rather than at the end of the backoff.
-    if (typeof addEventListener === 'function') addEventListener('online', this.onOnline);
+    if (typeof addEventListener === 'function') {
+      addEventListener('online', this.onOnline);
+      addEventListener('pagehide', this.onPageHide);
+    }
     const BC = this.opts.BroadcastChannel ?? (typeof BroadcastChannel === 'function' ? BroadcastChannel : undefined);
     if (this.opts.share === false || !BC) {
       this.lead();
       return this;
     }
-    const key = (typeof this.opts.share === 'object' && this.opts.share.key) || `${this.opts.url}|${[...this.opts.topics].sort().join(',')}`;
+    // Only tabs streaming the same topics can share: a user's key narrows the group, never widens it.
+    const key = ((typeof this.opts.share === 'object' && this.opts.share.key) || this.opts.url) + '|' + [...this.opts.topics].sort().join(',');
     const name = 'herald:' + key;
     const nav = typeof navigator !== 'undefined' ? (navigator as Navigator & { locks?: LocksLike }) : undefined;
     const locks = this.opts.locks !== undefined ? this.opts.locks : (nav?.locks ?? null);
@@ -134,7 +138,6 @@ export class HeraldClient<M extends EventMap = EventMap> {
       onMessage: (m) => this.relayed(m as Relay),
     });
     this.election.start();
-    if (typeof addEventListener === 'function') addEventListener('pagehide', this.onPageHide);
     return this;
   }
 
@@ -149,20 +152,26 @@ export class HeraldClient<M extends EventMap = EventMap> {
   /**
    * setTopics changes the stream's topics: the client reconnects with its
    * cursor, so the topics it had resume where they were and a new one starts
-   * at its newest event. Sharing tabs group by topics (unless share.key is
-   * set), so the tab may join another group.
+   * at its newest event. Sharing tabs group by topics, so the tab may join
+   * another group.
    */
   setTopics(topics: string[]): void {
     const key = (t: string[]) => [...t].sort().join(',');
     const same = key(topics) === key(this.opts.topics);
     this.opts = { ...this.opts, topics: [...topics] };
     if (same || !this.started || this.current === 'closed') return;
+    this.suspend();
+    this.start();
+  }
+
+  // suspend ends the stream and leaves the group, keeping the cursor and the
+  // handlers: start() resumes from the cursor.
+  private suspend(): void {
     const cursor = this.lastEventId;
     this.teardown();
     this.cursor = cursor;
     this.started = false;
     this.setState('reconnecting');
-    this.start();
   }
 
   // teardown ends the stream (telling the other tabs, which take it over) and
@@ -170,6 +179,7 @@ export class HeraldClient<M extends EventMap = EventMap> {
   private teardown(): void {
     if (typeof removeEventListener === 'function') {
       removeEventListener('pagehide', this.onPageHide);
+      removeEventListener('pageshow', this.onPageShow);
       removeEventListener('online', this.onOnline);
     }
     if (this.conn) {
@@ -183,10 +193,20 @@ export class HeraldClient<M extends EventMap = EventMap> {
     this.election = undefined;
   }
 
-  // A tab going away (closed, navigated, or put in the back/forward cache)
-  // hands the stream over at once: with heartbeats its bye spares the others
-  // the timeout.
-  private onPageHide = () => this.close();
+  // A tab going away hands the stream over at once (with heartbeats its bye
+  // spares the others the timeout). A page put in the back/forward cache
+  // (persisted) is suspended, 'reconnecting', and resumes from its cursor when
+  // it is shown again; a page unloaded closes.
+  private onPageHide = (e: Event) => {
+    if (!(e as PageTransitionEvent).persisted) return this.close();
+    this.suspend();
+    addEventListener('pageshow', this.onPageShow);
+  };
+
+  private onPageShow = () => {
+    removeEventListener('pageshow', this.onPageShow);
+    this.start();
+  };
 
   /**
    * on calls handler for each event of topic ("*" for every topic), of the

@@ -244,6 +244,43 @@ describe('HeraldClient', () => {
     }
   });
 
+  it('suspends on pagehide into the back/forward cache and resumes from the cursor on pageshow', async () => {
+    const h = new FakeHerald();
+    const target = new EventTarget();
+    const g = globalThis as unknown as Record<string, unknown>;
+    g.addEventListener = target.addEventListener.bind(target);
+    g.removeEventListener = target.removeEventListener.bind(target);
+    const page = (type: string, persisted: boolean) => target.dispatchEvent(Object.assign(new Event(type), { persisted }));
+    try {
+      const { c, states } = client(h);
+      const got: string[] = [];
+      c.on('rooms/7', (ev) => got.push(ev.raw));
+      c.start();
+      await vi.waitFor(() => expect(h.requests).toHaveLength(1));
+      h.last.send(open('C0') + event('C1', 'rooms/7', '', 'a'));
+      await vi.waitFor(() => expect(got).toEqual(['a']));
+      page('pagehide', true);
+      expect(h.requests[0]!.aborted).toBe(true);
+      expect(c.state).toBe('reconnecting');
+      await new Promise((r) => setTimeout(r, 20));
+      expect(h.requests).toHaveLength(1); // no stream while in the cache
+      page('pageshow', true);
+      await vi.waitFor(() => expect(h.requests).toHaveLength(2));
+      expect(h.last.headers['Last-Event-ID']).toBe('C1');
+      h.last.send(open('C1') + event('C2', 'rooms/7', '', 'b'));
+      await vi.waitFor(() => expect(got).toEqual(['a', 'b']));
+      expect(states).toEqual(['connecting', 'open', 'reconnecting', 'open']);
+      page('pagehide', false); // unloaded: closed for good
+      expect(c.state).toBe('closed');
+      page('pageshow', true);
+      await new Promise((r) => setTimeout(r, 20));
+      expect(h.requests).toHaveLength(2);
+    } finally {
+      delete g.addEventListener;
+      delete g.removeEventListener;
+    }
+  });
+
   it('setTopics reconnects with the new topics and the cursor', async () => {
     const h = new FakeHerald();
     const { c, states } = client(h);

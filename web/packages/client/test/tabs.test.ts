@@ -190,3 +190,25 @@ describe('setTopics in a shared group', () => {
     for (const c of clients) c.close();
   });
 });
+
+describe('share.key', () => {
+  it('groups tabs by the key and their topics: tabs with other topics keep their own stream', async () => {
+    const h = new FakeHerald();
+    const bus = new FakeBus();
+    const locks = new FakeLocks();
+    const make = (topics: string[]) =>
+      new HeraldClient({ url: 'http://herald.test', topics, fetch: h.fetch, BroadcastChannel: bus.Channel, locks, share: { key: 'alice' }, backoff: { initialDelay: 1, maxDelay: 5 } }).start();
+    const clients = [make(['rooms/7', 'users/alice']), make(['users/alice', 'rooms/7']), make(['rooms/8', 'users/alice'])];
+    const got: string[][] = clients.map(() => []);
+    clients.forEach((c, i) => c.on('*', (e) => got[i]!.push(e.topic)));
+    await vi.waitFor(() => expect(h.requests).toHaveLength(2));
+    await sleep(50);
+    expect(h.requests).toHaveLength(2); // the first two share one stream
+    expect(h.requests.map((r) => r.url.searchParams.getAll('topic').sort().join(',')).sort()).toEqual(['rooms/7,users/alice', 'rooms/8,users/alice']);
+    const on8 = h.requests.find((r) => r.url.searchParams.getAll('topic').includes('rooms/8'))!;
+    on8.send(open('C0') + `id: C1\ntopic: rooms/8\ndata: x\n\n`);
+    await vi.waitFor(() => expect(got[2]).toEqual(['rooms/8']));
+    expect(got[0]).toEqual([]);
+    for (const c of clients) c.close();
+  });
+});

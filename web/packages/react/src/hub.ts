@@ -90,6 +90,26 @@ export class Hub {
     return this.applied.includes(topic);
   }
 
+  /**
+   * ready resolves once the stream carries topic and is open, or is closed
+   * (nothing more to wait for). A topic new to the stream starts at its
+   * newest event: an event published on it before then never reaches this
+   * stream, so publish after `await ready(topic)` to see your own event. The
+   * topic must be registered (useTopic, useTopics, the provider's topics).
+   */
+  ready(topic: string): Promise<void> {
+    return new Promise((resolve) => {
+      const check = () => {
+        if ((this.state === 'open' && this.carries(topic)) || this.state === 'closed') {
+          off();
+          resolve();
+        }
+      };
+      const off = this.subscribe(check);
+      check();
+    });
+  }
+
   /** register adds topic to the stream until the returned function is called (counted: two registrations, two releases). */
   register(topic: string): () => void {
     this.counts.set(topic, (this.counts.get(topic) ?? 0) + 1);
@@ -264,15 +284,28 @@ export class Hub {
   inbox(limit: number): InboxStore {
     const user = this.opts.user;
     if (!user) throw new Error('@herald/react: useNotifications needs the user prop of HeraldProvider');
-    let s = this.inboxes.get(limit);
-    if (!s) this.inboxes.set(limit, (s = new InboxStore(this, user, limit)));
-    return s;
+    return keep(this.inboxes, limit, () => new InboxStore(this, user, limit));
   }
 
   /** presence returns the presence store of topic. */
   presence(topic: string): PresenceStore {
-    let s = this.presences.get(topic);
-    if (!s) this.presences.set(topic, (s = new PresenceStore(this, topic)));
-    return s;
+    return keep(this.presences, topic, () => new PresenceStore(this, topic));
   }
+}
+
+// keep returns map's store for key, making one if need be; a store leaves the
+// map when it stops (the next use makes a new one) and is put back if it
+// starts again meanwhile.
+function keep<K, S extends { onLive: ((live: boolean) => void) | undefined }>(map: Map<K, S>, key: K, make: () => S): S {
+  let s = map.get(key);
+  if (!s) {
+    const made = (s = make());
+    map.set(key, made);
+    made.onLive = (live) => {
+      if (live) {
+        if (!map.has(key)) map.set(key, made);
+      } else if (map.get(key) === made) map.delete(key);
+    };
+  }
+  return s;
 }

@@ -44,8 +44,11 @@ export function HeraldProvider(props: HeraldProviderProps): ReactNode {
 
 /**
  * useHerald returns the provider's Hub: `client` (the HeraldClient, once
- * started), `user`, `url`, and `request(path, {method, body})` for Herald's
- * REST API with the provider's token.
+ * started), `user`, `url`, `request(path, {method, body})` for Herald's
+ * REST API with the provider's token, `ready(topic)`, and `on(topic, type,
+ * handler)`. `client` is not reactive: it is set a microtask after the
+ * provider mounts and replaced after a refusal, and no render follows; use
+ * useTopic or `on` for events, useConnectionState for the state.
  */
 export function useHerald(): Hub {
   const hub = useContext(HeraldContext);

@@ -13,7 +13,7 @@ export abstract class Store<S extends { loading: boolean; error: Error | undefin
   private refs = 0;
   private offs: (() => void)[] = [];
   private fetching: Promise<void> | undefined;
-  private again = false;
+  private queued: Promise<void> | undefined; // the run asked for while one was running
   private pending: HeraldEvent[] | undefined; // events that arrived during a fetch
   private fetchedAny = false;
   private fetchedOpen = false; // a fetch began while the stream was open on the topic
@@ -21,12 +21,14 @@ export abstract class Store<S extends { loading: boolean; error: Error | undefin
   private wasOpen = false;
   /** Fetch again each time the stream opens again (for state the stream's history may not hold). */
   protected refetchOnReconnect = false;
+  /** Called with true when the store starts and false when it stops (the hub keeps live stores only). */
+  onLive: ((live: boolean) => void) | undefined;
 
   constructor(
     protected hub: Hub,
     /** The stream topic whose events keep the snapshot live. */
     protected topic: string,
-    initial: S,
+    private initial: S,
   ) {
     this.snapshot = initial;
   }
@@ -63,6 +65,10 @@ export abstract class Store<S extends { loading: boolean; error: Error | undefin
   }
 
   private start(): void {
+    // A store started again shows no stale snapshot: it loads afresh (the
+    // events of the time it was stopped are not known).
+    if (this.snapshot !== this.initial) this.set(this.initial);
+    this.onLive?.(true);
     this.fetchedAny = false;
     this.fetchedOpen = false;
     this.wasOpen = false;
@@ -89,6 +95,7 @@ export abstract class Store<S extends { loading: boolean; error: Error | undefin
     this.offs = [];
     if (this.fallback !== undefined) clearTimeout(this.fallback);
     this.fallback = undefined;
+    this.onLive?.(false);
   }
 
   /**
@@ -114,11 +121,19 @@ export abstract class Store<S extends { loading: boolean; error: Error | undefin
     else this.apply(ev);
   }
 
-  /** refetch loads the snapshot again; events that arrive meanwhile are applied to the answer. */
+  /**
+   * refetch loads the snapshot again; events that arrive meanwhile are
+   * applied to the answer. It resolves once a fetch that began after the
+   * call has ended.
+   */
   refetch = (): Promise<void> => {
+    // A fetch asked for while one runs: one more runs after it (however
+    // many ask), and the promise is that run's, whose answer is newer.
     if (this.fetching) {
-      this.again = true;
-      return this.fetching;
+      return (this.queued ??= this.fetching.then(() => {
+        this.queued = undefined;
+        return this.refetch();
+      }));
     }
     this.fetchedAny = true;
     if (this.hub.getState() === 'open' && this.hub.carries(this.topic)) this.fetchedOpen = true;
@@ -142,10 +157,6 @@ export abstract class Store<S extends { loading: boolean; error: Error | undefin
     };
     const p = run().finally(() => {
       this.fetching = undefined;
-      if (this.again) {
-        this.again = false;
-        void this.refetch();
-      }
     });
     this.fetching = p;
     return p;

@@ -212,6 +212,37 @@ describe('HeraldProvider', () => {
     h.refuse.set('POST /v1/publish', { status: 403, code: 'forbidden' });
     await expect(hub.request('/v1/publish', { body: { topic: 'x' } })).rejects.toMatchObject({ status: 403, code: 'forbidden' });
   });
+  it('ready(topic) resolves once the open stream carries the topic', async () => {
+    const h = new FakeHerald();
+    let hub!: ReturnType<typeof useHerald>;
+    function Grab() {
+      hub = useHerald();
+      return null;
+    }
+    function Room() {
+      useTopic('rooms/new', () => {});
+      return null;
+    }
+    const app = (room: boolean) => (
+      <Provider h={h}>
+        <State />
+        <Grab />
+        {room && <Room />}
+      </Provider>
+    );
+    const r = render(app(false));
+    await waitFor(() => expect(text('state')).toBe('open'));
+    await hub.ready('users/alice'); // carried and open: at once
+    let ready = false;
+    const p = hub.ready('rooms/new').then(() => (ready = true));
+    await new Promise((res) => setTimeout(res, 20));
+    expect(ready).toBe(false);
+    r.rerender(app(true));
+    await act(() => p);
+    expect(h.open).toHaveLength(1);
+    expect(h.open[0]!.topics).toContain('rooms/new');
+    expect(text('state')).toBe('open');
+  });
 });
 
 function Inbox() {
@@ -360,6 +391,43 @@ describe('useNotifications', () => {
     await waitFor(() => expect(text('error')).toBe('inbox_unavailable'));
     expect(text('unread')).toBe('1');
   });
+  it('shows the error of a mark that fails while a fetch runs, and refetch resolves after the fetch it asked for', async () => {
+    const h = new FakeHerald();
+    h.notify('alice', 'one');
+    let api!: ReturnType<typeof useNotifications>;
+    function Grab() {
+      api = useNotifications();
+      return null;
+    }
+    render(
+      <Provider h={h}>
+        <Inbox />
+        <Grab />
+      </Provider>,
+    );
+    await waitFor(() => expect(text('loading')).toBe('false'));
+    const release = h.hold('GET /v1/notifications');
+    let first = false;
+    void act(() => api.refetch()).then(() => (first = true));
+    await waitFor(() => expect(h.calls.filter((c) => c.method === 'GET')).toHaveLength(2));
+    h.notify('alice', 'two'); // stored now: only a fetch that begins later lists it with the first page
+    h.refuse.set('POST /v1/notifications/read-all', { status: 503, code: 'inbox_unavailable' });
+    act(() => screen.getByText('all').click());
+    await waitFor(() => expect(h.calls.some((c) => c.path === '/v1/notifications/read-all')).toBe(true));
+    const gets = () => h.calls.filter((c) => c.method === 'GET').length;
+    let atResolve = 0;
+    const asked = api.refetch().then(() => (atResolve = gets()));
+    release();
+    await waitFor(() => expect(first).toBe(true));
+    await act(() => asked);
+    expect(atResolve).toBe(3); // resolved after the run it asked for, not the one running then
+    await new Promise((res) => setTimeout(res, 30));
+    expect(gets()).toBe(3); // one queued run for the mark's and the caller's asks
+    await waitFor(() => expect(text('error')).toBe('inbox_unavailable'));
+    await new Promise((res) => setTimeout(res, 30));
+    expect(text('error')).toBe('inbox_unavailable');
+    expect(text('loading')).toBe('false');
+  });
 });
 
 function Online({ topic }: { topic: string }) {
@@ -422,6 +490,39 @@ describe('usePresence', () => {
     r.rerender(<App />);
     await waitFor(() => expect(h.streams).toHaveLength(3));
     expect(h.streams[2]!.topics).toEqual(['users/alice']);
+  });
+  it('a presence store started again loads afresh, and stores that stopped are dropped', async () => {
+    const h = new FakeHerald();
+    h.online.set('rooms/a', ['amy']);
+    h.online.set('rooms/b', ['bob']);
+    let hub!: ReturnType<typeof useHerald>;
+    function App({ room }: { room: string }) {
+      return (
+        <Provider h={h}>
+          <Grab />
+          <Online topic={room} />
+        </Provider>
+      );
+    }
+    function Grab() {
+      hub = useHerald();
+      return null;
+    }
+    const kept = () => (hub as unknown as { presences: Map<string, unknown> }).presences;
+    const r = render(<App room="rooms/a" />);
+    await waitFor(() => expect(text('online-rooms/a')).toBe('amy'));
+    r.rerender(<App room="rooms/b" />);
+    await waitFor(() => expect(text('online-rooms/b')).toBe('bob'));
+    expect([...kept().keys()]).toEqual(['rooms/b']);
+    h.online.set('rooms/a', ['amy', 'ann']);
+    const release = h.hold('GET /v1/presence');
+    r.rerender(<App room="rooms/a" />);
+    expect(text('online-rooms/a')).toBe('…'); // not the old snapshot
+    await new Promise((res) => setTimeout(res, 30));
+    expect(text('online-rooms/a')).toBe('…');
+    release();
+    await waitFor(() => expect(text('online-rooms/a')).toBe('amy,ann'));
+    expect([...kept().keys()]).toEqual(['rooms/a']);
   });
 });
 
