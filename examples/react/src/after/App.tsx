@@ -5,7 +5,7 @@
 // and the room's state is pushed on each change instead of polled.
 import { HeraldProvider, useConnectionState, useNotifications, useTopic } from '@herald/react';
 import { useEffect, useState } from 'react';
-import { config, newer, Screen, type RoomState } from '../shared';
+import { config, newer, Screen, type RoomState } from '../screen';
 
 export function App() {
   const c = config();

@@ -2,7 +2,7 @@
 // SseEmitter per tab, routed to the right server through Kafka), the list
 // from the service's table, and the room's state polled every 500 ms.
 import { useEffect, useState } from 'react';
-import { config, Screen, type Notification, type RoomState } from '../shared';
+import { config, Screen, type Notification, type RoomState } from '../screen';
 import { SSEProvider, useSSE } from './SSEProvider';
 
 export function App() {
