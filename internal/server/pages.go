@@ -10,7 +10,10 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/herald-hub/herald/internal/webui"
 )
 
 // The browser pages: the demo at / (with Demo) and the admin page at /admin,
@@ -220,10 +223,24 @@ page again. The demo mints tokens for anyone: never run it in production.</p>
 </html>
 `))
 
-// loadPage reads an embedded page, logging what is wrong with it: a page
-// without index.html still answers, saying it is not built in.
+// embeddedPages are the pages built into the binary, read, hashed and
+// gzipped once per process however many servers it starts.
+var embeddedPages = map[string]func() (*page, error){
+	"admin": sync.OnceValues(func() (*page, error) { return loadPage(webui.Admin()) }),
+	"demo":  sync.OnceValues(func() (*page, error) { return loadPage(webui.Demo()) }),
+}
+
+// loadPage reads a page (the embedded one when fsys is nil), logging what is
+// wrong with it: a page without index.html still answers, saying it is not
+// built in.
 func (s *Server) loadPage(name string, fsys fs.FS) *page {
-	p, err := loadPage(fsys)
+	var p *page
+	var err error
+	if fsys == nil {
+		p, err = embeddedPages[name]()
+	} else {
+		p, err = loadPage(fsys)
+	}
 	if err != nil {
 		s.log.Error("the "+name+" page could not be read", "err", err)
 	}

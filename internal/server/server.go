@@ -19,7 +19,6 @@ import (
 	"github.com/herald-hub/herald/inbox"
 	"github.com/herald-hub/herald/internal/hub"
 	"github.com/herald-hub/herald/internal/ratelog"
-	"github.com/herald-hub/herald/internal/webui"
 	"github.com/herald-hub/herald/presence"
 )
 
@@ -81,7 +80,7 @@ type Config struct {
 	Logger     *slog.Logger
 
 	now             func() time.Time // tests
-	demoFS, adminFS fs.FS            // tests [the embedded pages]
+	demoFS, adminFS fs.FS            // tests [the embedded pages, read once per process]
 }
 
 func (c *Config) setDefaults() {
@@ -105,12 +104,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.now == nil {
 		c.now = time.Now
-	}
-	if c.demoFS == nil {
-		c.demoFS = webui.Demo()
-	}
-	if c.adminFS == nil {
-		c.adminFS = webui.Admin()
 	}
 	if c.InboxPoll <= 0 {
 		c.InboxPoll = time.Second
