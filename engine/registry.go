@@ -33,6 +33,9 @@ type Config struct {
 	// their fsync and fsyncs at most this long after (0: fsync before every
 	// answer). Events are still delivered only once fsynced.
 	SyncInterval time.Duration
+	// CacheSize is the block cache, in bytes, of engines with a local store
+	// (0: the engine's default).
+	CacheSize int64
 	// Logger receives the engine's messages.
 	Logger *slog.Logger
 }

@@ -37,6 +37,7 @@ type config struct {
 	RetentionCount  int
 	RetentionAge    time.Duration // local.NoAgeLimit when set to 0
 	ReservedSpace   int
+	StoreCacheSize  int
 	QueueSize       int
 	MaxTopics       int
 	MaxEventSize    int
@@ -155,6 +156,14 @@ var settings = []setting{
 			return fmt.Errorf("want a number of bytes of at least %d (this limit cannot be lifted), got %q", minReservedSpace, v)
 		}
 		c.ReservedSpace = n
+		return nil
+	}},
+	{"store-cache-size", "int", "67108864", "bytes of the embedded store's block cache (local engine, Kafka's replica), filled as tables are read: it holds the metadata of topics and the idempotency keys that appends look up (at least 1048576)", func(c *config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < minStoreCacheSize {
+			return fmt.Errorf("want a number of bytes of at least %d (this limit cannot be lifted), got %q", minStoreCacheSize, v)
+		}
+		c.StoreCacheSize = n
 		return nil
 	}},
 	{"idempotency-window", "duration", "2m", "how long a publish's idempotency key (Idempotency-Key, or an event's id) keeps a retry from appending again; keys are stored that long (above 0)", positiveDurationTo(func(c *config) *time.Duration { return &c.IdempotencyWindow })},
@@ -335,6 +344,10 @@ func floatTo(field func(*config) *float64) func(*config, string) error {
 // minReservedSpace holds a memtable of the store: reopening a store writes out
 // what its log holds.
 const minReservedSpace = 4 << 20
+
+// minStoreCacheSize keeps a few blocks of each table in memory; below it the
+// store would read the disk for most lookups.
+const minStoreCacheSize = 1 << 20
 
 func positiveIntTo(field func(*config) *int) func(*config, string) error {
 	return func(c *config, v string) error {

@@ -200,7 +200,7 @@ func TestZeroLiftsALimitOrIsRefused(t *testing.T) {
 		"max-topics": true, "max-event-size": true, "max-body-size": true, "jwt-jwks-refresh": true,
 		"publish-burst": true, "publish-key-burst": true, "read-header-timeout": true,
 		"idle-timeout": true, "max-header-bytes": true, "shutdown-timeout": true,
-		"reserved-space": true, "idempotency-window": true,
+		"reserved-space": true, "idempotency-window": true, "store-cache-size": true,
 	}
 	none := func(string) string { return "" }
 	for _, s := range settings {

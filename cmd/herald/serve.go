@@ -93,6 +93,7 @@ func serve(ctx context.Context, cfg config, logOut io.Writer) error {
 		MaxLen:            cfg.RetentionCount,
 		MaxAge:            cfg.RetentionAge,
 		Reserve:           int64(cfg.ReservedSpace),
+		CacheSize:         int64(cfg.StoreCacheSize),
 		Logger:            log,
 		IdempotencyWindow: cfg.IdempotencyWindow,
 		SyncInterval:      cfg.FsyncInterval,

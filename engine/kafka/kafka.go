@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -32,6 +33,7 @@ const (
 	DefaultFetchMaxWait      = 100 * time.Millisecond
 	DefaultTrimInterval      = time.Minute
 	DefaultRequestTimeout    = 10 * time.Second
+	DefaultCacheSize         = 64 << 20
 )
 
 // NoAgeLimit as Options.MaxAge turns age trimming off.
@@ -81,6 +83,8 @@ type Options struct {
 	Now func() time.Time
 	// ClientOpts are added to both Kafka clients' options (TLS, SASL, ...).
 	ClientOpts []kgo.Opt
+	// CacheSize is the replica's block cache in bytes (0: DefaultCacheSize).
+	CacheSize int64
 	// Logger receives the engine's messages (nil: slog.Default()).
 	Logger *slog.Logger
 }
@@ -187,6 +191,9 @@ func Open(opt Options) (*Engine, error) {
 	if opt.RequestTimeout <= 0 {
 		opt.RequestTimeout = DefaultRequestTimeout
 	}
+	if opt.CacheSize <= 0 {
+		opt.CacheSize = DefaultCacheSize
+	}
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
@@ -230,7 +237,13 @@ func Open(opt Options) (*Engine, error) {
 	if err := os.MkdirAll(opt.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("kafka: replica dir: %w", err)
 	}
-	e.db, err = pebble.Open(opt.Dir, &pebble.Options{Logger: pebbleLogger{e.log}})
+	po := &pebble.Options{Logger: pebbleLogger{e.log}, CacheSize: opt.CacheSize}
+	// As in the local engine: lookups of keys that are not there (a new
+	// topic's state, a new idempotency key) are answered by the filters.
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	e.db, err = pebble.Open(opt.Dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: open replica in %s: %w", opt.Dir, err)
 	}

@@ -37,6 +37,7 @@ func openURL(u *url.URL, c engine.Config) (engine.Engine, error) {
 	opt.MaxLen = c.MaxLen
 	opt.MaxAge = c.MaxAge
 	opt.IdempotencyWindow = c.IdempotencyWindow
+	opt.CacheSize = c.CacheSize
 	opt.Logger = c.Logger
 	return Open(opt)
 }

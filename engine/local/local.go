@@ -90,6 +90,8 @@ const (
 	DefaultSpaceCheckInterval = time.Second
 	DefaultTopicIdle          = time.Minute
 	DefaultMaxTopics          = 100_000
+	// DefaultCacheSize is the store's block cache (see Options.CacheSize).
+	DefaultCacheSize = 64 << 20
 )
 
 // NoAgeLimit as Options.MaxAge keeps events regardless of age.
@@ -143,6 +145,12 @@ type Options struct {
 	// between TopicIdle and 1.5 × TopicIdle, and read back from the store on
 	// its next use. 0 means DefaultTopicIdle.
 	TopicIdle time.Duration
+	// CacheSize is the store's block cache in bytes: the blocks of tables on
+	// disk that reads keep in memory, filled as they are read. An append to
+	// a topic whose state is not in memory (a user's first notification in a
+	// while) reads the topic's metadata through it, and so does every
+	// idempotency key's lookup. 0 means DefaultCacheSize.
+	CacheSize int64
 	// MaxTopics is how many topic states memory holds before states go sooner:
 	// above it, states not used for about TopicIdle/2 are dropped too, and
 	// the committer looks for them 8 times as often. It is a soft bound: what
@@ -331,6 +339,9 @@ func open(dir string, opt Options, now func() time.Time) (*Engine, error) {
 	}
 	if opt.MaxTopics <= 0 {
 		opt.MaxTopics = DefaultMaxTopics
+	}
+	if opt.CacheSize <= 0 {
+		opt.CacheSize = DefaultCacheSize
 	}
 	if opt.SweepInterval <= 0 {
 		// Without an age limit the sweeper still drops expired idempotency keys.

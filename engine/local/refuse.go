@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 
 	"github.com/herald-hub/herald/engine"
 )
@@ -87,12 +88,20 @@ func (e *Engine) onLogError(err error) {
 
 // openDB opens the store, read-only when it may not write.
 func (e *Engine) openDB(writable bool) (*pebble.DB, error) {
-	db, err := pebble.Open(e.dir, &pebble.Options{
-		FS:       e.fs,
-		Lock:     e.lock,
-		ReadOnly: !writable,
-		Logger:   &pebbleLogger{log: e.log},
-	})
+	o := &pebble.Options{
+		FS:        e.fs,
+		Lock:      e.lock,
+		ReadOnly:  !writable,
+		Logger:    &pebbleLogger{log: e.log},
+		CacheSize: e.opt.CacheSize,
+	}
+	// Most reads of the append path look for keys that are not there (a new
+	// topic's metadata, a new idempotency key): a table's filter answers
+	// those without reading its blocks.
+	for i := range o.Levels {
+		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	db, err := pebble.Open(e.dir, o)
 	if err != nil {
 		return nil, fmt.Errorf("local: open store in %s: %w", e.dir, err)
 	}

@@ -24,6 +24,7 @@ func init() {
 			Reserve:           c.Reserve,
 			IdempotencyWindow: c.IdempotencyWindow,
 			SyncInterval:      c.SyncInterval,
+			CacheSize:         c.CacheSize,
 			Logger:            c.Logger,
 		})
 	})
