@@ -8,6 +8,14 @@
 --       channel, event count, then per event: id ('' for none), type, data.
 -- Returns per topic: epoch, then one offset per event (a retried ID gives the
 -- offset its first append got).
+--
+-- Besides e (epoch) and s (head), the meta hash keeps two fields that spare
+-- most appends three commands: x, when the keys' TTLs were last set, by
+-- Redis's clock (they are set a sixteenth longer than asked and renewed once
+-- a sixteenth has passed, so a key always outlives its TTL after the last
+-- append), and o, the time of the stream's first entry or earlier (the age
+-- trim reads the stream only once o has expired; o may lag behind the
+-- stream's real first entry, never run ahead of it).
 local now, maxlen, maxage = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local metattl, window, newepoch = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local ntopics = tonumber(ARGV[7])
@@ -19,8 +27,9 @@ for i = 1, ntopics do
   local meta, log = KEYS[2*i-1], KEYS[2*i]
   local p = {meta = meta, log = log, chan = ARGV[a], n = tonumber(ARGV[a+1]), at = a + 2}
   a = a + 2 + 3 * p.n
-  local m = redis.call('HMGET', meta, 'e', 's')
+  local m = redis.call('HMGET', meta, 'e', 's', 'x', 'o')
   p.epoch, p.head = m[1], tonumber(m[2] or '0') or 0
+  p.x, p.o = tonumber(m[3] or ''), tonumber(m[4] or '')
   if p.epoch then
     local last = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
     if #last > 0 and tonumber(string.match(last[1][1], '^(%d+)')) > p.head then
@@ -32,11 +41,16 @@ for i = 1, ntopics do
 end
 
 -- Phase 2: write.
+local logttl = metattl
+if maxage > 0 and maxage < metattl then logttl = maxage end
+local slack = math.floor(logttl / 16)
+local clock = redis.call('TIME')
+local rnow = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local out = {}
 for i = 1, ntopics do
   local p = plan[i]
   if not p.epoch then
-    p.epoch, p.head = newepoch, 0
+    p.epoch, p.head, p.x, p.o, p.newo = newepoch, 0, nil, now, true
     redis.call('DEL', p.log) -- an orphaned stream of a lost epoch
     redis.call('HSET', p.meta, 'e', newepoch, 's', 0)
   end
@@ -76,29 +90,40 @@ for i = 1, ntopics do
       out[#out+1] = off
     end
   end
+  local set = {}
   if added > 0 then
-    redis.call('HSET', p.meta, 's', off)
+    set = {'s', off}
     redis.call('PUBLISH', p.chan, struct.pack('>BI8I2c0I4', 1, now, #p.epoch, p.epoch, added) .. table.concat(frame))
-    -- Bounded age trim: at most 100 expired entries from the front per append.
-    -- The first entry alone is looked at unless it has expired.
-    local first = maxage > 0 and redis.call('XRANGE', p.log, '-', '+', 'COUNT', 1)[1]
-    if first and tonumber(first[2][2]) < now - maxage then
-      local old = redis.call('XRANGE', p.log, '-', '+', 'COUNT', 100)
-      local keep = nil
+    -- Bounded age trim: at most 100 expired entries from the front per
+    -- append, looked for only once the first entry may have expired.
+    if maxage > 0 and p.newo then
+      set[#set+1], set[#set+2] = 'o', p.o -- this append's entry is the first
+    elseif maxage > 0 and (not p.o or p.o < now - maxage) then
+      local old = redis.call('XRANGE', p.log, '-', '+', 'COUNT', 1)
+      if old[1] and tonumber(old[1][2][2]) < now - maxage then
+        old = redis.call('XRANGE', p.log, '-', '+', 'COUNT', 100)
+      end
+      local keep, first = nil, nil
       for _, en in ipairs(old) do
-        if tonumber(en[2][2]) >= now - maxage then break end
+        first = tonumber(en[2][2])
+        if first >= now - maxage then break end
         keep = en[1]
       end
       if keep then
         redis.call('XTRIM', p.log, 'MINID', tonumber(string.match(keep, '^(%d+)')) + 1)
       end
+      if first then -- the new first entry's time, or a trimmed one's: earlier
+        set[#set+1], set[#set+2] = 'o', first
+      end
     end
   end
-  redis.call('PEXPIRE', p.meta, metattl)
-  if maxage > 0 and maxage < metattl then
-    redis.call('PEXPIRE', p.log, maxage)
-  else
-    redis.call('PEXPIRE', p.log, metattl)
+  if not p.x or rnow - p.x >= slack or rnow < p.x then
+    redis.call('PEXPIRE', p.meta, metattl + math.floor(metattl / 16))
+    redis.call('PEXPIRE', p.log, logttl + slack)
+    set[#set+1], set[#set+2] = 'x', rnow
+  end
+  if #set > 0 then
+    redis.call('HSET', p.meta, unpack(set))
   end
 end
 return out

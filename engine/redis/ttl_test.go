@@ -1,0 +1,87 @@
+package redis
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/herald-hub/herald/internal/redistest"
+)
+
+// commandCalls is how many times Redis ran cmd (inside scripts too) since
+// its statistics were last reset.
+func commandCalls(t *testing.T, e *Engine, cmd string) int {
+	t.Helper()
+	s, err := do(t, e, "INFO", "commandstats").ToString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(s) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":calls="); ok {
+			n, _ := strconv.Atoi(v[:strings.IndexByte(v, ',')])
+			return n
+		}
+	}
+	return 0
+}
+
+// After every append a topic's keys live at least their TTL (MaxAge for the
+// stream, MetaTTL for the meta hash), though an append renews them only once
+// a sixteenth of the TTL has passed since they were last set.
+func TestKeysOutliveTheirTTLAfterEveryAppend(t *testing.T) {
+	r := redistest.Start(t)
+	opt := testOptions(t, r.URL())
+	opt.MaxAge, opt.MetaTTL = 16*time.Second, 32*time.Second // renewed after 1 s
+	e := mustOpen(t, opt)
+	ttl := func(key string) time.Duration {
+		ms, err := do(t, e, "PTTL", key).AsInt64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return time.Duration(ms) * time.Millisecond
+	}
+	appendOK(t, e, ev("u", "", "0")) // the topic exists; count from here
+	do(t, e, "CONFIG", "RESETSTAT")
+	start := time.Now()
+	const appends = 40
+	for i := range appends {
+		before := time.Now()
+		appendOK(t, e, ev("u", "", strconv.Itoa(i+1)))
+		since := time.Since(before)
+		if got := ttl(e.key("u") + "l"); got < opt.MaxAge-since-50*time.Millisecond {
+			t.Fatalf("append %d: the stream expires in %v, want at least %v", i, got, opt.MaxAge)
+		}
+		if got := ttl(e.key("u") + "m"); got < opt.MetaTTL-since-50*time.Millisecond {
+			t.Fatalf("append %d: the meta hash expires in %v, want at least %v", i, got, opt.MetaTTL)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Renewed at most once per second that passed, two keys each time.
+	elapsed := time.Since(start)
+	if n, most := commandCalls(t, e, "pexpire"), 2*(int(elapsed/time.Second)+1); n > most {
+		t.Fatalf("%d PEXPIRE over %d appends in %v, want at most %d", n, appends, elapsed.Round(time.Millisecond), most)
+	}
+}
+
+// The age trim reads the stream only once its first entry may have expired,
+// not at every append; a topic written before the trim kept that time (no o
+// field in its meta hash) is read once, then not again.
+func TestAgeTrimReadsTheStreamOnlyWhenItsFirstEntryMayHaveExpired(t *testing.T) {
+	r := redistest.Start(t)
+	opt := testOptions(t, r.URL())
+	opt.MaxAge = time.Hour
+	e := mustOpen(t, opt)
+	appendOK(t, e, ev("a", "", "0"))
+	do(t, e, "HDEL", e.key("a")+"m", "o", "x") // as the script before these fields left it
+	do(t, e, "CONFIG", "RESETSTAT")
+	for i := range 20 {
+		appendOK(t, e, ev("a", "", strconv.Itoa(i+1)))
+	}
+	if n := commandCalls(t, e, "xrange"); n != 1 {
+		t.Fatalf("%d XRANGE over 20 appends, want 1 (the first, which had no o)", n)
+	}
+	if n := commandCalls(t, e, "pexpire"); n != 2 {
+		t.Fatalf("%d PEXPIRE over 20 appends, want 2 (the first, which had no x)", n)
+	}
+}
