@@ -1,6 +1,7 @@
 -- Herald append: every event of one Engine.Append call, all topics, in one
 -- atomic script. Validation happened in Go; this script reads everything it
--- needs before it writes anything, so an error leaves Redis untouched.
+-- needs before it writes anything, so an error leaves Redis untouched (a
+-- call of one topic lets its first XADD check its stream, below).
 --
 -- KEYS: per topic, its meta hash and its stream: KEYS[2i-1], KEYS[2i].
 -- ARGV: now (unix ms), maxlen (0: none), maxage (ms, 0: none), metattl (ms),
@@ -20,6 +21,10 @@ local now, maxlen, maxage = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[
 local metattl, window, newepoch = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local ntopics = tonumber(ARGV[7])
 
+local function ahead(log, head)
+  return redis.error_reply('HERALD stream ' .. log .. ' is ahead of its head ' .. head)
+end
+
 -- Phase 1: read.
 local plan = {}
 local a = 8
@@ -30,10 +35,12 @@ for i = 1, ntopics do
   local m = redis.call('HMGET', meta, 'e', 's', 'x', 'o')
   p.epoch, p.head = m[1], tonumber(m[2] or '0') or 0
   p.x, p.o = tonumber(m[3] or ''), tonumber(m[4] or '')
-  if p.epoch then
+  -- A call of one topic skips this read: its first write is its first XADD,
+  -- which Redis refuses on such a stream, so the call still fails whole.
+  if p.epoch and ntopics > 1 then
     local last = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
     if #last > 0 and tonumber(string.match(last[1][1], '^(%d+)')) > p.head then
-      return redis.error_reply('HERALD stream ' .. log .. ' is ahead of its head ' .. p.head)
+      return ahead(log, p.head)
     end
   end
   p.rbase = string.sub(meta, 1, -2) .. 'r:'
@@ -77,10 +84,17 @@ for i = 1, ntopics do
     else
       off = off + 1
       added = added + 1
+      local r
       if maxlen > 0 then
-        redis.call('XADD', p.log, 'MAXLEN', '~', maxlen, off .. '-0', 't', now, 'y', typ, 'd', data)
+        r = redis.pcall('XADD', p.log, 'MAXLEN', '~', ARGV[2], off .. '-0', 't', ARGV[1], 'y', typ, 'd', data)
       else
-        redis.call('XADD', p.log, off .. '-0', 't', now, 'y', typ, 'd', data)
+        r = redis.pcall('XADD', p.log, off .. '-0', 't', ARGV[1], 'y', typ, 'd', data)
+      end
+      if type(r) == 'table' and r.err then
+        if added == 1 and string.find(r.err, 'equal or smaller', 1, true) then
+          return ahead(p.log, p.head) -- the call's first write: nothing written
+        end
+        return r
       end
       if id ~= '' then
         seen[id] = off

@@ -183,6 +183,25 @@ func TestInconsistentTopicFailsTheWholeCall(t *testing.T) {
 	}
 }
 
+// A call of one topic does not read the stream before writing: its first
+// XADD finds the inconsistency, and the call still fails with nothing
+// written, idempotency keys included.
+func TestInconsistentTopicFailsACallOfOneTopic(t *testing.T) {
+	e := mustOpen(t, testOptions(t, testURL(t)))
+	appendOK(t, e, ev("bad", "", "1"))
+	do(t, e, "XADD", e.key("bad")+"l", "7-0", "t", "1", "y", "x", "d", "x")
+	_, err := e.Append(ctx(t), []engine.Event{ev("bad", "k1", "2"), ev("bad", "k2", "3")})
+	if !errors.Is(err, engine.ErrUnavailable) || !strings.Contains(err.Error(), "ahead of its head 1") {
+		t.Fatalf("Append over an inconsistent topic: %v, want ErrUnavailable naming the head", err)
+	}
+	if h, err := e.Head(ctx(t), "bad"); err != nil || h.Offset != 1 {
+		t.Fatalf("Head(bad) = %v, %v: the failed call moved the head", h, err)
+	}
+	if n, err := do(t, e, "EXISTS", e.key("bad")+"r:k1").AsInt64(); err != nil || n != 0 {
+		t.Fatalf("the failed call stored an idempotency key (%d, %v)", n, err)
+	}
+}
+
 // Fan-out frames carry any bytes, and batches arrive in order.
 func TestFrameCarriesBinaryData(t *testing.T) {
 	e := mustOpen(t, testOptions(t, testURL(t)))
