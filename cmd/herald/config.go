@@ -150,22 +150,8 @@ var settings = []setting{
 		}
 		return nil
 	}},
-	{"reserved-space", "int", "67108864", "bytes kept in reserve on the data dir's disk: when the disk fills up they take the last write, and publishing pauses (503) until there is room for them twice over (at least 4194304)", func(c *config, v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < minReservedSpace {
-			return fmt.Errorf("want a number of bytes of at least %d (this limit cannot be lifted), got %q", minReservedSpace, v)
-		}
-		c.ReservedSpace = n
-		return nil
-	}},
-	{"store-cache-size", "int", "67108864", "bytes of the embedded store's block cache (local engine, Kafka's replica), filled as tables are read: it holds the metadata of topics and the idempotency keys that appends look up (at least 1048576)", func(c *config, v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < minStoreCacheSize {
-			return fmt.Errorf("want a number of bytes of at least %d (this limit cannot be lifted), got %q", minStoreCacheSize, v)
-		}
-		c.StoreCacheSize = n
-		return nil
-	}},
+	{"reserved-space", "int", "67108864", "bytes kept in reserve on the data dir's disk: when the disk fills up they take the last write, and publishing pauses (503) until there is room for them twice over (at least 4194304)", bytesAtLeastTo(minReservedSpace, func(c *config) *int { return &c.ReservedSpace })},
+	{"store-cache-size", "int", "67108864", "bytes of the embedded store's block cache (local engine, Kafka's replica), filled as tables are read: it holds the metadata of topics and the idempotency keys that appends look up (at least 1048576)", bytesAtLeastTo(minStoreCacheSize, func(c *config) *int { return &c.StoreCacheSize })},
 	{"idempotency-window", "duration", "2m", "how long a publish's idempotency key (Idempotency-Key, or an event's id) keeps a retry from appending again; keys are stored that long (above 0)", positiveDurationTo(func(c *config) *time.Duration { return &c.IdempotencyWindow })},
 	{"fsync-interval", "duration", "0s", "answer a publish once it is written to the log, and fsync the log at most this long after; events still reach streams and history only once fsynced, but a crash loses up to this much acknowledged publishes; at most 1s. Default: every publish is fsynced before it is answered (0: none)", func(c *config, v string) error {
 		if err := durationTo(func(c *config) *time.Duration { return &c.FsyncInterval })(c, v); err != nil {
@@ -348,6 +334,17 @@ const minReservedSpace = 4 << 20
 // minStoreCacheSize keeps a few blocks of each table in memory; below it the
 // store would read the disk for most lookups.
 const minStoreCacheSize = 1 << 20
+
+func bytesAtLeastTo(least int, field func(*config) *int) func(*config, string) error {
+	return func(c *config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < least {
+			return fmt.Errorf("want a number of bytes of at least %d (this limit cannot be lifted), got %q", least, v)
+		}
+		*field(c) = n
+		return nil
+	}
+}
 
 func positiveIntTo(field func(*config) *int) func(*config, string) error {
 	return func(c *config, v string) error {

@@ -242,6 +242,13 @@ func TestZeroLiftsALimitOrIsRefused(t *testing.T) {
 	if d, _ := loadConfig(nil, none, io.Discard); d.IdempotencyWindow != local.DefaultIdempotencyWindow {
 		t.Fatalf("idempotency-window default %v, want %v", d.IdempotencyWindow, local.DefaultIdempotencyWindow)
 	}
+	// The store's cache: its default is the engine's, and below 1 MiB is refused.
+	if d, _ := loadConfig(nil, none, io.Discard); d.StoreCacheSize != local.DefaultCacheSize {
+		t.Fatalf("store-cache-size default %d, want %d", d.StoreCacheSize, local.DefaultCacheSize)
+	}
+	if _, err := loadConfig([]string{"-store-cache-size", "1048575"}, none, io.Discard); err == nil || !strings.Contains(err.Error(), "at least 1048576") {
+		t.Fatalf("store-cache-size 1048575: %v, want refused", err)
+	}
 	c, err := loadConfig([]string{"-retention-age", "0"}, none, io.Discard)
 	if err != nil || c.RetentionAge != local.NoAgeLimit {
 		t.Fatalf("retention-age 0: %v %v, want local.NoAgeLimit", c.RetentionAge, err)
