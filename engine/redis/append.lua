@@ -10,13 +10,16 @@
 -- Returns per topic: epoch, then one offset per event (a retried ID gives the
 -- offset its first append got).
 --
--- Besides e (epoch) and s (head), the meta hash keeps two fields that spare
--- most appends three commands: x, when the keys' TTLs were last set, by
--- Redis's clock (they are set a sixteenth longer than asked and renewed once
--- a sixteenth has passed, so a key always outlives its TTL after the last
--- append), and o, the time of the stream's first entry or earlier (the age
--- trim reads the stream only once o has expired; o may lag behind the
--- stream's real first entry, never run ahead of it).
+-- Besides e (epoch) and s (head), the meta hash keeps fields that spare most
+-- appends three commands. x and y are the stream's and the meta hash's
+-- expiry deadlines, by Redis's clock, as an append last set them: a TTL is
+-- set a sixteenth longer than asked and renewed only once the key would no
+-- longer outlive its TTL from now, so after every append each key lives at
+-- least its TTL, and a TTL raised by a new setting is applied at once. o is
+-- the time of the stream's first entry or earlier: the age trim reads the
+-- stream only once o has expired (o can lag behind the first entry, and run
+-- ahead of it only by the skew between the nodes' clocks, which delays a
+-- trim by that much).
 local now, maxlen, maxage = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local metattl, window, newepoch = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local ntopics = tonumber(ARGV[7])
@@ -32,9 +35,9 @@ for i = 1, ntopics do
   local meta, log = KEYS[2*i-1], KEYS[2*i]
   local p = {meta = meta, log = log, chan = ARGV[a], n = tonumber(ARGV[a+1]), at = a + 2}
   a = a + 2 + 3 * p.n
-  local m = redis.call('HMGET', meta, 'e', 's', 'x', 'o')
+  local m = redis.call('HMGET', meta, 'e', 's', 'x', 'y', 'o')
   p.epoch, p.head = m[1], tonumber(m[2] or '0') or 0
-  p.x, p.o = tonumber(m[3] or ''), tonumber(m[4] or '')
+  p.x, p.y, p.o = tonumber(m[3] or ''), tonumber(m[4] or ''), tonumber(m[5] or '')
   -- A call of one topic skips this read: its first write is its first XADD,
   -- which Redis refuses on such a stream, so the call still fails whole.
   if p.epoch and ntopics > 1 then
@@ -50,14 +53,14 @@ end
 -- Phase 2: write.
 local logttl = metattl
 if maxage > 0 and maxage < metattl then logttl = maxage end
-local slack = math.floor(logttl / 16)
+local logfor, metafor = logttl + math.floor(logttl / 16), metattl + math.floor(metattl / 16)
 local clock = redis.call('TIME')
 local rnow = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local out = {}
 for i = 1, ntopics do
   local p = plan[i]
   if not p.epoch then
-    p.epoch, p.head, p.x, p.o, p.newo = newepoch, 0, nil, now, true
+    p.epoch, p.head, p.x, p.y, p.o, p.newo = newepoch, 0, nil, nil, now, true
     redis.call('DEL', p.log) -- an orphaned stream of a lost epoch
     redis.call('HSET', p.meta, 'e', newepoch, 's', 0)
   end
@@ -131,10 +134,16 @@ for i = 1, ntopics do
       end
     end
   end
-  if not p.x or rnow - p.x >= slack or rnow < p.x then
-    redis.call('PEXPIRE', p.meta, metattl + math.floor(metattl / 16))
-    redis.call('PEXPIRE', p.log, logttl + slack)
-    set[#set+1], set[#set+2] = 'x', rnow
+  if not p.y or rnow + metattl > p.y then
+    redis.call('PEXPIRE', p.meta, metafor)
+    set[#set+1], set[#set+2] = 'y', rnow + metafor
+  end
+  -- A stream that does not exist (expired, all its events retries) gets
+  -- no deadline: the XADD that makes it again renews its TTL. (A stream
+  -- deleted behind Herald's back and made again before its deadline is due
+  -- has no TTL until an append after the deadline.)
+  if (not p.x or rnow + logttl > p.x) and redis.call('PEXPIRE', p.log, logfor) == 1 then
+    set[#set+1], set[#set+2] = 'x', rnow + logfor
   end
   if #set > 0 then
     redis.call('HSET', p.meta, unpack(set))

@@ -11,8 +11,10 @@
 // pipelined):
 //
 //	key                          type     contents                                   TTL
-//	<prefix>{<topic>}:m          hash     e: epoch (13 random chars), s: head offset  meta-ttl (30 days), refreshed by Append and Head
-//	<prefix>{<topic>}:l          stream   entry ID <offset>-0, fields t (unix ms),   MaxAge (or meta-ttl), refreshed by Append
+//	<prefix>{<topic>}:m          hash     e: epoch (13 random chars), s: head offset, meta-ttl (30 days) + 1/16, renewed by Append when due and by Head
+//	                                      x, y: the stream's and the hash's expiry
+//	                                      deadlines, o: first entry's time or earlier
+//	<prefix>{<topic>}:l          stream   entry ID <offset>-0, fields t (unix ms),   MaxAge (or meta-ttl) + 1/16, renewed by Append when due
 //	                                      y (type), d (data)
 //	<prefix>{<topic>}:r:<id>     string   "<epoch> <offset>" of an Event.ID           the idempotency window (2 minutes)
 //	<prefix>{<topic>}:c          channel  a binary frame per Append and topic         -
@@ -22,14 +24,16 @@
 // script (EVALSHA, EVAL on NOSCRIPT) for every event of every topic of the
 // call: a call across topics is atomic. The script reads all it needs before
 // it writes anything (it refuses a topic whose stream is ahead of its head,
-// keys changed behind Herald's back, and then writes nothing). Per topic it
+// keys changed behind Herald's back, and then writes nothing; in a call of
+// one topic the first XADD is that check). Per topic it
 // takes the epoch from the meta hash, or creates it from a random epoch the
 // caller passes, deleting a stream orphaned by a lost meta; gives dense
 // offsets from the head s (Prev = Offset-1); checks and writes the
 // idempotency keys (a retry returns the first position and appends nothing,
 // within the call too); XADDs with MAXLEN ~ MaxLen; PUBLISHes one frame on
-// the topic's channel; refreshes the TTLs; and trims at most 100 expired
-// entries from the front. Event times come from the engine's clock (an
+// the topic's channel; renews the TTLs when their deadlines in the meta hash
+// are due; and, when the first entry's time says some may have expired,
+// trims at most 100 expired entries from the front (see append.lua). Event times come from the engine's clock (an
 // ARGV), so tests can drive retention by age.
 //
 // Read and Head are scripts too. Retention is applied logically on the

@@ -6,6 +6,10 @@ if not m[1] then
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'e', ARGV[1], 's', 0)
   m = {ARGV[1], '0'}
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+else
+  -- Never shorter: Append sets a sixteenth more and skips renewing while
+  -- the deadline it wrote (y) is far enough.
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]), 'GT')
 end
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
 return {m[1], tonumber(m[2] or '0') or 0}

@@ -73,7 +73,7 @@ func TestAgeTrimReadsTheStreamOnlyWhenItsFirstEntryMayHaveExpired(t *testing.T) 
 	opt.MaxAge = time.Hour
 	e := mustOpen(t, opt)
 	appendOK(t, e, ev("a", "", "0"))
-	do(t, e, "HDEL", e.key("a")+"m", "o", "x") // as the script before these fields left it
+	do(t, e, "HDEL", e.key("a")+"m", "o", "x", "y") // as the script before these fields left it
 	do(t, e, "CONFIG", "RESETSTAT")
 	for i := range 20 {
 		appendOK(t, e, ev("a", "", strconv.Itoa(i+1)))
@@ -82,6 +82,66 @@ func TestAgeTrimReadsTheStreamOnlyWhenItsFirstEntryMayHaveExpired(t *testing.T) 
 		t.Fatalf("%d XRANGE over 20 appends, want 1 (the first, which had no o)", n)
 	}
 	if n := commandCalls(t, e, "pexpire"); n != 2 {
-		t.Fatalf("%d PEXPIRE over 20 appends, want 2 (the first, which had no x)", n)
+		t.Fatalf("%d PEXPIRE over 20 appends, want 2 (the first, which had no deadlines)", n)
+	}
+}
+
+// A stream that expired while its topic's meta hash lived, and that an
+// append then makes again, gets its TTL, even when an append of retries
+// alone (nothing added) came between.
+func TestAStreamMadeAgainGetsItsTTL(t *testing.T) {
+	r := redistest.Start(t)
+	opt := testOptions(t, r.URL())
+	opt.MaxAge, opt.IdempotencyWindow = 1600*time.Millisecond, 10*time.Second
+	e := mustOpen(t, opt)
+	appendOK(t, e, ev("u", "k1", "1"))
+	deadline := time.Now().Add(5 * time.Second)
+	for n, _ := do(t, e, "EXISTS", e.key("u")+"l").AsInt64(); n == 1; n, _ = do(t, e, "EXISTS", e.key("u")+"l").AsInt64() {
+		if time.Now().After(deadline) {
+			t.Fatal("the stream did not expire")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	appendOK(t, e, ev("u", "k1", "1")) // a retry: nothing added
+	appendOK(t, e, ev("u", "", "2"))
+	if ms, err := do(t, e, "PTTL", e.key("u")+"l").AsInt64(); err != nil || ms <= 0 {
+		t.Fatalf("the stream made again expires in %d ms (%v), want its TTL", ms, err)
+	}
+}
+
+// A longer retention applies to a topic's next append, not once the keys'
+// old TTLs would have been renewed.
+func TestALongerRetentionAppliesAtTheNextAppend(t *testing.T) {
+	r := redistest.Start(t)
+	opt := testOptions(t, r.URL())
+	opt.MaxAge, opt.MetaTTL = 1600*time.Millisecond, 64*time.Second
+	e := mustOpen(t, opt)
+	appendOK(t, e, ev("u", "", "1"))
+	e.Close()
+	opt.MaxAge = -1 // no age limit: the stream lives as long as the meta hash
+	e = mustOpen(t, opt)
+	appendOK(t, e, ev("u", "", "2"))
+	if ms, err := do(t, e, "PTTL", e.key("u")+"l").AsInt64(); err != nil || time.Duration(ms)*time.Millisecond < opt.MetaTTL-time.Second {
+		t.Fatalf("the stream expires in %d ms (%v), want at least %v", ms, err, opt.MetaTTL)
+	}
+}
+
+// Head renews the meta hash's TTL but never shortens it below what an
+// append set, which the next append counts on.
+func TestHeadNeverShortensTheMetaTTL(t *testing.T) {
+	r := redistest.Start(t)
+	opt := testOptions(t, r.URL())
+	opt.MaxAge, opt.MetaTTL = 16*time.Second, 16*time.Second
+	e := mustOpen(t, opt)
+	appendOK(t, e, ev("u", "", "1"))
+	if _, err := e.Head(ctx(t), "u"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	before := time.Now()
+	appendOK(t, e, ev("u", "", "2"))
+	since := time.Since(before)
+	if ms, err := do(t, e, "PTTL", e.key("u")+"m").AsInt64(); err != nil || time.Duration(ms)*time.Millisecond < opt.MetaTTL-since-50*time.Millisecond {
+		t.Fatalf("the meta hash expires in %d ms (%v) after an append, want at least %v", ms, err, opt.MetaTTL)
 	}
 }
