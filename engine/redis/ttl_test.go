@@ -26,21 +26,32 @@ func commandCalls(t *testing.T, e *Engine, cmd string) int {
 	return 0
 }
 
+// openPrivate opens the engine on a redis-server of the test's own, whose
+// statistics no other test moves, with opt changed by set.
+func openPrivate(t *testing.T, set func(*Options)) (*Engine, Options) {
+	t.Helper()
+	opt := testOptions(t, redistest.Start(t).URL())
+	set(&opt)
+	return mustOpen(t, opt), opt
+}
+
+// pttl is how long key has to live.
+func pttl(t *testing.T, e *Engine, key string) time.Duration {
+	t.Helper()
+	ms, err := do(t, e, "PTTL", key).AsInt64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
 // After every append a topic's keys live at least their TTL (MaxAge for the
 // stream, MetaTTL for the meta hash), though an append renews them only once
 // a sixteenth of the TTL has passed since they were last set.
 func TestKeysOutliveTheirTTLAfterEveryAppend(t *testing.T) {
-	r := redistest.Start(t)
-	opt := testOptions(t, r.URL())
-	opt.MaxAge, opt.MetaTTL = 16*time.Second, 32*time.Second // renewed after 1 s
-	e := mustOpen(t, opt)
-	ttl := func(key string) time.Duration {
-		ms, err := do(t, e, "PTTL", key).AsInt64()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return time.Duration(ms) * time.Millisecond
-	}
+	e, opt := openPrivate(t, func(o *Options) {
+		o.MaxAge, o.MetaTTL = 16*time.Second, 32*time.Second // renewed after 1 s
+	})
 	appendOK(t, e, ev("u", "", "0")) // the topic exists; count from here
 	do(t, e, "CONFIG", "RESETSTAT")
 	start := time.Now()
@@ -49,10 +60,10 @@ func TestKeysOutliveTheirTTLAfterEveryAppend(t *testing.T) {
 		before := time.Now()
 		appendOK(t, e, ev("u", "", strconv.Itoa(i+1)))
 		since := time.Since(before)
-		if got := ttl(e.key("u") + "l"); got < opt.MaxAge-since-50*time.Millisecond {
+		if got := pttl(t, e, e.key("u")+"l"); got < opt.MaxAge-since-50*time.Millisecond {
 			t.Fatalf("append %d: the stream expires in %v, want at least %v", i, got, opt.MaxAge)
 		}
-		if got := ttl(e.key("u") + "m"); got < opt.MetaTTL-since-50*time.Millisecond {
+		if got := pttl(t, e, e.key("u")+"m"); got < opt.MetaTTL-since-50*time.Millisecond {
 			t.Fatalf("append %d: the meta hash expires in %v, want at least %v", i, got, opt.MetaTTL)
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -68,10 +79,7 @@ func TestKeysOutliveTheirTTLAfterEveryAppend(t *testing.T) {
 // not at every append; a topic written before the trim kept that time (no o
 // field in its meta hash) is read once, then not again.
 func TestAgeTrimReadsTheStreamOnlyWhenItsFirstEntryMayHaveExpired(t *testing.T) {
-	r := redistest.Start(t)
-	opt := testOptions(t, r.URL())
-	opt.MaxAge = time.Hour
-	e := mustOpen(t, opt)
+	e, _ := openPrivate(t, func(o *Options) { o.MaxAge = time.Hour })
 	appendOK(t, e, ev("a", "", "0"))
 	do(t, e, "HDEL", e.key("a")+"m", "o", "x", "y") // as the script before these fields left it
 	do(t, e, "CONFIG", "RESETSTAT")
@@ -90,10 +98,7 @@ func TestAgeTrimReadsTheStreamOnlyWhenItsFirstEntryMayHaveExpired(t *testing.T) 
 // append then makes again, gets its TTL, even when an append of retries
 // alone (nothing added) came between.
 func TestAStreamMadeAgainGetsItsTTL(t *testing.T) {
-	r := redistest.Start(t)
-	opt := testOptions(t, r.URL())
-	opt.MaxAge, opt.IdempotencyWindow = 1600*time.Millisecond, 10*time.Second
-	e := mustOpen(t, opt)
+	e, _ := openPrivate(t, func(o *Options) { o.MaxAge, o.IdempotencyWindow = 1600*time.Millisecond, 10*time.Second })
 	appendOK(t, e, ev("u", "k1", "1"))
 	deadline := time.Now().Add(5 * time.Second)
 	for n, _ := do(t, e, "EXISTS", e.key("u")+"l").AsInt64(); n == 1; n, _ = do(t, e, "EXISTS", e.key("u")+"l").AsInt64() {
@@ -104,35 +109,29 @@ func TestAStreamMadeAgainGetsItsTTL(t *testing.T) {
 	}
 	appendOK(t, e, ev("u", "k1", "1")) // a retry: nothing added
 	appendOK(t, e, ev("u", "", "2"))
-	if ms, err := do(t, e, "PTTL", e.key("u")+"l").AsInt64(); err != nil || ms <= 0 {
-		t.Fatalf("the stream made again expires in %d ms (%v), want its TTL", ms, err)
+	if d := pttl(t, e, e.key("u")+"l"); d <= 0 {
+		t.Fatalf("the stream made again expires in %v, want its TTL", d)
 	}
 }
 
 // A longer retention applies to a topic's next append, not once the keys'
 // old TTLs would have been renewed.
 func TestALongerRetentionAppliesAtTheNextAppend(t *testing.T) {
-	r := redistest.Start(t)
-	opt := testOptions(t, r.URL())
-	opt.MaxAge, opt.MetaTTL = 1600*time.Millisecond, 64*time.Second
-	e := mustOpen(t, opt)
+	e, opt := openPrivate(t, func(o *Options) { o.MaxAge, o.MetaTTL = 1600*time.Millisecond, 64*time.Second })
 	appendOK(t, e, ev("u", "", "1"))
 	e.Close()
 	opt.MaxAge = -1 // no age limit: the stream lives as long as the meta hash
 	e = mustOpen(t, opt)
 	appendOK(t, e, ev("u", "", "2"))
-	if ms, err := do(t, e, "PTTL", e.key("u")+"l").AsInt64(); err != nil || time.Duration(ms)*time.Millisecond < opt.MetaTTL-time.Second {
-		t.Fatalf("the stream expires in %d ms (%v), want at least %v", ms, err, opt.MetaTTL)
+	if d := pttl(t, e, e.key("u")+"l"); d < opt.MetaTTL-time.Second {
+		t.Fatalf("the stream expires in %v, want at least %v", d, opt.MetaTTL)
 	}
 }
 
 // Head renews the meta hash's TTL but never shortens it below what an
 // append set, which the next append counts on.
 func TestHeadNeverShortensTheMetaTTL(t *testing.T) {
-	r := redistest.Start(t)
-	opt := testOptions(t, r.URL())
-	opt.MaxAge, opt.MetaTTL = 16*time.Second, 16*time.Second
-	e := mustOpen(t, opt)
+	e, opt := openPrivate(t, func(o *Options) { o.MaxAge, o.MetaTTL = 16*time.Second, 16*time.Second })
 	appendOK(t, e, ev("u", "", "1"))
 	if _, err := e.Head(ctx(t), "u"); err != nil {
 		t.Fatal(err)
@@ -141,7 +140,7 @@ func TestHeadNeverShortensTheMetaTTL(t *testing.T) {
 	before := time.Now()
 	appendOK(t, e, ev("u", "", "2"))
 	since := time.Since(before)
-	if ms, err := do(t, e, "PTTL", e.key("u")+"m").AsInt64(); err != nil || time.Duration(ms)*time.Millisecond < opt.MetaTTL-since-50*time.Millisecond {
-		t.Fatalf("the meta hash expires in %d ms (%v) after an append, want at least %v", ms, err, opt.MetaTTL)
+	if d := pttl(t, e, e.key("u")+"m"); d < opt.MetaTTL-since-50*time.Millisecond {
+		t.Fatalf("the meta hash expires in %v after an append, want at least %v", d, opt.MetaTTL)
 	}
 }
