@@ -3,17 +3,14 @@
 package clients
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/herald-hub/herald/internal/testenv"
 )
 
 // TestClientLibrariesResume drives native EventSource, event-source-polyfill,
@@ -46,72 +43,5 @@ func TestClientLibrariesResume(t *testing.T) {
 
 	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=tap", "clients.test.js")
 	cmd.Env = append(os.Environ(), "HERALD_BIN="+bin)
-	cmd.WaitDelay = 10 * time.Second // node's children must not keep the pipes open for ever
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	cmd.Stderr = &out
-	runErr := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("node --test did not finish within the time limit\n%s", out.String())
-	}
-
-	results := parseTAP(out.String())
-	if len(results) == 0 {
-		t.Fatalf("node --test reported no tests (%v)\n%s", runErr, out.String())
-	}
-	failed := false
-	for _, r := range results {
-		t.Run(r.name, func(t *testing.T) {
-			switch {
-			case r.directive != "":
-				failed = true
-				t.Errorf("reported as %s: a skipped client test does not count\n%s", r.directive, r.detail)
-			case !r.ok:
-				failed = true
-				t.Errorf("failed\n%s", r.detail)
-			default:
-				for _, l := range strings.Split(r.detail, "\n") {
-					if strings.HasPrefix(l, "# ") {
-						t.Log(strings.TrimPrefix(l, "# ")) // the test's diagnostics
-					}
-				}
-			}
-		})
-	}
-	var exit *exec.ExitError
-	if runErr != nil && (!failed || !errors.As(runErr, &exit)) {
-		t.Fatalf("node --test: %v\n%s", runErr, out.String())
-	}
-}
-
-// result is one top-level test of node's TAP report.
-type result struct {
-	name      string
-	ok        bool
-	directive string // SKIP or TODO
-	detail    string // its YAML block and the diagnostics after it
-}
-
-var tapResult = regexp.MustCompile(`^(not )?ok \d+ - (.*?)(?: # (SKIP|TODO)\b.*)?$`)
-
-// parseTAP reads the top-level results of a TAP 13 report, keeping with each
-// the indented lines and diagnostics that follow it.
-func parseTAP(report string) []result {
-	var rs []result
-	sc := bufio.NewScanner(strings.NewReader(report))
-	for sc.Scan() {
-		line := sc.Text()
-		if m := tapResult.FindStringSubmatch(line); m != nil {
-			rs = append(rs, result{name: m[2], ok: m[1] == "", directive: m[3]})
-			continue
-		}
-		if strings.HasPrefix(line, "1..") {
-			break // the plan; the summary follows
-		}
-		if len(rs) == 0 || strings.HasPrefix(line, "# Subtest:") {
-			continue
-		}
-		rs[len(rs)-1].detail += line + "\n"
-	}
-	return rs
+	testenv.RunNodeTests(ctx, t, cmd, "client")
 }

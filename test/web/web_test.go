@@ -7,10 +7,7 @@
 package web
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,41 +120,7 @@ func TestWebIntegration(t *testing.T) {
 	cmd := exec.CommandContext(ctx, node, "--test", "--test-reporter=tap", "--test-concurrency=1", "integration/")
 	cmd.Dir = webDir
 	cmd.Env = append(os.Environ(), "HERALD_BIN="+bin, "CHROMIUM_PATH="+chromium, "HERALD_SCREENSHOT_DIR="+shots)
-	cmd.WaitDelay = 10 * time.Second // node's children must not keep the pipes open for ever
-	var report bytes.Buffer
-	cmd.Stdout = &report
-	cmd.Stderr = &report
-	runErr := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("node --test did not finish within the time limit\n%s", report.String())
-	}
-	results := parseTAP(report.String())
-	if len(results) == 0 {
-		t.Fatalf("node --test reported no tests (%v)\n%s", runErr, report.String())
-	}
-	failed := false
-	for _, r := range results {
-		t.Run(r.name, func(t *testing.T) {
-			switch {
-			case r.directive != "":
-				failed = true
-				t.Errorf("reported as %s: a skipped web test does not count\n%s", r.directive, r.detail)
-			case !r.ok:
-				failed = true
-				t.Errorf("failed\n%s", r.detail)
-			default:
-				for _, l := range strings.Split(r.detail, "\n") {
-					if strings.HasPrefix(l, "# ") {
-						t.Log(strings.TrimPrefix(l, "# "))
-					}
-				}
-			}
-		})
-	}
-	var exit *exec.ExitError
-	if runErr != nil && (!failed || !errors.As(runErr, &exit)) {
-		t.Fatalf("node --test: %v\n%s", runErr, report.String())
-	}
+	testenv.RunNodeTests(ctx, t, cmd, "web")
 }
 
 // logScreenshots logs the PNG files written to dir since the run started.
@@ -177,38 +140,4 @@ func logScreenshots(t *testing.T, dir string, since time.Time) {
 	}
 	sort.Strings(names)
 	t.Logf("screenshots: %d in %s: %s", len(names), dir, strings.Join(names, ", "))
-}
-
-// result is one top-level test of node's TAP report.
-type result struct {
-	name      string
-	ok        bool
-	directive string // SKIP or TODO
-	detail    string // its YAML block and the diagnostics after it
-}
-
-var tapResult = regexp.MustCompile(`^(not )?ok \d+ - (.*?)(?: # (SKIP|TODO)\b.*)?$`)
-
-// parseTAP reads the top-level results of a TAP 13 report (node --test runs
-// each file as its own top-level tests), keeping with each the indented lines
-// and diagnostics that follow it.
-func parseTAP(report string) []result {
-	var rs []result
-	sc := bufio.NewScanner(strings.NewReader(report))
-	sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		if m := tapResult.FindStringSubmatch(line); m != nil {
-			rs = append(rs, result{name: m[2], ok: m[1] == "", directive: m[3]})
-			continue
-		}
-		if strings.HasPrefix(line, "1..") {
-			break // the plan; the summary follows
-		}
-		if len(rs) == 0 || strings.HasPrefix(line, "# Subtest:") {
-			continue
-		}
-		rs[len(rs)-1].detail += line + "\n"
-	}
-	return rs
 }
