@@ -87,11 +87,21 @@ for i = 1, ntopics do
     else
       off = off + 1
       added = added + 1
-      local r
+      -- The topic's first XADD does not make the stream (NOMKSTREAM): when
+      -- there is none, it is made by a second XADD and gets its TTL below,
+      -- whatever its deadline says.
+      local args = {'XADD', p.log}
+      if added == 1 then args[#args+1] = 'NOMKSTREAM' end
       if maxlen > 0 then
-        r = redis.pcall('XADD', p.log, 'MAXLEN', '~', ARGV[2], off .. '-0', 't', ARGV[1], 'y', typ, 'd', data)
-      else
-        r = redis.pcall('XADD', p.log, off .. '-0', 't', ARGV[1], 'y', typ, 'd', data)
+        args[#args+1], args[#args+2], args[#args+3] = 'MAXLEN', '~', ARGV[2]
+      end
+      local n = #args
+      args[n+1], args[n+2], args[n+3], args[n+4], args[n+5], args[n+6], args[n+7] = off .. '-0', 't', ARGV[1], 'y', typ, 'd', data
+      local r = redis.pcall(unpack(args))
+      if r == false then
+        table.remove(args, 3)
+        r = redis.pcall(unpack(args))
+        p.made = true
       end
       if type(r) == 'table' and r.err then
         if added == 1 and string.find(r.err, 'equal or smaller', 1, true) then
@@ -139,10 +149,8 @@ for i = 1, ntopics do
     set[#set+1], set[#set+2] = 'y', rnow + metafor
   end
   -- A stream that does not exist (expired, all its events retries) gets
-  -- no deadline: the XADD that makes it again renews its TTL. (A stream
-  -- deleted behind Herald's back and made again before its deadline is due
-  -- has no TTL until an append after the deadline.)
-  if (not p.x or rnow + logttl > p.x) and redis.call('PEXPIRE', p.log, logfor) == 1 then
+  -- no deadline; one this call made gets its TTL now.
+  if (p.made or not p.x or rnow + logttl > p.x) and redis.call('PEXPIRE', p.log, logfor) == 1 then
     set[#set+1], set[#set+2] = 'x', rnow + logfor
   end
   if #set > 0 then

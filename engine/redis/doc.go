@@ -32,7 +32,7 @@
 // idempotency keys (a retry returns the first position and appends nothing,
 // within the call too); XADDs with MAXLEN ~ MaxLen; PUBLISHes one frame on
 // the topic's channel; renews the TTLs when their deadlines in the meta hash
-// are due; and, when the first entry's time says some may have expired,
+// are due, or the call made the stream (its first XADD is NOMKSTREAM); and, when the first entry's time says some may have expired,
 // trims at most 100 expired entries from the front (see append.lua). Event times come from the engine's clock (an
 // ARGV), so tests can drive retention by age.
 //

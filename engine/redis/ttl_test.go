@@ -144,3 +144,15 @@ func TestHeadNeverShortensTheMetaTTL(t *testing.T) {
 		t.Fatalf("the meta hash expires in %v after an append, want at least %v", d, opt.MetaTTL)
 	}
 }
+
+// A stream deleted behind Herald's back and made again by the next append
+// gets its TTL at once, though its deadline in the meta hash is not due.
+func TestAStreamDeletedAndMadeAgainGetsItsTTL(t *testing.T) {
+	e, _ := openPrivate(t, func(o *Options) { o.MaxAge = time.Hour })
+	appendOK(t, e, ev("u", "", "1"))
+	do(t, e, "DEL", e.key("u")+"l")
+	appendOK(t, e, ev("u", "", "2"))
+	if d := pttl(t, e, e.key("u")+"l"); d <= 0 {
+		t.Fatalf("the stream made again expires in %v, want its TTL", d)
+	}
+}
