@@ -18,6 +18,20 @@ export class HeraldError extends Error {
     super(message);
     this.name = 'HeraldError';
   }
+
+  /** The error a refused request answered: Herald's JSON error, or the status alone (a proxy's page). */
+  static async fromResponse(resp: Response): Promise<HeraldError> {
+    let code = 'http_' + resp.status;
+    let message = resp.statusText || code;
+    try {
+      const body = (await resp.json()) as { error?: { code?: string; message?: string } };
+      if (body?.error?.code) code = body.error.code;
+      if (body?.error?.message) message = body.error.message;
+    } catch {
+      // not Herald's JSON: keep the status
+    }
+    return new HeraldError(resp.status, code, message);
+  }
 }
 
 export interface ConnectionOptions {
@@ -58,19 +72,6 @@ type Outcome =
   | { kind: 'unauthorized'; error: HeraldError }
   | { kind: 'fatal'; error: HeraldError }
   | { kind: 'unsupported' }; // the body is not a stream: fall back to EventSource
-
-async function readError(resp: Response): Promise<HeraldError> {
-  let code = 'http_' + resp.status;
-  let message = resp.statusText || code;
-  try {
-    const body = (await resp.json()) as { error?: { code?: string; message?: string } };
-    if (body?.error?.code) code = body.error.code;
-    if (body?.error?.message) message = body.error.message;
-  } catch {
-    // not Herald's JSON (a proxy's page): keep the status
-  }
-  return new HeraldError(resp.status, code, message);
-}
 
 function retryAfter(resp: Response): number | undefined {
   const v = resp.headers.get('retry-after');
@@ -280,7 +281,7 @@ export class Connection {
     }
     arm();
     if (resp.status !== 200) {
-      const error = await readError(resp);
+      const error = await HeraldError.fromResponse(resp);
       if (resp.status === 401) return error.code === 'token_expired' ? { kind: 'expired' } : { kind: 'unauthorized', error };
       if (resp.status === 400 || resp.status === 403 || resp.status === 404) return { kind: 'fatal', error };
       return { kind: 'dropped', error, floor: retryAfter(resp) };

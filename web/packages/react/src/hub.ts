@@ -26,19 +26,6 @@ export interface RequestOptions {
   signal?: AbortSignal;
 }
 
-async function readError(resp: Response): Promise<HeraldError> {
-  let code = 'http_' + resp.status;
-  let message = resp.statusText || code;
-  try {
-    const body = (await resp.json()) as { error?: { code?: string; message?: string } };
-    if (body?.error?.code) code = body.error.code;
-    if (body?.error?.message) message = body.error.message;
-  } catch {
-    // not Herald's JSON (a proxy's page): keep the status
-  }
-  return new HeraldError(resp.status, code, message);
-}
-
 const sameTopics = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((t, i) => t === b[i]);
 
 export class Hub {
@@ -273,7 +260,7 @@ export class Hub {
         const text = await resp.text();
         return (text ? JSON.parse(text) : undefined) as T;
       }
-      const err = await readError(resp);
+      const err = await HeraldError.fromResponse(resp);
       // As the stream does: a 401 gets one retry with a fresh token.
       if (err.status === 401 && attempt === 0 && this.opts.getToken) continue;
       throw err;
