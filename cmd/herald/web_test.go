@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/herald-hub/herald/client"
+	"github.com/herald-hub/herald/internal/testenv"
 )
 
 // herald serve -demo serves the demo at /, mints demo tokens that open the
@@ -61,11 +62,11 @@ func TestServeDemo(t *testing.T) {
 	alice := client.Dial(context.Background(), client.Config{URL: p.url("/v1/events?topic=users/alice&topic=presence/rooms/lobby&topic=rooms/lobby"), Header: auth})
 	defer alice.Close()
 	// Presence events are on: alice's own join to rooms/lobby is announced.
-	waitForEvent(t, alice, "join")
+	testenv.NextOfType(t, alice, "join")
 
 	admin := client.Dial(context.Background(), client.Config{URL: p.url("/v1/events?topic=herald/stats"), Header: http.Header{"Authorization": {"Bearer " + processKey}}})
 	defer admin.Close()
-	ev := waitForEvent(t, admin, "stats")
+	ev := testenv.NextOfType(t, admin, "stats")
 	var st struct {
 		Node    string `json:"node"`
 		Streams int    `json:"streams"`
@@ -116,25 +117,6 @@ func TestServeWithoutDemo(t *testing.T) {
 	case ev := <-admin.Events():
 		t.Fatalf("stats with -admin-stats-interval 0: %s %s", ev.Type, ev.Data)
 	case <-time.After(500 * time.Millisecond):
-	}
-}
-
-// waitForEvent reads s until an event of type typ, for 10s at most.
-func waitForEvent(t *testing.T, s *client.Stream, typ string) client.Event {
-	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case ev, ok := <-s.Events():
-			if !ok {
-				t.Fatalf("stream stopped: %v", s.Err())
-			}
-			if ev.Type == typ {
-				return ev
-			}
-		case <-deadline:
-			t.Fatalf("no %s event within 10s", typ)
-		}
 	}
 }
 

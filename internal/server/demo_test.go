@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/herald-hub/herald/auth"
+	"github.com/herald-hub/herald/internal/testenv"
 	"github.com/herald-hub/herald/internal/webui"
 )
 
@@ -46,7 +47,7 @@ func TestDemoTokens(t *testing.T) {
 	eventually(t, "alice's stream", func() bool { return own.LastEventID() != "" })
 	// Presence events are on with the demo: bob joining rooms/x shows.
 	n.dialAs(bob.Token, "rooms/x")
-	for ev := nextOfType(t, own, "join"); !strings.Contains(ev.Data, `"user":"bob"`); ev = nextOfType(t, own, "join") {
+	for ev := testenv.NextOfType(t, own, "join"); !strings.Contains(ev.Data, `"user":"bob"`); ev = testenv.NextOfType(t, own, "join") {
 		if !strings.Contains(ev.Data, `"user":"alice"`) {
 			t.Fatalf("join %s", ev.Data)
 		}
@@ -54,11 +55,11 @@ func TestDemoTokens(t *testing.T) {
 	if code, raw := n.call("POST", "/v1/publish", alice.Token, `{"topic":"rooms/x","type":"chat","data":"hi"}`); code != http.StatusOK {
 		t.Fatalf("publish to rooms/x: %d %s", code, raw)
 	}
-	if ev := nextOfType(t, own, "chat"); ev.Data != "hi" {
+	if ev := testenv.NextOfType(t, own, "chat"); ev.Data != "hi" {
 		t.Fatalf("chat %q", ev.Data)
 	}
 	n.send(bob.Token, `{"to":["alice"],"type":"hello","title":"Hi alice"}`)
-	if ev := nextOfType(t, own, "notification"); !strings.Contains(ev.Data, "Hi alice") {
+	if ev := testenv.NextOfType(t, own, "notification"); !strings.Contains(ev.Data, "Hi alice") {
 		t.Fatalf("notification %s", ev.Data)
 	}
 	if l := n.list(alice.Token, ""); len(l.Notifications) != 1 || l.UnreadCount != 1 {

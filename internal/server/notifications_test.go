@@ -15,6 +15,7 @@ import (
 	"github.com/herald-hub/herald/engine/redis"
 	"github.com/herald-hub/herald/inbox"
 	"github.com/herald-hub/herald/internal/redistest"
+	"github.com/herald-hub/herald/internal/testenv"
 )
 
 func openInbox(t *testing.T) inbox.Store {
@@ -73,25 +74,6 @@ func (n *testNode) list(cred, query string) listAnswer {
 	return a
 }
 
-// nextOfType waits for the next event of s of type typ, skipping others.
-func nextOfType(t *testing.T, s *client.Stream, typ string) client.Event {
-	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case ev, ok := <-s.Events():
-			if !ok {
-				t.Fatalf("stream stopped: %v", s.Err())
-			}
-			if ev.Type == typ {
-				return ev
-			}
-		case <-deadline:
-			t.Fatalf("no %s event within 10s", typ)
-		}
-	}
-}
-
 func TestInboxSendListReadDelete(t *testing.T) {
 	n := newTestNode(t, nodeOptions{server: Config{Tokens: verifier(t, auth.Options{}), Inbox: openInbox(t)}})
 	alice := token(t, "alice", nil, nil)
@@ -106,7 +88,7 @@ func TestInboxSendListReadDelete(t *testing.T) {
 		t.Fatalf("sent %+v", sent)
 	}
 	id := sent.Notifications[0].ID
-	ev := nextOfType(t, tab1, "notification")
+	ev := testenv.NextOfType(t, tab1, "notification")
 	var pushed inbox.JSON
 	if err := json.Unmarshal([]byte(ev.Data), &pushed); err != nil || pushed.ID != id || pushed.Title != "Shipped" || string(pushed.Data) != `{"order":7}` || pushed.Read != nil {
 		t.Fatalf("pushed %s (%v)", ev.Data, err)
@@ -121,7 +103,7 @@ func TestInboxSendListReadDelete(t *testing.T) {
 		t.Fatalf("read: %d %s", code, raw)
 	}
 	for _, s := range []*client.Stream{tab1, tab2} {
-		ev := nextOfType(t, s, "notification.read")
+		ev := testenv.NextOfType(t, s, "notification.read")
 		if ev.Data != `{"ids":["`+id+`"]}` {
 			t.Fatalf("notification.read %s", ev.Data)
 		}
@@ -133,13 +115,13 @@ func TestInboxSendListReadDelete(t *testing.T) {
 	if code, raw := n.call("POST", "/v1/notifications/read-all", alice, ""); code != http.StatusOK || strings.TrimSpace(string(raw)) != `{"marked":1}` {
 		t.Fatalf("read-all: %d %s", code, raw)
 	}
-	if ev := nextOfType(t, tab2, "notification.read"); ev.Data != `{"all":true}` {
+	if ev := testenv.NextOfType(t, tab2, "notification.read"); ev.Data != `{"all":true}` {
 		t.Fatalf("read-all pushed %s", ev.Data)
 	}
 	if code, raw := n.call("DELETE", "/v1/notifications/"+id, alice, ""); code != http.StatusNoContent {
 		t.Fatalf("delete: %d %s", code, raw)
 	}
-	if ev := nextOfType(t, tab1, "notification.deleted"); ev.Data != `{"id":"`+id+`"}` {
+	if ev := testenv.NextOfType(t, tab1, "notification.deleted"); ev.Data != `{"id":"`+id+`"}` {
 		t.Fatalf("deleted pushed %s", ev.Data)
 	}
 	if code, _ := n.call("DELETE", "/v1/notifications/"+id, alice, ""); code != http.StatusNotFound {
@@ -245,14 +227,14 @@ func TestInboxSendWhileTheEngineIsDown(t *testing.T) {
 	t.Logf("201 after %v with Redis down", time.Since(start).Round(time.Millisecond))
 	time.Sleep(500 * time.Millisecond)
 	r.Run()
-	ev := nextOfType(t, s, "notification")
+	ev := testenv.NextOfType(t, s, "notification")
 	var got inbox.JSON
 	if err := json.Unmarshal([]byte(ev.Data), &got); err != nil || got.ID != sent.Notifications[0].ID {
 		t.Fatalf("pushed %s", ev.Data)
 	}
 	// Nothing twice: another notification comes next, not this one again.
 	n.send(testKey, `{"to":["alice"],"type":"x","title":"after"}`)
-	ev = nextOfType(t, s, "notification")
+	ev = testenv.NextOfType(t, s, "notification")
 	if err := json.Unmarshal([]byte(ev.Data), &got); err != nil || got.Title != "after" {
 		t.Fatalf("next pushed %s, want the one sent after", ev.Data)
 	}

@@ -18,12 +18,13 @@ import (
 	"github.com/herald-hub/herald/engine/redis"
 	"github.com/herald-hub/herald/internal/hub"
 	"github.com/herald-hub/herald/internal/redistest"
+	"github.com/herald-hub/herald/internal/testenv"
 )
 
 // nextStats waits for the next stats event of s, skipping others.
 func nextStats(t *testing.T, s *client.Stream) statsEvent {
 	t.Helper()
-	ev := nextOfType(t, s, "stats")
+	ev := testenv.NextOfType(t, s, "stats")
 	if ev.Topic != StatsTopic {
 		t.Fatalf("stats on %q", ev.Topic)
 	}

@@ -1,7 +1,9 @@
 // Package testenv is the rule for tests on real services: a test that needs
 // one reads where it is from a HERALD_TEST_* variable, and without it fails
 // under CI=true (.ci/run sets every variable) and is skipped otherwise, so
-// that such a test never passes without having run.
+// that such a test never passes without having run. It also holds the
+// helpers several test packages share: building the web packages, running
+// node's test suites, reading a stream.
 package testenv
 
 import (
