@@ -200,6 +200,13 @@ func TestInconsistentTopicFailsACallOfOneTopic(t *testing.T) {
 	if n, err := do(t, e, "EXISTS", e.key("bad")+"r:k1").AsInt64(); err != nil || n != 0 {
 		t.Fatalf("the failed call stored an idempotency key (%d, %v)", n, err)
 	}
+	// A call of retries alone writes no event, so it reads no stream: it
+	// answers the offset the key got, inconsistency or not.
+	first := appendOK(t, e, ev("bad2", "k", "1"))
+	do(t, e, "XADD", e.key("bad2")+"l", "7-0", "t", "1", "y", "x", "d", "x")
+	if again := appendOK(t, e, ev("bad2", "k", "1")); again[0] != first[0] {
+		t.Fatalf("a retry of one topic answered %v, want its first offset %v", again[0], first[0])
+	}
 }
 
 // Fan-out frames carry any bytes, and batches arrive in order.
